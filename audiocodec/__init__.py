@@ -4,3 +4,21 @@ Synchronous, sans-I/O, numpy only: nothing here awaits or imports anyio.
 """
 
 from __future__ import annotations
+
+from audiocodec.g711 import (
+    ULAW_SILENCE,
+    has_audioop,
+    ulaw_decode,
+    ulaw_decode_lut,
+    ulaw_encode,
+    ulaw_encode_lut,
+)
+
+__all__ = [
+    "ULAW_SILENCE",
+    "has_audioop",
+    "ulaw_decode",
+    "ulaw_decode_lut",
+    "ulaw_encode",
+    "ulaw_encode_lut",
+]
