@@ -13,9 +13,12 @@ from audiocodec.g711 import (
     ulaw_encode,
     ulaw_encode_lut,
 )
+from audiocodec.resample import SUPPORTED_RATES, Resampler
 
 __all__ = [
+    "SUPPORTED_RATES",
     "ULAW_SILENCE",
+    "Resampler",
     "has_audioop",
     "ulaw_decode",
     "ulaw_decode_lut",

@@ -1,0 +1,203 @@
+"""Streaming polyphase FIR resampler for PCM16 mono, exact across chunk boundaries.
+
+Theory of operation (see :mod:`audiocodec._filters` for the filter design):
+
+* One :class:`Resampler` per direction per call. It keeps the input samples the filter still
+  needs (the history) in a preallocated float64 work buffer, so feeding a signal in 20 ms chunks
+  gives exactly the samples of feeding it whole. There is no stateless per-chunk resampling.
+* Work is done in blocks: each block turns ``M`` input samples into ``L`` output samples
+  (``L/M = out_rate/in_rate`` reduced; 8->16 kHz is 1 -> 2, 24->8 kHz is 3 -> 1, 16<->24 kHz is
+  2 <-> 3). All blocks whose input window is complete are computed in one BLAS call on a strided
+  view of the work buffer; the rest waits for the next call. A 20 ms chunk holds whole blocks for
+  every supported pair, so after the first call each call returns exactly 20 ms (320 samples per
+  160 in for 8->16 kHz, 160 per 480 for 24->8 kHz). For other chunk sizes the fractional
+  leftover (< ``M`` input samples) stays in the buffer and is used by the next call.
+* Time alignment: the linear-phase filter delays by ``(N - 1) / 2`` samples at the upsampled
+  rate. That delay is compensated, not emitted: output sample ``j`` is time-aligned with input
+  time ``j / out_rate``, so the first output corresponds to the first input. The price is
+  look-ahead: outputs are returned only once the input they need has arrived, i.e. the first
+  call returns :attr:`Resampler.latency_ms` (~2.5 ms) fewer samples, and that is the whole added
+  latency. :meth:`Resampler.flush` pads with zeros to release the tail; the total output is
+  then ``round_half_up(n_in * out_rate / in_rate)`` samples, and the resampler is reset.
+* Output is rounded half-to-even and clipped to int16. Arithmetic is exact in float64 (see
+  :mod:`audiocodec._filters`), so results do not depend on chunking or on BLAS internals.
+
+Supported: any pair of positive integer rates whose reduced ratio keeps the bank small (8, 16, 24
+kHz in any direction, and equal rates as a pass-through). Not thread-safe; no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from typing import Final, final
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import as_strided
+
+from audiocodec._filters import polyphase_bank
+
+__all__ = ["SUPPORTED_RATES", "Resampler"]
+
+SUPPORTED_RATES: Final = frozenset({8000, 16000, 24000})
+"""Rates every pairing of which is designed and tested (others work if the ratio is small)."""
+
+_MAX_FACTOR: Final = 12  # largest L or M accepted: keeps banks and delays small
+_INITIAL_CAPACITY_S: Final = 0.25  # work buffer sized for 250 ms chunks; grows if fed more
+
+
+@final
+class Resampler:
+    """Stateful streaming resampler ``in_rate -> out_rate`` for PCM16 LE mono.
+
+    Args:
+        in_rate: input sample rate in Hz.
+        out_rate: output sample rate in Hz; equal rates make a pass-through.
+
+    Raises:
+        ValueError: a rate is not positive, or the reduced ratio is larger than 12:1.
+    """
+
+    __slots__ = (
+        "_bank",
+        "_capacity",
+        "_down",
+        "_fill",
+        "_history",
+        "_in_rate",
+        "_in_total",
+        "_out_rate",
+        "_out_total",
+        "_passthrough",
+        "_up",
+        "_width",
+        "_windows",
+        "_work",
+    )
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        if in_rate <= 0 or out_rate <= 0:
+            raise ValueError(f"sample rates must be positive, got {in_rate} -> {out_rate}")
+        self._in_rate = in_rate
+        self._out_rate = out_rate
+        self._passthrough = in_rate == out_rate
+        self._in_total = 0
+        self._out_total = 0
+        if self._passthrough:
+            self._up = self._down = 1
+            self._width = 1
+            self._history = 0
+            self._bank: npt.NDArray[np.float64] = np.ones((1, 1))
+        else:
+            spec = polyphase_bank(in_rate, out_rate)
+            if max(spec.up, spec.down) > _MAX_FACTOR:
+                raise ValueError(f"unsupported resampling ratio {in_rate} -> {out_rate}")
+            self._up, self._down = spec.up, spec.down
+            self._width = spec.width
+            self._history = -spec.offset  # zeros standing for the time before the stream
+            self._bank = spec.bank
+        self._capacity = 0
+        self._work: npt.NDArray[np.float64] = np.zeros(0)
+        self._windows: npt.NDArray[np.float64] = np.zeros((0, self._width))
+        self._grow(int(in_rate * _INITIAL_CAPACITY_S))
+        self._fill = self._history
+
+    @property
+    def in_rate(self) -> int:
+        """Input sample rate in Hz."""
+        return self._in_rate
+
+    @property
+    def out_rate(self) -> int:
+        """Output sample rate in Hz."""
+        return self._out_rate
+
+    @property
+    def latency_ms(self) -> float:
+        """Added latency: the filter's look-ahead (group delay), 0 for a pass-through."""
+        if self._passthrough:
+            return 0.0
+        spec = polyphase_bank(self._in_rate, self._out_rate)
+        return 1000.0 * spec.delay / (self._in_rate * self._up)
+
+    def process(self, pcm: bytes) -> bytes:
+        """Resample one chunk; returns every output sample whose input is complete.
+
+        Args:
+            pcm: PCM16 LE mono, any even length (including 0).
+
+        Returns:
+            PCM16 LE at ``out_rate``; see the module docstring for how many samples.
+
+        Raises:
+            ValueError: ``pcm`` has an odd number of bytes.
+        """
+        if len(pcm) % 2:
+            raise ValueError(f"PCM16 data must have an even length, got {len(pcm)} bytes")
+        count = len(pcm) // 2
+        self._in_total += count
+        if self._passthrough:
+            self._out_total += count
+            return bytes(pcm)
+        if self._fill + count > self._capacity:
+            self._grow(self._fill + count)
+        self._work[self._fill : self._fill + count] = np.frombuffer(pcm, dtype="<i2")
+        self._fill += count
+        return self._run().tobytes()
+
+    def flush(self) -> bytes:
+        """Release the tail (zero-padded past the end of input) and reset for a new stream.
+
+        Returns:
+            The remaining PCM16 LE samples, so that everything returned since construction (or
+            the last flush) totals ``round_half_up(n_in * out_rate / in_rate)`` samples.
+        """
+        target = (2 * self._in_total * self._up + self._down) // (2 * self._down)
+        missing = target - self._out_total
+        tail = b""
+        if missing > 0 and not self._passthrough:
+            blocks = -(-missing // self._up)
+            pad = self._width + blocks * self._down
+            if self._fill + pad > self._capacity:
+                self._grow(self._fill + pad)
+            self._work[self._fill : self._fill + pad] = 0.0
+            self._fill += pad
+            tail = self._run()[:missing].tobytes()
+        self._reset()
+        return tail
+
+    def _run(self) -> npt.NDArray[np.int16]:
+        # Compute every complete block; keep the unconsumed input (history + leftover) in front.
+        available = self._fill - self._width
+        if available < 0:
+            return np.zeros(0, dtype=np.int16)
+        blocks = available // self._down + 1
+        out = np.dot(self._windows[:blocks], self._bank).ravel()
+        consumed = blocks * self._down
+        self._work[: self._fill - consumed] = self._work[consumed : self._fill]
+        self._fill -= consumed
+        self._out_total += out.shape[0]
+        np.rint(out, out=out)
+        # np.minimum/np.maximum: np.clip's Python wrapper costs ~3 µs per call.
+        np.maximum(out, -32768.0, out=out)
+        np.minimum(out, 32767.0, out=out)
+        samples: npt.NDArray[np.int16] = out.astype("<i2")
+        return samples
+
+    def _grow(self, needed: int) -> None:
+        capacity = max(needed, 2 * self._capacity, self._width + self._history + 1)
+        work = np.zeros(capacity, dtype=np.float64)
+        work[: self._capacity] = self._work
+        self._work = work
+        self._capacity = capacity
+        # Row b of the view is block b's input window; rows overlap (a strided, read-only view).
+        rows = (capacity - self._width) // self._down + 1
+        item = work.itemsize
+        self._windows = as_strided(
+            work, shape=(rows, self._width), strides=(self._down * item, item), writeable=False
+        )
+
+    def _reset(self) -> None:
+        self._work[:] = 0.0
+        self._fill = self._history
+        self._in_total = 0
+        self._out_total = 0
