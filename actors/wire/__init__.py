@@ -1,9 +1,10 @@
 """Sans-I/O wire models: Twilio Media Streams frames and Nova Sonic events as msgspec Structs.
 
-Rules: nothing here performs I/O or imports anyio or the AWS SDK. Each module owns one protocol's
-schemas, a reusable typed decoder/encoder per direction, and one project error (a
-``RemoteProtocolError`` naming the field) for every malformed input. Wire schemas are not internal
-messages: the actors translate them at the edge.
+Rules: nothing here performs I/O or imports anyio or the AWS SDK. Each protocol module owns its
+schemas, one reusable typed decoder/encoder per direction, and one project error (a
+``RemoteProtocolError`` naming the field) for every malformed input: :class:`TwilioMessageError`,
+:class:`SonicEventError`. Wire schemas are not internal messages: the actors translate them at the
+edge. :class:`TwilioStreamValidator` checks frame order on one Twilio socket.
 """
 
 from __future__ import annotations
@@ -80,6 +81,39 @@ from actors.wire.nova_sonic import (
     is_barge_in_marker,
     output_event_name,
 )
+from actors.wire.twilio_media import (
+    DtmfPayload,
+    MarkPayload,
+    MediaFormat,
+    MediaPayload,
+    OutboundMediaPayload,
+    StartMetadata,
+    StopMetadata,
+    TwilioConnected,
+    TwilioDtmf,
+    TwilioInbound,
+    TwilioMark,
+    TwilioMedia,
+    TwilioMessageError,
+    TwilioOutbound,
+    TwilioOutboundClear,
+    TwilioOutboundMark,
+    TwilioOutboundMedia,
+    TwilioStart,
+    TwilioStop,
+    decode_twilio_inbound,
+    decode_twilio_outbound,
+    encode_twilio_clear,
+    encode_twilio_inbound,
+    encode_twilio_mark,
+    encode_twilio_media,
+    encode_twilio_outbound,
+)
+from actors.wire.twilio_stream import (
+    TwilioStreamPhase,
+    TwilioStreamStatistics,
+    TwilioStreamValidator,
+)
 
 __all__ = [
     "BARGE_IN_MARKER",
@@ -96,6 +130,7 @@ __all__ = [
     "CompletionStart",
     "ContentRole",
     "ContentType",
+    "DtmfPayload",
     "EndpointingSensitivity",
     "ExceptionPayload",
     "GenerationStage",
@@ -105,6 +140,10 @@ __all__ = [
     "InputEnvelope",
     "InputEvent",
     "InputEventBody",
+    "MarkPayload",
+    "MediaFormat",
+    "MediaPayload",
+    "OutboundMediaPayload",
     "OutputAudioConfiguration",
     "OutputContentEnd",
     "OutputContentStart",
@@ -118,6 +157,8 @@ __all__ = [
     "SessionEnd",
     "SessionStart",
     "SonicEventError",
+    "StartMetadata",
+    "StopMetadata",
     "TextConfiguration",
     "TextInput",
     "TextOutput",
@@ -136,6 +177,21 @@ __all__ = [
     "ToolUse",
     "ToolUseOutputConfiguration",
     "TurnDetectionConfiguration",
+    "TwilioConnected",
+    "TwilioDtmf",
+    "TwilioInbound",
+    "TwilioMark",
+    "TwilioMedia",
+    "TwilioMessageError",
+    "TwilioOutbound",
+    "TwilioOutboundClear",
+    "TwilioOutboundMark",
+    "TwilioOutboundMedia",
+    "TwilioStart",
+    "TwilioStop",
+    "TwilioStreamPhase",
+    "TwilioStreamStatistics",
+    "TwilioStreamValidator",
     "UnknownOutputEvent",
     "UsageDetails",
     "UsageEvent",
@@ -143,11 +199,18 @@ __all__ = [
     "decode_exception_payload",
     "decode_input_event",
     "decode_output_event",
+    "decode_twilio_inbound",
+    "decode_twilio_outbound",
     "encode_audio_input",
     "encode_chunk_payload",
     "encode_exception_payload",
     "encode_input_event",
     "encode_output_event",
+    "encode_twilio_clear",
+    "encode_twilio_inbound",
+    "encode_twilio_mark",
+    "encode_twilio_media",
+    "encode_twilio_outbound",
     "generation_stage",
     "input_event_name",
     "is_barge_in_marker",

@@ -11,9 +11,9 @@ from typing import Final
 import msgspec
 
 from actors.errors import RemoteProtocolError
-from actors.wire._paths import field_path, problem
+from actors.wire._paths import DECODE_ERRORS, describe
 
-__all__ = ["ENCODER", "SonicEventError", "camel", "event_error"]
+__all__ = ["DECODE_ERRORS", "ENCODER", "SonicEventError", "camel", "event_error"]
 
 
 class SonicEventError(RemoteProtocolError):
@@ -29,6 +29,7 @@ def camel(attr: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def event_error(exc: msgspec.DecodeError, what: str) -> SonicEventError:
-    """Translate a msgspec decode error into :class:`SonicEventError` naming the field path."""
-    return SonicEventError(f"malformed {what}: {problem(exc)}", field=field_path(exc))
+def event_error(exc: Exception, what: str) -> SonicEventError:
+    """Translate one of :data:`DECODE_ERRORS` into :class:`SonicEventError` naming the field path."""
+    problem, field = describe(exc)
+    return SonicEventError(f"malformed {what}: {problem}", field=field)

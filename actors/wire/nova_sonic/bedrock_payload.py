@@ -12,7 +12,7 @@ from typing import Final
 
 import msgspec
 
-from actors.wire.nova_sonic._common import ENCODER, event_error
+from actors.wire.nova_sonic._common import DECODE_ERRORS, ENCODER, event_error
 
 __all__ = [
     "ChunkPayload",
@@ -53,7 +53,7 @@ def decode_chunk_payload(data: bytes | str) -> bytes:
     """
     try:
         return _CHUNK_DECODER.decode(data).bytes_
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise event_error(exc, "chunk payload") from exc
 
 
@@ -70,5 +70,5 @@ def decode_exception_payload(data: bytes | str) -> str:
     """
     try:
         return _EXCEPTION_DECODER.decode(data).message
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise event_error(exc, "exception payload") from exc

@@ -14,7 +14,13 @@ from typing import Final, Literal
 
 import msgspec
 
-from actors.wire.nova_sonic._common import ENCODER, SonicEventError, camel, event_error
+from actors.wire.nova_sonic._common import (
+    DECODE_ERRORS,
+    ENCODER,
+    SonicEventError,
+    camel,
+    event_error,
+)
 
 __all__ = [
     "INPUT_EVENT_NAMES",
@@ -67,11 +73,11 @@ class _Strict(
     """Input-side base: camelCase keys, unknown keys rejected, every field encoded."""
 
 
-class _StrictOptional(_Strict, frozen=True, omit_defaults=True):
+class _StrictOptional(_Strict, frozen=True, kw_only=True, omit_defaults=True):
     """Input-side base for structs with optional parts (defaults are None and left out)."""
 
 
-class InferenceConfiguration(_Strict, frozen=True):
+class InferenceConfiguration(_Strict, frozen=True, kw_only=True):
     """``sessionStart.inferenceConfiguration``."""
 
     max_tokens: int = 1024
@@ -79,19 +85,19 @@ class InferenceConfiguration(_Strict, frozen=True):
     temperature: float = 0.7
 
 
-class TurnDetectionConfiguration(_Strict, frozen=True):
+class TurnDetectionConfiguration(_Strict, frozen=True, kw_only=True):
     """``sessionStart.turnDetectionConfiguration`` (Nova 2): HIGH answers soonest, LOW waits longest."""
 
     endpointing_sensitivity: EndpointingSensitivity = "MEDIUM"
 
 
-class TextConfiguration(_Strict, frozen=True):
+class TextConfiguration(_Strict, frozen=True, kw_only=True):
     """``textOutputConfiguration`` / ``textInputConfiguration`` on the input side."""
 
     media_type: str = "text/plain"
 
 
-class AudioOutputConfiguration(_Strict, frozen=True):
+class AudioOutputConfiguration(_Strict, frozen=True, kw_only=True):
     """``promptStart.audioOutputConfiguration``: what Sonic should speak, and in which voice."""
 
     voice_id: str
@@ -103,19 +109,19 @@ class AudioOutputConfiguration(_Strict, frozen=True):
     audio_type: str = "SPEECH"
 
 
-class ToolUseOutputConfiguration(_Strict, frozen=True):
+class ToolUseOutputConfiguration(_Strict, frozen=True, kw_only=True):
     """``promptStart.toolUseOutputConfiguration`` (send only when tools are configured)."""
 
     media_type: str = "application/json"
 
 
-class ToolInputSchema(_Strict, frozen=True):
+class ToolInputSchema(_Strict, frozen=True, kw_only=True):
     """``toolSpec.inputSchema``: ``json`` is a STRING holding the JSON Schema."""
 
     json: str
 
 
-class ToolSpec(_Strict, frozen=True):
+class ToolSpec(_Strict, frozen=True, kw_only=True):
     """One tool's name, description and input schema."""
 
     name: str
@@ -123,27 +129,27 @@ class ToolSpec(_Strict, frozen=True):
     input_schema: ToolInputSchema
 
 
-class Tool(_Strict, frozen=True):
+class Tool(_Strict, frozen=True, kw_only=True):
     """``toolConfiguration.tools[]`` item."""
 
     tool_spec: ToolSpec
 
 
-class ToolChoiceAuto(_Strict, frozen=True):
+class ToolChoiceAuto(_Strict, frozen=True, kw_only=True):
     """``{"auto": {}}``: the model decides (the default)."""
 
 
-class ToolChoiceAny(_Strict, frozen=True):
+class ToolChoiceAny(_Strict, frozen=True, kw_only=True):
     """``{"any": {}}``: the model must call some tool."""
 
 
-class ToolChoiceTool(_Strict, frozen=True):
+class ToolChoiceTool(_Strict, frozen=True, kw_only=True):
     """``{"tool": {"name": ...}}``: the model must call this tool."""
 
     name: str
 
 
-class ToolChoice(_StrictOptional, frozen=True):
+class ToolChoice(_StrictOptional, frozen=True, kw_only=True):
     """``toolConfiguration.toolChoice`` (Converse-style shapes; exactly one member is set)."""
 
     auto: ToolChoiceAuto | None = None
@@ -160,14 +166,14 @@ TOOL_CHOICE_AUTO: Final = ToolChoice(auto=ToolChoiceAuto())
 TOOL_CHOICE_ANY: Final = ToolChoice(any=ToolChoiceAny())
 
 
-class ToolConfiguration(_StrictOptional, frozen=True):
+class ToolConfiguration(_StrictOptional, frozen=True, kw_only=True):
     """``promptStart.toolConfiguration``."""
 
     tools: list[Tool]
     tool_choice: ToolChoice | None = None
 
 
-class AudioInputConfiguration(_Strict, frozen=True):
+class AudioInputConfiguration(_Strict, frozen=True, kw_only=True):
     """``contentStart.audioInputConfiguration`` for the caller's audio block."""
 
     media_type: str = "audio/lpcm"
@@ -178,7 +184,7 @@ class AudioInputConfiguration(_Strict, frozen=True):
     encoding: str = "base64"
 
 
-class ToolResultInputConfiguration(_Strict, frozen=True):
+class ToolResultInputConfiguration(_Strict, frozen=True, kw_only=True):
     """``contentStart.toolResultInputConfiguration``: which ``toolUseId`` this block answers."""
 
     tool_use_id: str
@@ -186,14 +192,14 @@ class ToolResultInputConfiguration(_Strict, frozen=True):
     text_input_configuration: TextConfiguration = msgspec.field(default_factory=TextConfiguration)
 
 
-class SessionStart(_StrictOptional, frozen=True):
+class SessionStart(_StrictOptional, frozen=True, kw_only=True):
     """``sessionStart``: first event of a stream."""
 
     inference_configuration: InferenceConfiguration
     turn_detection_configuration: TurnDetectionConfiguration | None = None
 
 
-class PromptStart(_StrictOptional, frozen=True):
+class PromptStart(_StrictOptional, frozen=True, kw_only=True):
     """``promptStart``: output formats, voice and tools. Leave tool parts None when there are none."""
 
     prompt_name: str
@@ -210,7 +216,7 @@ _CONFIG_FOR_TYPE: Final = {
 }
 
 
-class InputContentStart(_StrictOptional, frozen=True):
+class InputContentStart(_StrictOptional, frozen=True, kw_only=True):
     """``contentStart`` (input): opens a TEXT, AUDIO or TOOL block named ``content_name``.
 
     The configuration matching ``type`` must be present (TEXT → ``text_input_configuration``, AUDIO →
@@ -232,7 +238,7 @@ class InputContentStart(_StrictOptional, frozen=True):
             raise ValueError(f"contentStart of type {self.type} needs {camel(needed)}")
 
 
-class TextInput(_Strict, frozen=True):
+class TextInput(_Strict, frozen=True, kw_only=True):
     """``textInput``: system prompt, history or cross-modal USER text."""
 
     prompt_name: str
@@ -240,7 +246,7 @@ class TextInput(_Strict, frozen=True):
     content: str
 
 
-class AudioInput(_Strict, frozen=True):
+class AudioInput(_Strict, frozen=True, kw_only=True):
     """``audioInput``: LPCM16 mono; ``content`` is raw PCM here and base64 on the wire."""
 
     prompt_name: str
@@ -248,7 +254,7 @@ class AudioInput(_Strict, frozen=True):
     content: bytes
 
 
-class ToolResult(_Strict, frozen=True):
+class ToolResult(_Strict, frozen=True, kw_only=True):
     """``toolResult``: ``content`` is stringified JSON."""
 
     prompt_name: str
@@ -256,20 +262,20 @@ class ToolResult(_Strict, frozen=True):
     content: str
 
 
-class InputContentEnd(_Strict, frozen=True):
+class InputContentEnd(_Strict, frozen=True, kw_only=True):
     """``contentEnd`` (input): closes the block ``content_name``."""
 
     prompt_name: str
     content_name: str
 
 
-class PromptEnd(_Strict, frozen=True):
+class PromptEnd(_Strict, frozen=True, kw_only=True):
     """``promptEnd``."""
 
     prompt_name: str
 
 
-class SessionEnd(_Strict, frozen=True):
+class SessionEnd(_Strict, frozen=True, kw_only=True):
     """``sessionEnd``: ``{}``; last event before closing the input stream."""
 
 
@@ -286,7 +292,7 @@ InputEventBody = (
 )
 
 
-class InputEvent(_StrictOptional, frozen=True):
+class InputEvent(_StrictOptional, frozen=True, kw_only=True):
     """The ``event`` object of an input event: exactly one field is set."""
 
     session_start: SessionStart | None = None
@@ -300,7 +306,7 @@ class InputEvent(_StrictOptional, frozen=True):
     session_end: SessionEnd | None = None
 
 
-class InputEnvelope(_Strict, frozen=True):
+class InputEnvelope(_Strict, frozen=True, kw_only=True):
     """``{"event": {...}}`` for input events."""
 
     event: InputEvent
@@ -326,11 +332,11 @@ _INPUT_ATTRS: Final = tuple(_INPUT_ATTR.values())
 _NO_INPUT_EVENT: Final = InputEvent()  # encoders fill in the one field they need
 
 
-class _AudioInputEvent(_Strict, frozen=True):
+class _AudioInputEvent(_Strict, frozen=True, kw_only=True):
     audio_input: AudioInput
 
 
-class _AudioInputEnvelope(_Strict, frozen=True):
+class _AudioInputEnvelope(_Strict, frozen=True, kw_only=True):
     event: _AudioInputEvent
 
 
@@ -365,7 +371,7 @@ def decode_input_event(data: bytes | str) -> InputEventBody:
     """
     try:
         event = _INPUT_DECODER.decode(data).event
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise event_error(exc, "input event") from exc
     bodies: list[InputEventBody] = [
         body for attr in _INPUT_ATTRS if (body := getattr(event, attr)) is not None

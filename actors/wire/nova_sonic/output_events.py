@@ -14,7 +14,13 @@ from typing import Final, Literal, final
 
 import msgspec
 
-from actors.wire.nova_sonic._common import ENCODER, SonicEventError, camel, event_error
+from actors.wire.nova_sonic._common import (
+    DECODE_ERRORS,
+    ENCODER,
+    SonicEventError,
+    camel,
+    event_error,
+)
 
 __all__ = [
     "BARGE_IN_MARKER",
@@ -52,17 +58,17 @@ class _Tolerant(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="cam
     """Output-side base: camelCase keys, unknown keys ignored, every field encoded."""
 
 
-class _TolerantOptional(_Tolerant, frozen=True, omit_defaults=True):
+class _TolerantOptional(_Tolerant, frozen=True, kw_only=True, omit_defaults=True):
     """Output-side base for structs with optional parts (defaults are None and left out)."""
 
 
-class OutputTextConfiguration(_Tolerant, frozen=True):
+class OutputTextConfiguration(_Tolerant, frozen=True, kw_only=True):
     """``contentStart.textOutputConfiguration`` on the output side."""
 
     media_type: str = "text/plain"
 
 
-class OutputAudioConfiguration(_Tolerant, frozen=True):
+class OutputAudioConfiguration(_Tolerant, frozen=True, kw_only=True):
     """``contentStart.audioOutputConfiguration`` on the output side: the format of ``audioOutput``."""
 
     media_type: str = "audio/lpcm"
@@ -72,13 +78,13 @@ class OutputAudioConfiguration(_Tolerant, frozen=True):
     channel_count: int = 1
 
 
-class OutputToolUseConfiguration(_Tolerant, frozen=True):
+class OutputToolUseConfiguration(_Tolerant, frozen=True, kw_only=True):
     """``contentStart.toolUseOutputConfiguration`` on the output side."""
 
     media_type: str = "application/json"
 
 
-class CompletionStart(_Tolerant, frozen=True):
+class CompletionStart(_Tolerant, frozen=True, kw_only=True):
     """``completionStart``: a model turn (completion) begins."""
 
     session_id: str
@@ -86,7 +92,7 @@ class CompletionStart(_Tolerant, frozen=True):
     completion_id: str
 
 
-class OutputContentStart(_TolerantOptional, frozen=True):
+class OutputContentStart(_TolerantOptional, frozen=True, kw_only=True):
     """``contentStart`` (output): a TEXT, AUDIO or TOOL block ``content_id`` begins.
 
     ``additional_model_fields`` is a string of JSON; read it with :func:`generation_stage`.
@@ -104,7 +110,7 @@ class OutputContentStart(_TolerantOptional, frozen=True):
     tool_use_output_configuration: OutputToolUseConfiguration | None = None
 
 
-class TextOutput(_Tolerant, frozen=True):
+class TextOutput(_Tolerant, frozen=True, kw_only=True):
     """``textOutput``: transcript (USER) or reply text (ASSISTANT); may be the barge-in marker."""
 
     session_id: str
@@ -115,7 +121,7 @@ class TextOutput(_Tolerant, frozen=True):
     content: str
 
 
-class AudioOutput(_Tolerant, frozen=True):
+class AudioOutput(_Tolerant, frozen=True, kw_only=True):
     """``audioOutput``: LPCM16 mono; ``content`` is raw PCM here and base64 on the wire."""
 
     session_id: str
@@ -125,7 +131,7 @@ class AudioOutput(_Tolerant, frozen=True):
     content: bytes
 
 
-class ToolUse(_Tolerant, frozen=True):
+class ToolUse(_Tolerant, frozen=True, kw_only=True):
     """``toolUse``: the model calls ``tool_name``; ``content`` is the input as a JSON string."""
 
     session_id: str
@@ -137,7 +143,7 @@ class ToolUse(_Tolerant, frozen=True):
     content: str
 
 
-class OutputContentEnd(_Tolerant, frozen=True):
+class OutputContentEnd(_Tolerant, frozen=True, kw_only=True):
     """``contentEnd`` (output): ``stop_reason`` is PARTIAL_TURN, END_TURN, INTERRUPTED or TOOL_USE."""
 
     session_id: str
@@ -148,28 +154,28 @@ class OutputContentEnd(_Tolerant, frozen=True):
     stop_reason: str
 
 
-class TokenCounts(_Tolerant, frozen=True):
+class TokenCounts(_Tolerant, frozen=True, kw_only=True):
     """Speech and text tokens in one direction."""
 
     speech_tokens: int = 0
     text_tokens: int = 0
 
 
-class TokenUsage(_Tolerant, frozen=True):
+class TokenUsage(_Tolerant, frozen=True, kw_only=True):
     """Token counts for input and output."""
 
     input: TokenCounts = msgspec.field(default_factory=TokenCounts)
     output: TokenCounts = msgspec.field(default_factory=TokenCounts)
 
 
-class UsageDetails(_Tolerant, frozen=True):
+class UsageDetails(_Tolerant, frozen=True, kw_only=True):
     """``usageEvent.details``: the change since the last usage event and the running total."""
 
     delta: TokenUsage = msgspec.field(default_factory=TokenUsage)
     total: TokenUsage = msgspec.field(default_factory=TokenUsage)
 
 
-class UsageEvent(_Tolerant, frozen=True):
+class UsageEvent(_Tolerant, frozen=True, kw_only=True):
     """``usageEvent``: token accounting; arrives any time, repeatedly."""
 
     session_id: str
@@ -181,7 +187,7 @@ class UsageEvent(_Tolerant, frozen=True):
     total_tokens: int = 0
 
 
-class CompletionEnd(_Tolerant, frozen=True):
+class CompletionEnd(_Tolerant, frozen=True, kw_only=True):
     """``completionEnd``: the model turn is over."""
 
     session_id: str
@@ -210,7 +216,7 @@ OutputEventBody = (
 )
 
 
-class OutputEvent(_TolerantOptional, frozen=True):
+class OutputEvent(_TolerantOptional, frozen=True, kw_only=True):
     """The ``event`` object of an output event: one known field is set (unknown names are ignored)."""
 
     completion_start: CompletionStart | None = None
@@ -223,7 +229,7 @@ class OutputEvent(_TolerantOptional, frozen=True):
     completion_end: CompletionEnd | None = None
 
 
-class OutputEnvelope(_Tolerant, frozen=True):
+class OutputEnvelope(_Tolerant, frozen=True, kw_only=True):
     """``{"event": {...}}`` for output events."""
 
     event: OutputEvent
@@ -284,7 +290,7 @@ def decode_output_event(data: bytes | str) -> OutputEventBody:
     """
     try:
         event = _OUTPUT_DECODER.decode(data).event
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise event_error(exc, "output event") from exc
     found: OutputEventBody | None = None
     for attr in _OUTPUT_ATTRS:
@@ -327,7 +333,7 @@ def generation_stage(content_start: OutputContentStart) -> GenerationStage | Non
         return None
     try:
         stage = _ADDITIONAL_FIELDS_DECODER.decode(raw).generation_stage
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return None
     if stage == "SPECULATIVE":
         return "SPECULATIVE"
@@ -362,5 +368,5 @@ def is_barge_in_marker(text: str) -> bool:
         return False
     try:
         return _INTERRUPTED_DECODER.decode(stripped).interrupted
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return False
