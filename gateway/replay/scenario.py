@@ -1,0 +1,313 @@
+"""The replay scenario format: one scripted phone call, as a TOML file.
+
+Theory of operation. A scenario says who the caller is and what they do (``[[caller]]`` steps,
+executed in order by the simulated Twilio peer), how the emulated model behaves (``[model]``, the
+emulator's :class:`~gateway.emulator.ModelScript`, plus ``[emulator]`` setting overrides), how the
+gateway is configured for this call (``[gateway]`` overrides of ``GatewayConfig`` fields), how the
+peer presents itself (``[peer]``) and what must be true afterwards (``[expect]``).
+
+Decoding is strict: msgspec Structs with ``forbid_unknown_fields``, the caller steps a tagged union
+on ``kind``. Every error is a :class:`ScenarioError` naming the file's LINE: TOML syntax errors take
+the line from tomllib's message, validation errors map msgspec's path (``$.caller[2].ms``) to a line
+with :func:`gateway.replay.locate.line_of_path`.
+
+Example::
+
+    name = "barge_in_mid_answer"
+    description = "The caller talks over a long answer; the gateway clears playback."
+
+    [[caller]]
+    kind = "wait_for_answer"      # the greeting
+    until = "end"
+
+    [[caller]]
+    kind = "say"
+    audio = "clips/opening_hours.ulaw"
+
+    [[caller]]
+    kind = "barge_in"
+    at_ms = 800
+    ms = 700
+
+    [[model.turns]]
+    transcript = "What are your opening hours?"
+    reply = "We are open from nine to five on weekdays and ..."
+    answer_ms = 4000
+
+    [expect]
+    clear_within_ms = 400
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import msgspec
+
+from gateway.emulator.script import ModelScript
+from gateway.replay.locate import line_of_path
+
+__all__ = [
+    "BargeIn",
+    "CallerStep",
+    "Dtmf",
+    "Expectations",
+    "Hangup",
+    "Pause",
+    "PeerSettings",
+    "Say",
+    "Scenario",
+    "ScenarioError",
+    "WaitForAnswer",
+    "load_scenario",
+    "parse_scenario",
+]
+
+_DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
+
+
+class ScenarioError(ValueError):
+    """A scenario file is malformed; names the file, the line and (when known) the field path.
+
+    Attributes:
+        path: the msgspec path of the offending field (``$.caller[2].ms``), or "" for syntax errors.
+        line: 1-based line in the source.
+        message: what is wrong.
+        source_name: the file name (or ``<string>``).
+    """
+
+    def __init__(
+        self, path: str, line: int, message: str, *, source_name: str = "<string>"
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+        self.source_name = source_name
+        where = f" ({path})" if path else ""
+        super().__init__(f"{source_name}:{line}: {message}{where}")
+
+
+class _Step(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"
+):
+    """Base of the caller steps (tagged by ``kind``)."""
+
+
+def _check_audio_source(audio: str | None, ms: int | None) -> None:
+    if (audio is None) == (ms is None):
+        raise ValueError("give exactly one of `audio` (a file) or `ms` (generated speech)")
+    if ms is not None and ms <= 0:
+        raise ValueError("`ms` must be > 0")
+
+
+class Say(_Step, frozen=True, kw_only=True, tag="say"):
+    """The caller speaks: an audio file (8 kHz μ-law ``.ulaw`` or PCM16 ``.wav``, path relative to the
+    scenario) or ``ms`` of generated speech-like audio from ``seed``."""
+
+    audio: str | None = None
+    ms: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_audio_source(self.audio, self.ms)
+
+
+class Pause(_Step, frozen=True, kw_only=True, tag="pause"):
+    """The caller is silent for ``ms`` (the peer keeps streaming silence frames, as Twilio does)."""
+
+    ms: int
+
+    def __post_init__(self) -> None:
+        if self.ms < 0:
+            raise ValueError("`ms` must be >= 0")
+
+
+class WaitForAnswer(_Step, frozen=True, kw_only=True, tag="wait_for_answer"):
+    """Wait until the assistant's next answer starts (``until = "start"``) or has finished playing
+    (``until = "end"``, the default); fails the call after ``timeout_ms``."""
+
+    until: Literal["start", "end"] = "end"
+    timeout_ms: int = 10_000
+
+
+class BargeIn(_Step, frozen=True, kw_only=True, tag="barge_in"):
+    """Talk over the answer: start speaking ``at_ms`` into the answer as heard, for ``ms`` (or with the
+    given ``audio`` file)."""
+
+    at_ms: int
+    ms: int | None = None
+    audio: str | None = None
+    seed: int = 1
+    timeout_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        _check_audio_source(self.audio, self.ms)
+        if self.at_ms < 0:
+            raise ValueError("`at_ms` must be >= 0")
+
+
+class Dtmf(_Step, frozen=True, kw_only=True, tag="dtmf"):
+    """The caller presses a key."""
+
+    digit: str
+
+    def __post_init__(self) -> None:
+        if self.digit not in _DTMF_DIGITS:
+            raise ValueError("`digit` must be one of 0-9, *, #, A-D")
+
+
+class Hangup(_Step, frozen=True, kw_only=True, tag="hangup"):
+    """The caller hangs up: ``stop`` then a normal close. With ``at_ms``, that far into the next
+    answer as heard (a mid-answer hang-up)."""
+
+    at_ms: int | None = None
+    timeout_ms: int = 10_000
+
+
+type CallerStep = Say | Pause | WaitForAnswer | BargeIn | Dtmf | Hangup
+
+
+class PeerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the simulated Twilio presents itself.
+
+    Attributes:
+        sign_requests: send ``X-Twilio-Signature`` on the upgrade when the gateway has a token.
+        call_sid / account_sid / stream_sid: identities in ``start`` ("" = generated per run).
+        custom_parameters: ``start.customParameters`` (the TwiML ``<Parameter>`` values).
+    """
+
+    sign_requests: bool = True
+    call_sid: str = ""
+    account_sid: str = "AC00000000000000000000000000000000"
+    stream_sid: str = ""
+    custom_parameters: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What must hold after the call; ``None`` / empty means "not checked".
+
+    Attributes:
+        greeting_within_ms: ``start`` sent -> first assistant media received.
+        response_latency_ms: max over caller turns of end of speech -> first assistant media received.
+        clear_within_ms: barge-in signal (caller starts talking over the answer) -> ``clear`` received.
+        max_heard_after_barge_in_ms: assistant audio the caller still heard after barging in.
+        transcript: lines ``"USER: ..."`` / ``"ASSISTANT: ..."`` that must appear, in order, in the
+            call's record (each matches a record line of that role containing the text, ignoring
+            case and spacing).
+        heard_contains: texts that must appear in the record's assistant lines (what was heard).
+        min_heard_ms: total assistant audio the caller heard.
+        ends_cleanly: socket closed normally, no call error, gateway back to zero live calls.
+        rejected: the upgrade was refused with HTTP 403 and no call started.
+        handovers: at least this many Sonic session handovers.
+        recovered_faults: at least this many Sonic faults recovered within the call.
+        answers: at least this many assistant answers heard (the greeting counts).
+    """
+
+    greeting_within_ms: int | None = None
+    response_latency_ms: int | None = None
+    clear_within_ms: int | None = None
+    max_heard_after_barge_in_ms: int | None = None
+    transcript: list[str] = msgspec.field(default_factory=list)
+    heard_contains: list[str] = msgspec.field(default_factory=list)
+    min_heard_ms: int | None = None
+    ends_cleanly: bool | None = None
+    rejected: bool = False
+    handovers: int | None = None
+    recovered_faults: int | None = None
+    answers: int | None = None
+
+    def __post_init__(self) -> None:
+        for line in self.transcript:
+            if not re.match(r"^(USER|ASSISTANT):\s*\S", line):
+                raise ValueError(
+                    f"transcript line {line!r} must look like 'USER: ...' or 'ASSISTANT: ...'"
+                )
+
+
+class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One scripted call.
+
+    Attributes:
+        name: short identifier (file stem by convention).
+        description: one sentence for the report.
+        caller: the caller's steps, in order; after the last step the caller hangs up.
+        model: the emulated model's script.
+        emulator: overrides of ``EmulatorSettings`` fields (e.g. ``session_cap_s``, ``think_ms``).
+        gateway: overrides of ``GatewayConfig`` fields (e.g. ``handover_after_s``,
+            ``twilio_auth_token``).
+        peer: how the simulated Twilio presents itself.
+        expect: what must hold afterwards.
+        base_dir: directory the audio paths are relative to (set by :func:`load_scenario`).
+    """
+
+    name: str
+    description: str = ""
+    caller: list[CallerStep] = msgspec.field(default_factory=list)
+    model: ModelScript = msgspec.field(default_factory=ModelScript)
+    emulator: dict[str, Any] = msgspec.field(default_factory=dict)
+    gateway: dict[str, Any] = msgspec.field(default_factory=dict)
+    peer: PeerSettings = msgspec.field(default_factory=PeerSettings)
+    expect: Expectations = msgspec.field(default_factory=Expectations)
+    base_dir: str = "."
+
+    def resolve(self, relative: str) -> Path:
+        """Return ``relative`` (an audio path from a step) resolved against the scenario's folder."""
+        return Path(self.base_dir) / relative
+
+
+_TOML_LINE: Final = re.compile(r"at line (\d+)")
+_UNKNOWN_FIELD: Final = re.compile(r"unknown field `([^`]*)`")
+_ERROR_PATH: Final = re.compile(r"^(.*) - at `(\$[^`]*)`$", re.DOTALL)
+
+
+def parse_scenario(text: str, *, source_name: str = "<string>", base_dir: str = ".") -> Scenario:
+    """Decode a scenario from TOML text.
+
+    Raises:
+        ScenarioError: syntax or validation error, naming the line.
+    """
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        found = _TOML_LINE.search(str(error))
+        line = int(found.group(1)) if found is not None else max(1, len(text.splitlines()))
+        raise ScenarioError("", line, f"TOML syntax: {error}", source_name=source_name) from None
+    if re.search(r"(?m)^\s*base_dir\s*=", text):
+        raise ScenarioError(
+            "$.base_dir",
+            line_of_path(text, "$.base_dir"),
+            "`base_dir` is set by the loader, not in the file",
+            source_name=source_name,
+        )
+    try:
+        scenario = msgspec.toml.decode(text, type=Scenario)
+    except msgspec.ValidationError as error:
+        raise _located(text, str(error), source_name) from None
+    return msgspec.structs.replace(scenario, base_dir=base_dir)
+
+
+def _located(text: str, message: str, source_name: str) -> ScenarioError:
+    found = _ERROR_PATH.match(message)
+    if found is None:
+        return ScenarioError("$", 1, message, source_name=source_name)
+    what, path = found.groups()
+    unknown = _UNKNOWN_FIELD.search(what)
+    field = unknown.group(1) if unknown is not None else None
+    line = line_of_path(text, path, field=field)
+    shown_path = f"{path}.{field}" if field is not None else path
+    return ScenarioError(shown_path, line, what, source_name=source_name)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and decode a scenario file; audio paths in it are relative to its folder.
+
+    Raises:
+        ScenarioError: syntax or validation error, naming the line.
+        OSError: the file cannot be read.
+    """
+    file = Path(path)
+    text = file.read_text(encoding="utf-8")
+    return parse_scenario(text, source_name=str(file), base_dir=str(file.parent))
