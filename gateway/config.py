@@ -1,0 +1,517 @@
+"""The gateway's one configuration object, built and validated once at start.
+
+Theory of operation:
+
+* :class:`GatewayConfig` is a frozen attrs object made of frozen sections (``server``, ``twilio``,
+  ``limits``, ``debug``, ``logging``, ``sonic``, ``call``) plus the top-level ``backend``. Defaults
+  live on the attrs fields and nowhere else.
+* Sources, in increasing precedence: the defaults, a TOML file (:meth:`GatewayConfig.from_toml`),
+  then ``SONIC_GATEWAY_*`` environment variables (:meth:`GatewayConfig.from_env`);
+  :func:`load_config` combines both. The environment convention is
+  ``SONIC_GATEWAY_<SECTION>__<KEY>`` (section and key joined by a *double* underscore, because keys
+  contain single ones), e.g. ``SONIC_GATEWAY_TWILIO__AUTH_TOKEN``; top-level keys have no section:
+  ``SONIC_GATEWAY_BACKEND``. An empty value for an optional key means "not set".
+* Raw values are checked for unknown keys against the attrs fields, then converted with
+  ``msgspec.convert`` (types, ``Literal`` choices and ``msgspec.Meta`` bounds), then cross-checked.
+  Every failure raises :class:`actors.errors.ConfigError` naming the key exactly as the user wrote
+  it (the dotted TOML key, or the environment variable) and the expected form.
+* Relative paths in a TOML file are resolved against the file's directory; in the environment,
+  against the working directory.
+
+Actors never read the environment: the gateway passes the relevant section down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import typing
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, get_type_hints
+
+import attrs
+import msgspec
+
+from actors.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "MEDIA_PATH",
+    "VOICE_PATH",
+    "Backend",
+    "CallConfig",
+    "DebugConfig",
+    "GatewayConfig",
+    "LimitsConfig",
+    "LogFormat",
+    "LogLevel",
+    "LoggingConfig",
+    "PoolLevel",
+    "SampleRate",
+    "ServerConfig",
+    "SonicConfig",
+    "TwilioConfig",
+    "load_config",
+]
+
+ENV_PREFIX: Final = "SONIC_GATEWAY_"
+VOICE_PATH: Final = "/twilio/voice"
+MEDIA_PATH: Final = "/twilio/media"
+
+Backend = Literal["emulator", "bedrock"]
+LogFormat = Literal["json", "console", "auto"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+PoolLevel = Literal["connection", "stream"]
+SampleRate = Literal[8000, 16000, 24000]
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
+NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+
+_DEFAULT_SYSTEM_PROMPT: Final = (
+    "You are a friendly voice assistant on a phone call. Keep answers short and conversational."
+)
+
+
+@attrs.frozen
+class ServerConfig:
+    """Where the HTTP/WebSocket edge listens and how Twilio reaches it.
+
+    Attributes:
+        host: interface to bind (loopback by default; a proxy or tunnel fronts it).
+        port: TCP port to bind (0 picks a free one).
+        public_url: the public ``https://host[:port][/prefix]`` origin Twilio dials. The media
+            stream URL ``wss://host[:port][/prefix]/twilio/media`` and the webhook URL used for
+            signature checks are rebuilt from it, never from request headers.
+    """
+
+    host: NonEmptyStr = "127.0.0.1"
+    port: Port = 8080
+    public_url: str | None = None
+
+    def public_voice_url(self) -> str | None:
+        """The webhook URL Twilio signs (``https://.../twilio/voice``), or None without a public URL."""
+        if self.public_url is None:
+            return None
+        return self.public_url + VOICE_PATH
+
+    def public_media_url(self) -> str | None:
+        """The ``wss://.../twilio/media`` URL put in ``<Stream url>`` and signed on the upgrade."""
+        if self.public_url is None:
+            return None
+        parts = urllib.parse.urlsplit(self.public_url)
+        scheme = "ws" if parts.scheme in ("http", "ws") else "wss"
+        return f"{scheme}://{parts.netloc}{parts.path}{MEDIA_PATH}"
+
+
+@attrs.frozen
+class TwilioConfig:
+    """Twilio account settings.
+
+    Attributes:
+        auth_token: the account's primary Auth Token; when set, every webhook and WebSocket upgrade
+            must carry a valid ``X-Twilio-Signature``. Without it the check is off (warned at start).
+        stream_name: the ``name`` attribute of ``<Stream>``.
+        pass_caller_numbers: put the caller's ``From``/``To`` numbers in ``<Parameter>``s (they
+            then reach the call as ``custom_parameters["from"]``/``["to"]``; PII).
+    """
+
+    auth_token: str | None = None
+    stream_name: NonEmptyStr = "sonic"
+    pass_caller_numbers: bool = True
+
+
+@attrs.frozen
+class LimitsConfig:
+    """Protective limits of the edge.
+
+    Attributes:
+        max_concurrent_calls: calls beyond this are answered ``<Reject reason="busy"/>`` on the
+            webhook and refused on the WebSocket.
+        ws_max_message_bytes: largest incoming WebSocket message; a bigger one ends that call.
+        handshake_timeout_s: time allowed for ``connected`` + ``start`` after the socket opens.
+    """
+
+    max_concurrent_calls: PositiveInt = 50
+    ws_max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 65536
+    handshake_timeout_s: PositiveSeconds = 10.0
+
+
+@attrs.frozen
+class DebugConfig:
+    """The ``GET /debug/actors`` endpoint.
+
+    Attributes:
+        enabled: serve the endpoint at all (404 otherwise).
+        bearer_token: when set, requests need ``Authorization: Bearer <token>`` (401 otherwise).
+    """
+
+    enabled: bool = False
+    bearer_token: str | None = None
+
+
+@attrs.frozen
+class LoggingConfig:
+    """structlog output.
+
+    Attributes:
+        format: ``json`` lines, ``console`` (readable), or ``auto`` (console when stderr is a TTY).
+        level: minimum level.
+        log_pii: show values under ``pii`` keys instead of masking them (never in production).
+        access_log: emit uvicorn's per-request access log.
+    """
+
+    format: LogFormat = "auto"
+    level: LogLevel = "info"
+    log_pii: bool = False
+    access_log: bool = False
+
+
+@attrs.frozen
+class SonicConfig:
+    """Nova Sonic client settings (turned into the Sonic client's settings by the wiring).
+
+    Attributes:
+        region: AWS region of the Bedrock runtime endpoint.
+        model_id: Bedrock model id.
+        voice_id: output voice.
+        system_prompt: the system prompt sent as the first TEXT block.
+        input_rate: caller audio rate sent to Sonic (Hz).
+        output_rate: assistant audio rate asked of Sonic (Hz).
+        endpoint_uri: endpoint override (the emulator, a proxy); None for the regional endpoint.
+        ca_bundle: PEM file trusted for ``endpoint_uri`` only.
+        audio_batch_ms: milliseconds of caller audio per ``audioInput`` event (multiple of 20).
+        handover_after_s: open the next session and hand over after this long.
+        pool_size: warm connections/streams kept ahead of calls (0 disables the pool).
+        pool_level: what the pool pre-opens: ``connection`` (safe default) or ``stream``.
+        pool_max_idle_s: pooled entries older than this are recycled.
+    """
+
+    region: NonEmptyStr = "us-east-1"
+    model_id: NonEmptyStr = "amazon.nova-2-sonic-v1:0"
+    voice_id: NonEmptyStr = "matthew"
+    system_prompt: NonEmptyStr = _DEFAULT_SYSTEM_PROMPT
+    input_rate: SampleRate = 16000
+    output_rate: SampleRate = 24000
+    endpoint_uri: str | None = None
+    ca_bundle: Path | None = None
+    audio_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=200, multiple_of=20)] = 20
+    handover_after_s: PositiveSeconds = 360.0
+    pool_size: Annotated[int, msgspec.Meta(ge=0, le=64)] = 1
+    pool_level: PoolLevel = "connection"
+    pool_max_idle_s: PositiveSeconds = 60.0
+
+
+@attrs.frozen
+class CallConfig:
+    """Per-call behaviour.
+
+    Attributes:
+        greeting_wav: WAV file replacing the bundled greeting (None: the bundled clip).
+        playback_lead_ms: most assistant audio kept buffered at Twilio (multiple of 20).
+        local_vad_barge_in: also barge in on local VAD, not only on Sonic's signal.
+        min_barge_in_speech_ms: local VAD speech needed before a barge-in (guards coughs).
+    """
+
+    greeting_wav: Path | None = None
+    playback_lead_ms: Annotated[int, msgspec.Meta(ge=20, le=2000, multiple_of=20)] = 100
+    local_vad_barge_in: bool = False
+    min_barge_in_speech_ms: Annotated[int, msgspec.Meta(ge=0, le=5000)] = 250
+
+
+@attrs.frozen
+class GatewayConfig:
+    """Everything the gateway process is configured with; frozen and validated.
+
+    Build it with :meth:`from_toml`, :meth:`from_env` or :func:`load_config`; the plain constructor
+    takes already-typed sections (tests, embedding).
+    """
+
+    backend: Backend = "emulator"
+    server: ServerConfig = attrs.field(factory=ServerConfig)
+    twilio: TwilioConfig = attrs.field(factory=TwilioConfig)
+    limits: LimitsConfig = attrs.field(factory=LimitsConfig)
+    debug: DebugConfig = attrs.field(factory=DebugConfig)
+    logging: LoggingConfig = attrs.field(factory=LoggingConfig)
+    sonic: SonicConfig = attrs.field(factory=SonicConfig)
+    call: CallConfig = attrs.field(factory=CallConfig)
+
+    @classmethod
+    def from_toml(cls, path: Path) -> GatewayConfig:
+        """Read a TOML file (defaults for missing keys). Blocks on file I/O.
+
+        Raises:
+            ConfigError: unreadable file, bad TOML, unknown key or bad value.
+        """
+        return load_config(path, {})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> GatewayConfig:
+        """Build from ``SONIC_GATEWAY_*`` variables in ``environ`` (defaults for the rest).
+
+        Raises:
+            ConfigError: unknown variable or bad value (named by the variable).
+        """
+        return load_config(None, environ)
+
+
+def load_config(path: Path | None, environ: Mapping[str, str]) -> GatewayConfig:
+    """Build the config from a TOML file (optional) overridden by ``SONIC_GATEWAY_*`` variables.
+
+    Blocks on file I/O.
+
+    Raises:
+        ConfigError: naming the TOML key or environment variable at fault and the expected form.
+    """
+    raw: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}  # where a value came from: env var name
+    base_dir = Path.cwd()
+    if path is not None:
+        raw = _read_toml(path)
+        base_dir = path.parent
+        _check_known_keys(raw, GatewayConfig, ())
+    env_keys = _apply_env(raw, environ, origin)
+    config = _convert(raw, origin)
+    config = _normalise(config, base_dir, env_keys)
+    _check_cross_fields(config, origin)
+    return config
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), "a readable TOML file", exc.strerror) from exc
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "valid UTF-8 TOML", str(exc)) from exc
+
+
+def _section_types() -> dict[str, type]:
+    hints = get_type_hints(GatewayConfig)
+    return {name: hint for name, hint in hints.items() if attrs.has(hint)}
+
+
+def _check_known_keys(raw: Mapping[str, Any], cls: type, prefix: tuple[str, ...]) -> None:
+    names = attrs.fields_dict(cls)
+    hints = get_type_hints(cls)
+    for key, value in raw.items():
+        dotted = ".".join((*prefix, key))
+        if key not in names:
+            known = ", ".join(".".join((*prefix, n)) for n in names)
+            raise ConfigError(dotted, f"a known key (one of: {known})", key)
+        hint = hints[key]
+        if attrs.has(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(dotted, f"a [{dotted}] table", value)
+            _check_known_keys(value, hint, (*prefix, key))
+
+
+def _env_name(path: tuple[str, ...]) -> str:
+    return ENV_PREFIX + "__".join(part.upper() for part in path)
+
+
+def _apply_env(
+    raw: dict[str, Any], environ: Mapping[str, str], origin: dict[tuple[str, ...], str]
+) -> set[tuple[str, ...]]:
+    """Overlay ``SONIC_GATEWAY_*`` values onto ``raw``, each converted to its field's type."""
+    sections = _section_types()
+    top_hints = get_type_hints(GatewayConfig, include_extras=True)
+    applied: set[tuple[str, ...]] = set()
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) == 1 and parts[0] in top_hints and parts[0] not in sections:
+            hint = top_hints[parts[0]]
+            path: tuple[str, ...] = (parts[0],)
+        elif len(parts) == 2 and parts[0] in sections:
+            section_hints = get_type_hints(sections[parts[0]], include_extras=True)
+            if parts[1] not in section_hints:
+                raise ConfigError(name, _known_env_names(), name)
+            hint = section_hints[parts[1]]
+            path = (parts[0], parts[1])
+        else:
+            raise ConfigError(name, _known_env_names(), name)
+        text = environ[name]
+        value: Any
+        if text == "" and _is_optional(hint):
+            value = None
+        else:
+            try:
+                value = msgspec.convert(text, hint, strict=False, dec_hook=_dec_hook)
+            except msgspec.ValidationError as exc:
+                raise ConfigError(name, _expected(exc, hint), text) from exc
+        target = raw
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+        origin[path] = name
+        applied.add(path)
+    return applied
+
+
+def _known_env_names() -> str:
+    names = [
+        _env_name(("backend",)),
+        *(
+            _env_name((section, field.name))
+            for section, cls in _section_types().items()
+            for field in attrs.fields(cls)
+        ),
+    ]
+    return "a known variable, " + ENV_PREFIX + "<SECTION>__<KEY> (e.g. " + names[1] + ")"
+
+
+def _is_optional(hint: object) -> bool:
+    return type(None) in typing.get_args(hint)
+
+
+def _dec_hook(typ: type, obj: object) -> object:
+    if typ is Path and isinstance(obj, str | Path):
+        return Path(obj)
+    raise ValueError(f"Expected `{getattr(typ, '__name__', typ)}`")
+
+
+# ---------------------------------------------------------------- converting
+
+_PATH_RE: Final = re.compile(r" - at `\$((?:\.[A-Za-z0-9_]+|\[[^\]]*\])*)`$")
+
+
+def _convert(raw: dict[str, Any], origin: Mapping[tuple[str, ...], str]) -> GatewayConfig:
+    try:
+        return msgspec.convert(raw, GatewayConfig, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        path = _error_path(exc)
+        raise ConfigError(
+            origin.get(path, ".".join(path) or "<root>"),
+            _expected(exc, _hint_at(path)),
+            _lookup(raw, path),
+        ) from exc
+
+
+def _error_path(exc: msgspec.ValidationError) -> tuple[str, ...]:
+    match = _PATH_RE.search(str(exc))
+    if match is None:
+        return ()
+    return tuple(p for p in re.findall(r"\.([A-Za-z0-9_]+)", match.group(1)))
+
+
+def _hint_at(path: tuple[str, ...]) -> object:
+    hint: object = GatewayConfig
+    for part in path:
+        if not (isinstance(hint, type) and attrs.has(hint)):
+            return None
+        hint = get_type_hints(hint, include_extras=True).get(part)
+    return hint
+
+
+def _choices(hint: object) -> tuple[object, ...]:
+    """The ``Literal`` values allowed by ``hint`` (through ``Annotated`` and ``| None``)."""
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint)
+    if typing.get_origin(hint) is Annotated:
+        return _choices(typing.get_args(hint)[0])
+    return tuple(c for arg in typing.get_args(hint) for c in _choices(arg))
+
+
+def _expected(exc: msgspec.ValidationError, hint: object) -> str:
+    """The expected form, in words, from msgspec's message (and the field's type for choices)."""
+    text = _PATH_RE.sub("", str(exc))
+    choices = _choices(hint)
+    if choices:
+        return "one of " + ", ".join(repr(c) for c in choices)
+    text = re.sub(r", got `[^`]*`", "", text.removeprefix("Expected "))
+    return text.replace("`", "")
+
+
+def _lookup(raw: Mapping[str, Any], path: tuple[str, ...]) -> object:
+    node: object = raw
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+# ---------------------------------------------------------------- after conversion
+
+
+def _normalise(
+    config: GatewayConfig, base_dir: Path, env_keys: set[tuple[str, ...]]
+) -> GatewayConfig:
+    """Resolve relative paths and drop a trailing ``/`` from the public URL."""
+
+    def resolve(path: Path | None, key: tuple[str, ...]) -> Path | None:
+        if path is None or path.is_absolute():
+            return path
+        return (Path.cwd() if key in env_keys else base_dir) / path
+
+    sonic = attrs.evolve(
+        config.sonic, ca_bundle=resolve(config.sonic.ca_bundle, ("sonic", "ca_bundle"))
+    )
+    call = attrs.evolve(
+        config.call, greeting_wav=resolve(config.call.greeting_wav, ("call", "greeting_wav"))
+    )
+    server = config.server
+    if server.public_url is not None and server.public_url.endswith("/"):
+        server = attrs.evolve(server, public_url=server.public_url.rstrip("/"))
+    return attrs.evolve(config, server=server, sonic=sonic, call=call)
+
+
+def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], str]) -> None:
+    def key(*path: str) -> str:
+        return origin.get(path, ".".join(path))
+
+    public_url = config.server.public_url
+    if public_url is not None:
+        _check_public_url(public_url, key("server", "public_url"))
+    if config.twilio.auth_token is not None and public_url is None:
+        via_env = ("twilio", "auth_token") in origin
+        raise ConfigError(
+            _env_name(("server", "public_url")) if via_env else "server.public_url",
+            "the public https:// origin Twilio dials (required when twilio.auth_token is set)",
+        )
+    for value, path in (
+        (config.twilio.auth_token, ("twilio", "auth_token")),
+        (config.debug.bearer_token, ("debug", "bearer_token")),
+    ):
+        if value is not None and (len(value) < 8 or value.strip() != value):
+            raise ConfigError(key(*path), "a secret of at least 8 characters, no spaces")
+    endpoint = config.sonic.endpoint_uri
+    if endpoint is not None:
+        parts = urllib.parse.urlsplit(endpoint)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ConfigError(key("sonic", "endpoint_uri"), "an https://host[:port] URL", endpoint)
+    for file, path in (
+        (config.sonic.ca_bundle, ("sonic", "ca_bundle")),
+        (config.call.greeting_wav, ("call", "greeting_wav")),
+    ):
+        if file is not None and not os.path.isfile(file):
+            raise ConfigError(key(*path), "an existing file", str(file))
+
+
+def _check_public_url(url: str, key: str) -> None:
+    expected = "an absolute https://host[:port][/prefix] URL without query or fragment"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a malformed port
+    except ValueError as exc:
+        raise ConfigError(key, expected, url) from exc
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise ConfigError(key, expected, url)

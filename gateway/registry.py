@@ -1,0 +1,194 @@
+"""Live calls by CallSid, and the seam types between the edge and a call.
+
+Theory of operation:
+
+* A media socket takes a *handshake slot* (:meth:`CallRegistry.handshake`) before it is accepted,
+  then, once ``start`` named the CallSid, a *call slot* (:meth:`CallRegistry.reserve_nowait`).
+  Both are context managers: leaving the ``with`` block (normal end, error, cancellation) releases
+  the slot, so no exit path leaks one. Slots are taken synchronously, so check-and-take cannot race.
+* Refusals raise :class:`CallRefused` with a static reason: ``"duplicate"`` (that CallSid already
+  has a live stream), ``"busy"`` (``max_concurrent_calls`` reached), ``"handshakes"`` (too many
+  sockets between accept and ``start``).
+* A call slot holds the :class:`LiveCall` once the factory built it, so ``/debug/actors`` can list
+  every live call's ``statistics()``.
+
+The seam: :data:`CallFactory` builds a :class:`LiveCall` from the socket and the identity read from
+``start``; the gateway then awaits :meth:`LiveCall.run` and releases the slot when it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Literal, Protocol, final
+
+import msgspec
+
+from actors.call.ports import CallIdentity, TwilioSocket
+from actors.errors import GatewayError
+
+__all__ = [
+    "CallFactory",
+    "CallRefused",
+    "CallRegistry",
+    "CallSlot",
+    "LiveCall",
+    "RefusalReason",
+    "RegistryStatistics",
+]
+
+
+class LiveCall(Protocol):
+    """One call's actor tree, as the gateway drives it."""
+
+    async def run(self) -> None:
+        """Run the call until it ends (stop, hang-up, socket error); blocks for the call's life.
+
+        The call owns the socket's receive and send sides while this runs; the gateway closes the
+        socket after it returns or raises.
+        """
+        ...
+
+    def statistics(self) -> object:
+        """A snapshot of the call's actor tree that ``msgspec.json.encode`` can encode."""
+        ...
+
+
+CallFactory = Callable[[TwilioSocket, CallIdentity], LiveCall]
+"""Builds (does not start) a call for an accepted, identified socket. Must not block."""
+
+RefusalReason = Literal["duplicate", "busy", "handshakes"]
+
+
+class CallRefused(GatewayError):
+    """A socket was refused by the registry; ``reason`` is a static label for logs and metrics."""
+
+    def __init__(self, reason: RefusalReason, call_sid: str | None = None) -> None:
+        self.reason: RefusalReason = reason
+        self.call_sid = call_sid
+        super().__init__(f"call refused: {reason}")
+
+
+class RegistryStatistics(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Counters of a :class:`CallRegistry`."""
+
+    live_calls: int
+    handshakes: int
+    max_calls: int
+    calls_started: int
+    refused_duplicate: int
+    refused_busy: int
+    refused_handshakes: int
+
+
+@final
+class CallSlot:
+    """A reserved place for one call; holds the call once built. Leaving ``with slot:`` frees it."""
+
+    __slots__ = ("_release", "call", "call_sid")
+
+    def __init__(self, call_sid: str, release: Callable[[str], None]) -> None:
+        self.call_sid = call_sid
+        self.call: LiveCall | None = None
+        self._release: Callable[[str], None] | None = release
+
+    def attach(self, call: LiveCall) -> None:
+        """Record the built call so it appears in snapshots."""
+        self.call = call
+
+    def release(self) -> None:
+        """Free the slot; idempotent."""
+        release, self._release = self._release, None
+        if release is not None:
+            release(self.call_sid)
+
+    def __enter__(self) -> CallSlot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+@final
+class CallRegistry:
+    """Live calls keyed by CallSid, bounded by ``max_calls``; synchronous, owned by one app.
+
+    Args:
+        max_calls: most calls live at once; also the most sockets allowed in their handshake.
+    """
+
+    def __init__(self, max_calls: int) -> None:
+        if max_calls < 1:
+            raise ValueError("max_calls must be at least 1")
+        self._max_calls = max_calls
+        self._calls: dict[str, CallSlot] = {}
+        self._handshakes = 0
+        self._started = 0
+        self._refused: dict[RefusalReason, int] = {"duplicate": 0, "busy": 0, "handshakes": 0}
+
+    @property
+    def live_count(self) -> int:
+        """Calls holding a slot now."""
+        return len(self._calls)
+
+    def at_capacity(self) -> bool:
+        """True when a new call would be refused as busy (the webhook answers ``<Reject>``)."""
+        return len(self._calls) >= self._max_calls
+
+    def refuse(self, reason: RefusalReason, call_sid: str | None = None) -> CallRefused:
+        """Count a refusal decided elsewhere (the webhook's ``<Reject>``) and return its error."""
+        self._refused[reason] += 1
+        return CallRefused(reason, call_sid)
+
+    def is_live(self, call_sid: str) -> bool:
+        """True when ``call_sid`` holds a slot."""
+        return call_sid in self._calls
+
+    @contextlib.contextmanager
+    def handshake(self) -> Iterator[None]:
+        """Hold a handshake slot (socket accepted, ``start`` not read yet) for the block.
+
+        Raises:
+            CallRefused: ``"handshakes"`` when live calls plus handshakes reach ``max_calls``.
+        """
+        if self._handshakes + len(self._calls) >= self._max_calls:
+            raise self.refuse("handshakes")
+        self._handshakes += 1
+        try:
+            yield
+        finally:
+            self._handshakes -= 1
+
+    def reserve_nowait(self, call_sid: str) -> CallSlot:
+        """Take the slot for ``call_sid``; use it as ``with slot:`` so every exit path frees it.
+
+        Raises:
+            CallRefused: ``"duplicate"`` when ``call_sid`` is live, ``"busy"`` at ``max_calls``.
+        """
+        if call_sid in self._calls:
+            raise self.refuse("duplicate", call_sid)
+        if len(self._calls) >= self._max_calls:
+            raise self.refuse("busy", call_sid)
+        slot = CallSlot(call_sid, self._release)
+        self._calls[call_sid] = slot
+        self._started += 1
+        return slot
+
+    def _release(self, call_sid: str) -> None:
+        del self._calls[call_sid]
+
+    def snapshots(self) -> list[object]:
+        """``statistics()`` of every live call that has been built, in start order."""
+        return [slot.call.statistics() for slot in self._calls.values() if slot.call is not None]
+
+    def statistics(self) -> RegistryStatistics:
+        """Counters: live calls, handshakes, refusals by reason."""
+        return RegistryStatistics(
+            live_calls=len(self._calls),
+            handshakes=self._handshakes,
+            max_calls=self._max_calls,
+            calls_started=self._started,
+            refused_duplicate=self._refused["duplicate"],
+            refused_busy=self._refused["busy"],
+            refused_handshakes=self._refused["handshakes"],
+        )
