@@ -1,0 +1,55 @@
+"""A local, Bedrock-compatible Nova Sonic emulator: the embedded default backend.
+
+Run it with :func:`run_emulator` (an async context manager yielding an :class:`Emulator`) or
+:func:`serve_forever` (the CLI). Point the real SDK client at ``Emulator.endpoint_uri`` and trust
+``Emulator.ca_path`` for that endpoint only. Behaviour: strict validation as the service does it,
+turn detection from the caller's audio, a default persona, barge-in, scripted turns
+(:class:`ModelScript`) and faults (:class:`Fault`).
+"""
+
+from __future__ import annotations
+
+from gateway.emulator.faults import (
+    DEFAULT_MESSAGES,
+    FAULT_KINDS,
+    SESSION_CAP_MESSAGE,
+    SYSTEM_INSTABILITY_MESSAGE,
+    Fault,
+    FaultKind,
+)
+from gateway.emulator.framing import EXCEPTION_KINDS, ExceptionKind
+from gateway.emulator.script import (
+    ModelScript,
+    ScriptedFault,
+    ScriptedToolUse,
+    ScriptedTurn,
+    model_script_from_mapping,
+    model_script_from_toml,
+)
+from gateway.emulator.server import Emulator, run_emulator, serve_forever
+from gateway.emulator.session import EmulatedSession
+from gateway.emulator.settings import EmulatorSettings
+from gateway.emulator.validator import CHAT_HISTORY_MESSAGE
+
+__all__ = [
+    "CHAT_HISTORY_MESSAGE",
+    "DEFAULT_MESSAGES",
+    "EXCEPTION_KINDS",
+    "FAULT_KINDS",
+    "SESSION_CAP_MESSAGE",
+    "SYSTEM_INSTABILITY_MESSAGE",
+    "EmulatedSession",
+    "Emulator",
+    "EmulatorSettings",
+    "ExceptionKind",
+    "Fault",
+    "FaultKind",
+    "ModelScript",
+    "ScriptedFault",
+    "ScriptedToolUse",
+    "ScriptedTurn",
+    "model_script_from_mapping",
+    "model_script_from_toml",
+    "run_emulator",
+    "serve_forever",
+]

@@ -1,0 +1,485 @@
+"""One emulated Nova Sonic stream: read input events, detect turns, answer, fail on demand.
+
+Theory of operation. :class:`SessionRunner` is the async shell around the sans-I/O parts
+(:class:`~gateway.emulator.framing.FrameSplitter`, :class:`~gateway.emulator.validator.SessionValidator`,
+:class:`~gateway.emulator.turns.TurnDetector`, :class:`~gateway.emulator.persona.OutputEvents`).
+It runs inside the ASGI handler and owns one task group:
+
+* the *reader* (the runner's own task) pulls request body chunks, splits and decodes frames,
+  validates each event, records it, feeds caller audio to the turn detector and hands finished
+  turns to the responder over a small bounded channel;
+* the *responder* answers turns one at a time (transcript, optional tool call, think time,
+  speculative text, paced audio, final text, usage). Its current reply runs in a cancel scope:
+  caller speech inside the reply's real-time playback window cancels it (barge-in) and the
+  responder then emits the service's interruption sequence;
+* *timers*: the session cap and scheduled faults.
+
+Every output frame goes through :meth:`SessionRunner._emit` into the bounded outbound channel the
+ASGI writer drains, so a slow client back-pressures the persona. After a terminal error (exception
+frame, stall) nothing more is emitted; the reader keeps draining the request until the client ends
+its side (at most ``close_grace_s``), because hypercorn must not end the response first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, Final, assert_never, final
+
+import anyio
+import attrs
+import structlog
+
+from actors.errors import RemoteProtocolError
+from actors.wire import (
+    BARGE_IN_MARKER,
+    AudioInput,
+    InputContentEnd,
+    InputContentStart,
+    OutputContentStart,
+    OutputEventBody,
+    PromptEnd,
+    PromptStart,
+    SessionEnd,
+    SessionStart,
+    TextInput,
+    ToolResult,
+    decode_chunk_payload,
+    decode_input_event,
+    encode_chunk_payload,
+    encode_exception_payload,
+    encode_output_event,
+    input_event_name,
+)
+from gateway.emulator.faults import SESSION_CAP_MESSAGE, Fault, is_exception_kind
+from gateway.emulator.framing import (
+    ExceptionKind,
+    FrameSplitter,
+    decode_outer_frame,
+    encode_event_frame,
+    encode_exception_frame,
+)
+from gateway.emulator.persona import (
+    FINAL,
+    SPECULATIVE,
+    OutputEvents,
+    Reply,
+    TokenMeter,
+    default_reply,
+    reply_audio,
+    scripted_reply,
+)
+from gateway.emulator.turns import SpeechOnset, TurnDetector, TurnEnded
+from gateway.emulator.validator import SessionValidator, SessionViolation
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from gateway.emulator.script import ModelScript
+    from gateway.emulator.settings import EmulatorSettings
+
+__all__ = ["EmulatedSession", "SessionRunner"]
+
+_log = structlog.get_logger("gateway.emulator")
+_TURN_QUEUE: Final = 8
+
+type Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@attrs.define
+class EmulatedSession:
+    """What one stream received and produced (read by tests and replay reports).
+
+    Times are ``anyio.current_time()`` values; ``*_at`` fields are None until it happened.
+    """
+
+    number: int
+    model_id: str
+    started_at: float
+    input_rate: int | None = None
+    output_rate: int | None = None
+    input_events: list[str] = attrs.Factory(list)
+    caller_pcm_bytes: int = 0
+    first_audio_at: float | None = None
+    last_audio_at: float | None = None
+    turns: int = 0
+    transcripts: list[str] = attrs.Factory(list)
+    replies: list[str] = attrs.Factory(list)
+    reply_audio_bytes: int = 0
+    barge_ins: int = 0
+    tool_results: list[tuple[str, str]] = attrs.Factory(list)
+    """``(toolUseId, content)`` per toolResult received."""
+    faults: list[str] = attrs.Factory(list)
+    end_reason: str | None = None
+    """``closed`` (orderly), an exception kind, ``reset``, ``stall``, ``input_ended``,
+    ``disconnected``, ``shutdown``."""
+    error_message: str | None = None
+    ended_at: float | None = None
+
+    @property
+    def caller_audio_ms(self) -> float:
+        """Caller audio received, in milliseconds at the declared input rate."""
+        if not self.input_rate:
+            return 0.0
+        return 1000.0 * self.caller_pcm_bytes / 2 / self.input_rate
+
+
+@final
+class SessionRunner:
+    """Drives one stream; :meth:`run` returns when the request side is done (or the stream dies)."""
+
+    def __init__(
+        self,
+        *,
+        settings: EmulatorSettings,
+        record: EmulatedSession,
+        script: ModelScript | None,
+        out: MemoryObjectSendStream[bytes],
+    ) -> None:
+        self._settings = settings
+        self._record = record
+        self._script = script
+        self._out = out
+        self._splitter = FrameSplitter()
+        self._validator = SessionValidator()
+        self._detector: TurnDetector | None = None
+        self._events: OutputEvents | None = None
+        self._meter = TokenMeter()
+        self._tg: TaskGroup | None = None
+        self._read_scope = anyio.CancelScope()
+        self._responder_scope = anyio.CancelScope()
+        self._reply_scope: anyio.CancelScope | None = None
+        self._open_audio: OutputContentStart | None = None
+        self._playback_end: float | None = None
+        self._completion_started = False
+        self._terminated = False
+        self._tool_waits: dict[str, anyio.Event] = {}
+        self.reset_requested = False
+        cap = settings.session_cap_s
+        if script is not None and script.session_cap_s is not None:
+            cap = script.session_cap_s
+        self._cap_s = cap
+
+    @property
+    def terminated(self) -> bool:
+        """True once the session stopped answering (closed, failed, stalled, reset)."""
+        return self._terminated
+
+    @property
+    def record(self) -> EmulatedSession:
+        """The session's record."""
+        return self._record
+
+    async def run(self, receive: Receive, faults: list[Fault]) -> None:
+        """Serve the stream until the request side ends; blocks for the whole session.
+
+        Args:
+            receive: the ASGI receive callable.
+            faults: session-wide faults, each fired ``after_ms`` from now.
+        """
+        turns_send, turns_recv = anyio.create_memory_object_stream[TurnEnded](_TURN_QUEUE)
+        async with self._out, turns_recv, anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._respond, turns_recv)
+            tg.start_soon(self._cap_timer)
+            for fault in faults:
+                if fault.kind != "slow_first_byte":
+                    tg.start_soon(self._fire_after, fault)
+            async with turns_send:
+                with self._read_scope:
+                    await self._read(receive, turns_send)
+            tg.cancel_scope.cancel()
+        self._tg = None
+        self._record.ended_at = anyio.current_time()
+        if self._record.end_reason is None:
+            self._record.end_reason = "input_ended"
+        _log.info(
+            "emulator.session_ended",
+            session=self._record.number,
+            reason=self._record.end_reason,
+            turns=self._record.turns,
+            barge_ins=self._record.barge_ins,
+        )
+
+    def inject(self, fault: Fault) -> None:
+        """Fire ``fault`` ``after_ms`` from now in this running session (no-op once it ended)."""
+        if self._tg is not None:
+            self._tg.start_soon(self._fire_after, fault)
+
+    def shutdown(self) -> None:
+        """Stop serving now (emulator shutdown): stop reading and answering."""
+        if self._record.end_reason is None:
+            self._record.end_reason = "shutdown"
+        self._terminated = True
+        self._read_scope.cancel()
+
+    # ------------------------------------------------------------------------------ reading
+
+    async def _read(self, receive: Receive, turns: MemoryObjectSendStream[TurnEnded]) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if self._record.end_reason is None:
+                    self._record.end_reason = "disconnected"
+                return
+            body: bytes = message.get("body", b"")
+            if body and not self._terminated:
+                try:
+                    for frame in self._splitter.feed(body):
+                        await self._on_frame(frame, turns)
+                        if self.terminated:
+                            break
+                except SessionViolation as exc:
+                    await self._fail("validationException", exc.message)
+                except RemoteProtocolError as exc:
+                    await self._fail("validationException", f"Invalid input request: {exc}")
+            if not message.get("more_body", False):
+                return
+
+    async def _on_frame(self, frame: bytes, turns: MemoryObjectSendStream[TurnEnded]) -> None:
+        chunk = decode_outer_frame(frame)
+        if chunk.payload is None:
+            return  # end of input; the HTTP/2 stream end follows
+        event = decode_input_event(decode_chunk_payload(chunk.payload))
+        self._record.input_events.append(input_event_name(event))
+        self._validator.feed(event)
+        match event:
+            case SessionStart() | TextInput() | InputContentEnd() | PromptEnd():
+                pass
+            case PromptStart():
+                self._events = OutputEvents(
+                    prompt_name=event.prompt_name, output_rate=self._validator.output_rate
+                )
+                self._record.output_rate = self._validator.output_rate
+            case InputContentStart():
+                if event.type == "AUDIO" and self._validator.input_rate is not None:
+                    self._record.input_rate = self._validator.input_rate
+                    self._detector = TurnDetector(
+                        self._validator.input_rate,
+                        end_of_turn_silence_ms=self._settings.end_of_turn_silence_ms,
+                        onset_ms=self._settings.vad_onset_ms,
+                        threshold_dbfs=self._settings.vad_threshold_dbfs,
+                    )
+            case AudioInput():
+                await self._on_audio(event.content, turns)
+            case ToolResult():
+                self._on_tool_result(event)
+            case SessionEnd():
+                await self._on_session_end()
+            case _:
+                assert_never(event)
+
+    async def _on_audio(self, pcm: bytes, turns: MemoryObjectSendStream[TurnEnded]) -> None:
+        now = anyio.current_time()
+        record = self._record
+        record.caller_pcm_bytes += len(pcm)
+        if record.first_audio_at is None:
+            record.first_audio_at = now
+        record.last_audio_at = now
+        assert self._detector is not None  # the validator guarantees an open AUDIO block
+        for turn_event in self._detector.feed(pcm):
+            match turn_event:
+                case SpeechOnset():
+                    self._maybe_barge_in(now)
+                case TurnEnded():
+                    record.turns += 1
+                    await turns.send(turn_event)
+                case _:
+                    assert_never(turn_event)
+
+    def _maybe_barge_in(self, now: float) -> None:
+        scope = self._reply_scope
+        end = self._playback_end
+        if scope is not None and end is not None and now < end:
+            scope.cancel()
+
+    def _on_tool_result(self, event: ToolResult) -> None:
+        block = self._validator.last_block
+        tool_use_id = "" if block is None or block.tool_use_id is None else block.tool_use_id
+        self._record.tool_results.append((tool_use_id, event.content))
+        waiter = self._tool_waits.pop(tool_use_id, None)
+        if waiter is not None:
+            waiter.set()
+
+    async def _on_session_end(self) -> None:
+        self._responder_scope.cancel()
+        if self._completion_started and self._events is not None:
+            await self._emit(self._events.completion_end())
+        self._record.end_reason = "closed"
+        self._terminated = True
+
+    # ------------------------------------------------------------------------------ answering
+
+    async def _respond(self, turns: MemoryObjectReceiveStream[TurnEnded]) -> None:
+        with self._responder_scope:
+            index = 0
+            async for _turn in turns:
+                index += 1
+                reply, fault = self._plan(index)
+                if fault is not None:
+                    await self._fire_after(fault)
+                    return
+                with anyio.CancelScope() as scope:
+                    self._reply_scope = scope
+                    await self._reply(reply, index)
+                self._reply_scope = None
+                if scope.cancelled_caught:
+                    await self._interrupted()
+
+    def _plan(self, index: int) -> tuple[Reply, Fault | None]:
+        settings = self._settings
+        script = self._script
+        if script is not None and index <= len(script.turns):
+            turn = script.turns[index - 1]
+            reply = scripted_reply(
+                turn, index=index, answer_ms=settings.answer_ms, think_ms=settings.think_ms
+            )
+            return reply, turn.fault
+        return default_reply(index, answer_ms=settings.answer_ms, think_ms=settings.think_ms), None
+
+    async def _reply(self, reply: Reply, index: int) -> None:
+        events = self._events
+        if events is None:
+            return
+        if not self._completion_started:
+            self._completion_started = True
+            await self._emit(events.completion_start())
+        for body in events.text_block(
+            role="USER", stage=FINAL, text=reply.transcript, stop_reason="PARTIAL_TURN"
+        ):
+            await self._emit(body)
+        self._record.transcripts.append(reply.transcript)
+        if reply.tool_name is not None and reply.tool_arguments is not None:
+            await self._use_tool(events, reply.tool_name, reply.tool_arguments)
+        await anyio.sleep(reply.think_ms / 1000.0)
+        for body in events.text_block(
+            role="ASSISTANT", stage=SPECULATIVE, text=reply.text, stop_reason="PARTIAL_TURN"
+        ):
+            await self._emit(body)
+        await self._speak(events, reply, index)
+        if self._playback_end is not None:
+            # The FINAL text says what was spoken: it comes when playback would have finished.
+            await anyio.sleep(max(0.0, self._playback_end - anyio.current_time()))
+        self._playback_end = None
+        for body in events.text_block(
+            role="ASSISTANT", stage=FINAL, text=reply.text, stop_reason="END_TURN"
+        ):
+            await self._emit(body)
+        self._record.replies.append(reply.text)
+        heard_s = self._detector.samples_received / self._detector_rate() if self._detector else 0.0
+        await self._emit(
+            self._meter.usage(
+                events,
+                input_s=heard_s,
+                input_chars=0,
+                output_s=reply.answer_ms / 1000.0,
+                output_chars=len(reply.text),
+            )
+        )
+
+    def _detector_rate(self) -> int:
+        return self._record.input_rate or 16000
+
+    async def _use_tool(self, events: OutputEvents, name: str, arguments: bytes) -> None:
+        tool_use_id = str(uuid.uuid4())
+        waiter = anyio.Event()
+        self._tool_waits[tool_use_id] = waiter
+        for body in events.tool_block(tool_name=name, tool_use_id=tool_use_id, arguments=arguments):
+            await self._emit(body)
+        with anyio.move_on_after(self._settings.tool_result_timeout_s) as scope:
+            await waiter.wait()
+        if scope.cancelled_caught:
+            self._tool_waits.pop(tool_use_id, None)
+            _log.warning("emulator.tool_result_missing", session=self._record.number, tool=name)
+
+    async def _speak(self, events: OutputEvents, reply: Reply, index: int) -> None:
+        rate = events.output_rate
+        pcm = reply_audio(rate, reply.answer_ms, seed=index)
+        chunk_bytes = max(2, rate * self._settings.output_chunk_ms // 1000 * 2)
+        factor = self._settings.realtime_factor
+        block = events.audio_start()
+        await self._emit(block)
+        self._open_audio = block
+        started = anyio.current_time()
+        sent_bytes = 0
+        for offset in range(0, len(pcm), chunk_bytes):
+            if factor > 0:
+                due = started + sent_bytes / 2 / rate / factor
+                await anyio.sleep(max(0.0, due - anyio.current_time()))
+            else:
+                await anyio.lowlevel.checkpoint()
+            chunk = pcm[offset : offset + chunk_bytes]
+            await self._emit(events.audio_chunk(block, chunk))
+            if self._playback_end is None:
+                # The caller starts hearing the answer now; it lasts the answer's duration.
+                self._playback_end = anyio.current_time() + reply.answer_ms / 1000.0
+            sent_bytes += len(chunk)
+            self._record.reply_audio_bytes += len(chunk)
+        await self._emit(events.audio_end(block, "END_TURN"))
+        self._open_audio = None
+
+    async def _interrupted(self) -> None:
+        """Barge-in: close the audio block (END_TURN), then the marker block ending INTERRUPTED."""
+        self._record.barge_ins += 1
+        self._playback_end = None
+        events = self._events
+        if events is None:
+            return
+        _log.info("emulator.barge_in", session=self._record.number)
+        if self._open_audio is not None:
+            await self._emit(events.audio_end(self._open_audio, "END_TURN"))
+            self._open_audio = None
+        for body in events.text_block(
+            role="ASSISTANT", stage=FINAL, text=BARGE_IN_MARKER, stop_reason="INTERRUPTED"
+        ):
+            await self._emit(body)
+
+    # ------------------------------------------------------------------------------ failing
+
+    async def _cap_timer(self) -> None:
+        await anyio.sleep(self._cap_s)
+        await self._fail("modelTimeoutException", SESSION_CAP_MESSAGE)
+
+    async def _fire_after(self, fault: Fault) -> None:
+        await anyio.sleep(fault.after_ms / 1000.0)
+        await self._apply(fault)
+
+    async def _apply(self, fault: Fault) -> None:
+        if self._terminated:
+            return
+        self._record.faults.append(fault.kind)
+        _log.info("emulator.fault", session=self._record.number, kind=fault.kind)
+        kind = fault.kind
+        if is_exception_kind(kind):
+            await self._fail(kind, fault.exception_message())
+        elif kind == "reset":
+            self._terminated = True
+            self.reset_requested = True
+            self._record.end_reason = "reset"
+            self._responder_scope.cancel()
+            self._read_scope.cancel()
+        elif kind == "stall":
+            self._terminated = True
+            self._record.end_reason = "stall"
+            self._responder_scope.cancel()
+        # slow_first_byte only means something before the response starts (the server handles it).
+
+    async def _fail(self, kind: ExceptionKind, message: str) -> None:
+        """Send one exception frame and stop answering; the reader drains the rest (bounded)."""
+        if self._terminated:
+            return
+        self._terminated = True
+        self._record.end_reason = kind
+        self._record.error_message = message
+        self._responder_scope.cancel()
+        self._read_scope.deadline = anyio.current_time() + self._settings.close_grace_s
+        _log.info("emulator.exception_sent", session=self._record.number, kind=kind)
+        await self._out.send(encode_exception_frame(kind, encode_exception_payload(message)))
+
+    async def _emit(self, body: OutputEventBody) -> None:
+        if self._terminated:
+            return
+        payload = encode_chunk_payload(encode_output_event(body))
+        await self._out.send(encode_event_frame(payload))
