@@ -78,7 +78,7 @@ def streaming() -> TwilioStreamValidator:
 
 def test_a_whole_call_passes_and_is_counted() -> None:
     validator = TwilioStreamValidator()
-    for msg in [
+    frames: list[TwilioInbound] = [
         connected(),
         start(),
         media(2, 1),
@@ -87,7 +87,8 @@ def test_a_whole_call_passes_and_is_counted() -> None:
         mark(5),
         media(6, 3),
         stop(7),
-    ]:
+    ]
+    for msg in frames:
         validator.feed(msg)
     stats = validator.statistics()
     assert stats.phase == "stopped"
