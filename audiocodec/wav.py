@@ -1,0 +1,76 @@
+"""WAV files in and out, PCM16 mono, with the standard library's :mod:`wave`.
+
+Reading accepts uncompressed 16-bit PCM, mono or stereo; stereo is mixed down to mono as the
+floor of the channel mean. Anything else (8/24/32-bit, float, compressed, more channels, a broken
+header) raises :class:`AudioFormatError`, which names what was found. Writing always produces
+16-bit mono. Only the file I/O of these two helpers touches the outside world.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import wave
+from typing import final
+
+import numpy as np
+
+__all__ = ["AudioFormatError", "encode_wav", "read_wav", "write_wav"]
+
+
+@final
+class AudioFormatError(ValueError):
+    """Audio data is not in a format this package reads (the message says what it found)."""
+
+
+def read_wav(source: str | os.PathLike[str] | bytes) -> tuple[bytes, int]:
+    """Read a 16-bit PCM WAV file into mono PCM16 LE.
+
+    Args:
+        source: a file path, or the file's bytes.
+
+    Returns:
+        ``(pcm, sample_rate)``.
+
+    Raises:
+        AudioFormatError: not a WAV file, or not 16-bit PCM mono/stereo.
+        OSError: the file cannot be read.
+    """
+    handle = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
+    try:
+        with wave.open(handle, "rb") as reader:
+            channels = reader.getnchannels()
+            width = reader.getsampwidth()
+            rate = reader.getframerate()
+            frames = reader.readframes(reader.getnframes())
+    except (wave.Error, EOFError) as exc:
+        raise AudioFormatError(f"not a readable PCM WAV file: {exc}") from exc
+    if width != 2:
+        raise AudioFormatError(f"expected 16-bit samples, got {8 * width}-bit")
+    if channels == 1:
+        return frames, rate
+    if channels == 2:
+        stereo = np.frombuffer(frames, dtype="<i2").astype(np.int32).reshape(-1, 2)
+        mono = (stereo[:, 0] + stereo[:, 1]) >> 1
+        return mono.astype("<i2").tobytes(), rate
+    raise AudioFormatError(f"expected mono or stereo, got {channels} channels")
+
+
+def encode_wav(pcm: bytes, rate: int) -> bytes:
+    """Return a complete 16-bit mono WAV file holding ``pcm`` (PCM16 LE) at ``rate``."""
+    if len(pcm) % 2:
+        raise ValueError(f"PCM16 data must have an even length, got {len(pcm)} bytes")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(pcm)
+    return buffer.getvalue()
+
+
+def write_wav(path: str | os.PathLike[str], pcm: bytes, rate: int) -> None:
+    """Write ``pcm`` (PCM16 LE mono) at ``rate`` to a 16-bit mono WAV file at ``path``."""
+    data = encode_wav(pcm, rate)
+    with open(path, "wb") as file:
+        file.write(data)
