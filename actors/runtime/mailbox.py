@@ -5,8 +5,8 @@ Theory of operation:
 * A :class:`Mailbox` owns both ends of one anyio memory object stream. It is created by whoever
   builds the supervisor and closed over by child factories, so it OUTLIVES actor instances: a
   restarted actor gets a fresh instance that reads the same mailbox, and peers keep sending to it.
-* Every mailbox states its capacity (``>= 1``; ``0`` = rendezvous, BLOCK only; never unbounded)
-  and an :class:`Overflow` policy applied when the buffer is full:
+* Every mailbox states its capacity (an int ``>= 1``; never unbounded; no rendezvous ``0``, see
+  below) and an :class:`Overflow` policy applied when the buffer is full:
   ``BLOCK`` makes the sender wait (backpressure; control channels), ``DROP_OLDEST`` evicts the
   oldest queued item (audio: stale audio is worthless), ``DROP_NEWEST`` refuses the incoming item.
   Drops are counted, never logged per item.
@@ -22,6 +22,9 @@ Theory of operation:
 * :func:`receive_either` takes from a control mailbox before a data mailbox. It does not race two
   receives (which could consume from both); it tries both without waiting, and otherwise waits on
   one wake-up event that either mailbox sets when an item arrives or it closes. No polling.
+  This is why capacity 0 is refused: with a buffer of at least one, a waiting ``receive_either``
+  means the buffer is empty, so any send lands in the buffer at once and sets the wake-up; a
+  rendezvous sender would park inside anyio where no wake-up can follow it.
 
 Hot path: a mailbox hop happens 50 times a second per direction per call, so ``send`` and
 ``receive`` only touch counters: no logging, no allocation besides what anyio does.
@@ -107,12 +110,12 @@ class Mailbox[T]:
 
     Args:
         name: a short static name for snapshots (``"egress.audio"``).
-        capacity: buffer size, ``>= 1``; ``0`` (rendezvous) is allowed with ``Overflow.BLOCK`` only.
-            Floats (``math.inf``) are rejected: no unbounded mailbox.
+        capacity: buffer size, an int ``>= 1``. Floats (``math.inf``) are rejected: no unbounded
+            mailbox.
         overflow: the policy when the buffer is full.
 
     Raises:
-        ValueError: capacity is not a non-negative int, or 0 with a dropping policy.
+        ValueError: capacity is not an int >= 1.
     """
 
     __slots__ = (
@@ -128,10 +131,8 @@ class Mailbox[T]:
     )
 
     def __init__(self, name: str, capacity: int, overflow: Overflow = Overflow.BLOCK) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
-            raise ValueError(f"mailbox {name}: capacity must be an int >= 0, got {capacity!r}")
-        if capacity == 0 and overflow is not Overflow.BLOCK:
-            raise ValueError(f"mailbox {name}: capacity 0 (rendezvous) needs Overflow.BLOCK")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"mailbox {name}: capacity must be an int >= 1, got {capacity!r}")
         self._name = name
         self._overflow = overflow
         send, recv = anyio.create_memory_object_stream[T](capacity)
@@ -221,10 +222,7 @@ class Mailbox[T]:
         await checkpoint()
         if self.send_nowait(msg) or self._overflow is not Overflow.BLOCK:
             return
-        # Full BLOCK mailbox: wake a receive_either() so it can take from the waiting senders
-        # (with capacity 0 nothing is ever buffered, so this is how a rendezvous completes).
-        if self._wakeups:
-            self._wake()
+        # Full BLOCK mailbox: wait for room. (No wake-up needed: the buffer is non-empty.)
         try:
             await self._send.send(msg)
         except anyio.ClosedResourceError:

@@ -187,6 +187,7 @@ class _Running:
     exited: bool = False
     handled: bool = False
     started: bool = False
+    torn_down: bool = False
     error: BaseException | None = None
 
 
@@ -361,6 +362,8 @@ class Supervisor:
             # Replaced before any await: a later exit sets the new event, earlier ones are in the
             # flags scanned below, so no exit is missed.
             self._wakeup = anyio.Event()
+            # A wake-up may race our own cancellation: never act on a tree being torn down.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             if self._stop_requested:
                 self._emit(
                     StopRequested(at=anyio.current_time(), supervisor=self.name, child_id="")
@@ -369,7 +372,7 @@ class Supervisor:
                 return _Outcome.CONTINUE
             for spec in self._specs:
                 rec = self._current.get(spec.id)
-                if rec is None or not rec.exited or rec.handled:
+                if rec is None or not rec.exited or rec.handled or rec.torn_down:
                     continue
                 rec.handled = True
                 outcome = await self._handle_exit(rec)
@@ -504,13 +507,19 @@ class Supervisor:
             rec.error = exc
             if instance.state != "failed":  # a child supervisor that gave up says so itself
                 instance.state = "crashed"
+        except BaseException:
+            # Cancelled from outside our scope (the supervisor itself is being torn down) or
+            # KeyboardInterrupt: not an exit to supervise, just propagate.
+            rec.torn_down = True
+            instance.state = "cancelled"
+            raise
         else:
             if instance.state not in ("stopped", "failed"):
                 instance.state = "cancelled" if rec.scope.cancelled_caught else "stopped"
         finally:
             rec.exited = True
             rec.done.set()
-            if not rec.stopping and self._wakeup is not None and rec.started:
+            if not (rec.stopping or rec.torn_down) and self._wakeup is not None and rec.started:
                 self._wakeup.set()
         if not status.called:
             # run() ended before signalling ready: tell tg.start() anyway; _start reads the flags.
