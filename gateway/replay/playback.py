@@ -162,6 +162,22 @@ class PlaybackBuffer:
                 events.append(self._close_answer(now))
         return events
 
+    def close(self, now: float) -> list[PlaybackEvent]:
+        """The call is over: play what was due, drop the rest unheard, end the open answer.
+
+        Pending marks are dropped without an echo (the socket is gone).
+        """
+        events = self.advance(now)
+        dropped = sum(item.remaining for item in self._queue if isinstance(item, _Audio))
+        self._queue.clear()
+        if self._busy:
+            self._busy = False
+            self._idle_since = now
+        if self._open is not None:
+            self._open.interrupted = self._open.interrupted or dropped > 0
+            events.append(self._close_answer(min(now, self._idle_since)))
+        return events
+
     def advance(self, now: float) -> list[PlaybackEvent]:
         """Play everything due up to ``now``; return completed marks and answers that ended."""
         events: list[PlaybackEvent] = []
