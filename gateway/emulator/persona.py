@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Final, final
 
 import attrs
 import msgspec
-import numpy as np
 
 from actors.wire import (
     AudioOutput,
@@ -37,6 +36,7 @@ from actors.wire import (
     UsageDetails,
     UsageEvent,
 )
+from audiocodec import speech_like
 
 if TYPE_CHECKING:
     from gateway.emulator.script import ScriptedTurn
@@ -102,20 +102,8 @@ def scripted_reply(turn: ScriptedTurn, *, index: int, answer_ms: int, think_ms: 
 
 
 def reply_audio(rate: int, ms: int, seed: int) -> bytes:
-    """A deterministic speech-like LPCM16 signal: voiced harmonics under a syllable envelope."""
-    n = rate * ms // 1000
-    if n <= 0:
-        return b""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n, dtype=np.float64) / rate
-    pitch = 110.0 + 30.0 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, np.pi))
-    phase = 2 * np.pi * np.cumsum(pitch) / rate
-    voice = sum(np.sin(k * phase) / k for k in range(1, 6))
-    syllables = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, np.pi))
-    signal = 0.25 * voice * syllables
-    noise = rng.normal(0.0, 0.01, n)
-    pcm = np.clip((signal + noise) * 32767.0, -32768, 32767).astype("<i2")
-    return pcm.tobytes()
+    """The reply's audio: ``ms`` of deterministic speech-like LPCM16 at ``rate``."""
+    return speech_like(rate, ms, seed)
 
 
 @final

@@ -1,0 +1,119 @@
+"""Sans-I/O event-stream framing: splitting at any byte boundary, nested request frames, output frames."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from smithy_aws_event_stream.events import Event, EventMessage
+
+from actors.errors import RemoteProtocolError
+from gateway.emulator.framing import (
+    FrameSplitter,
+    decode_outer_frame,
+    encode_event_frame,
+    encode_exception_frame,
+)
+
+
+def signed(inner: bytes) -> bytes:
+    return EventMessage(
+        headers={":date": 0, ":chunk-signature": b"\x00" * 32}, payload=inner
+    ).encode()
+
+
+def inner_chunk(payload: bytes) -> bytes:
+    return EventMessage(
+        headers={
+            ":message-type": "event",
+            ":event-type": "chunk",
+            ":content-type": "application/json",
+        },
+        payload=payload,
+    ).encode()
+
+
+FRAMES = [
+    signed(inner_chunk(b'{"bytes":"e30="}')),
+    signed(b""),
+    encode_event_frame(b'{"bytes":""}'),
+]
+
+
+def test_whole_frames_come_out_in_order() -> None:
+    splitter = FrameSplitter()
+    assert splitter.feed(b"".join(FRAMES)) == FRAMES
+    assert splitter.buffered() == 0
+
+
+def test_byte_by_byte_feeding_yields_each_frame_once() -> None:
+    splitter = FrameSplitter()
+    out: list[bytes] = []
+    for byte in b"".join(FRAMES):
+        out.extend(splitter.feed(bytes([byte])))
+    assert out == FRAMES
+
+
+@settings(max_examples=50)
+@given(st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_any_split_points_give_the_same_frames(cuts: list[int]) -> None:
+    data = b"".join(FRAMES)
+    points = sorted({min(c, len(data)) for c in cuts})
+    splitter = FrameSplitter()
+    out: list[bytes] = []
+    start = 0
+    for point in [*points, len(data)]:
+        out.extend(splitter.feed(data[start:point]))
+        start = point
+    assert out == FRAMES
+
+
+def test_truncated_stream_keeps_bytes_buffered() -> None:
+    splitter = FrameSplitter()
+    assert splitter.feed(FRAMES[0][:-3]) == []
+    assert splitter.buffered() == len(FRAMES[0]) - 3
+
+
+def test_impossible_length_is_a_protocol_error() -> None:
+    with pytest.raises(RemoteProtocolError):
+        FrameSplitter().feed(b"\x00\x00\x00\x05rest")
+    with pytest.raises(RemoteProtocolError):
+        FrameSplitter(max_frame_bytes=100).feed((1000).to_bytes(4, "big") + b"\x00" * 20)
+
+
+def test_outer_frame_unwraps_to_the_inner_payload() -> None:
+    assert decode_outer_frame(FRAMES[0]).payload == b'{"bytes":"e30="}'
+    assert decode_outer_frame(FRAMES[1]).payload is None
+
+
+def test_unsigned_or_corrupt_request_frames_are_rejected() -> None:
+    with pytest.raises(RemoteProtocolError, match="not signed"):
+        decode_outer_frame(inner_chunk(b"{}"))
+    corrupt = bytearray(FRAMES[0])
+    corrupt[-6] ^= 0xFF
+    with pytest.raises(RemoteProtocolError, match="invalid event bytes"):
+        decode_outer_frame(bytes(corrupt))
+    wrong = signed(
+        EventMessage(headers={":message-type": "event", ":event-type": "other"}).encode()
+    )
+    with pytest.raises(RemoteProtocolError, match="event type"):
+        decode_outer_frame(wrong)
+
+
+def test_output_frames_carry_the_bedrock_headers() -> None:
+    event = Event.decode(io.BytesIO(encode_event_frame(b'{"bytes":"e30="}')))
+    assert event is not None
+    assert event.message.headers == {
+        ":message-type": "event",
+        ":event-type": "chunk",
+        ":content-type": "application/json",
+    }
+    error = Event.decode(
+        io.BytesIO(encode_exception_frame("throttlingException", b'{"message":"x"}'))
+    )
+    assert error is not None
+    assert error.message.headers[":message-type"] == "exception"
+    assert error.message.headers[":exception-type"] == "throttlingException"
+    assert error.message.payload == b'{"message":"x"}'
