@@ -1,0 +1,191 @@
+"""One call's flight recorder (:class:`CallJournal`) and the report built from it (:class:`CallReport`).
+
+Rules:
+
+* The journal is append-only and owned by :class:`~actors.call.Call`; each actor writes only its own
+  facts (ingress: end reason and frame counts; SonicSession: transcripts, handovers, restarts;
+  TurnTaker: latencies and barge-in decisions; PlaybackEgress: clears sent and playback results).
+  It is a recorder, not a channel: no actor reads what another wrote, so it creates no coupling and
+  needs no lock (one event loop, no awaits inside its methods).
+* Times recorded are ``anyio.current_time()`` values; the report turns them into millisecond
+  offsets from the call's start so that it is readable and msgspec-encodable.
+* Assistant transcript lines are truncated to what the caller heard when a turn was interrupted
+  (proportionally to heard/total audio, on a word boundary): the same rule the Sonic history uses.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, final
+
+import attrs
+import msgspec
+
+from actors.call.protocol import BargeInSource, PlaybackFinished
+
+__all__ = [
+    "BargeInRecord",
+    "BargeInSummary",
+    "CallJournal",
+    "CallReport",
+    "EndOfSpeechSource",
+    "TranscriptLine",
+    "TurnLatency",
+    "truncate_to_heard",
+]
+
+EndOfSpeechSource = Literal["vad", "transcript"]
+
+
+class TurnLatency(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Per-turn latency: caller end of speech -> first assistant audio SENT to Twilio.
+
+    ``model_ms``: end of speech -> first assistant audio from Sonic. ``gateway_ms``: first audio
+    from Sonic -> first media sent. ``total_ms`` is their sum. A turn with no caller speech before
+    it (the greeting, a reply to DTMF) has no end of speech and only ``gateway_ms``.
+    """
+
+    turn_id: int
+    end_of_speech: EndOfSpeechSource | None
+    model_ms: float | None
+    gateway_ms: float | None
+    total_ms: float | None
+
+
+class BargeInRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """TurnTaker's decision to interrupt: the signal and the generation the clear starts."""
+
+    source: BargeInSource
+    signal_at: float
+    turn_id: int
+    generation: int
+
+
+class TranscriptLine(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A FINAL transcript line; PII: logged only under ``pii_*`` keys."""
+
+    role: Literal["USER", "ASSISTANT"]
+    text: str
+    at_ms: float
+    turn_id: int | None = None
+    truncated: bool = False
+    """ASSISTANT only: cut to what the caller heard before a barge-in."""
+
+
+class BargeInSummary(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One barge-in as the report shows it."""
+
+    source: BargeInSource
+    at_ms: float
+    """Signal arrival, from the call's start."""
+    turn_id: int
+    stop_ms: float | None
+    """Signal -> ``clear`` sent (None if the call ended first)."""
+    heard_ms: float | None
+    """How much of the interrupted turn the caller heard."""
+
+
+class CallReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What happened on one call: latencies, transcript, barge-ins, what was heard, why it ended."""
+
+    call_sid: str
+    stream_sid: str
+    duration_ms: float
+    end_reason: str
+    greeting_ms: float | None
+    """Call start -> first greeting media sent."""
+    turns: list[TurnLatency]
+    transcript: list[TranscriptLine]
+    barge_ins: list[BargeInSummary]
+    heard_ms: float
+    """Assistant audio the caller heard, all turns (greeting included)."""
+    handovers: int
+    sonic_restarts: int
+
+
+def truncate_to_heard(text: str, heard_ms: float, total_ms: float) -> str:
+    """Cut ``text`` to the share of its audio that was heard, at a word boundary."""
+    if total_ms <= 0.0 or heard_ms >= total_ms:
+        return text
+    keep = int(len(text) * max(0.0, heard_ms) / total_ms)
+    cut = text[:keep]
+    if keep < len(text) and not text[keep : keep + 1].isspace():
+        cut = cut.rsplit(" ", 1)[0] if " " in cut else ""
+    return cut.rstrip()
+
+
+@final
+@attrs.define
+class CallJournal:
+    """Append-only record of one call (see the module docstring)."""
+
+    started_at: float
+    end_reason: str | None = None
+    first_media_at: float | None = None
+    latencies: list[TurnLatency] = attrs.field(factory=list)
+    barge_ins: list[BargeInRecord] = attrs.field(factory=list)
+    clears_sent: dict[int, float] = attrs.field(factory=dict)
+    playbacks: dict[int, PlaybackFinished] = attrs.field(factory=dict)
+    user_lines: list[tuple[float, str]] = attrs.field(factory=list)
+    assistant_lines: list[tuple[float, int | None, str]] = attrs.field(factory=list)
+    handovers: list[float] = attrs.field(factory=list)
+    sonic_restarts: int = 0
+    ended_at: float | None = None
+
+    def end(self, reason: str, at: float) -> None:
+        """Record why the call ended; the first reason wins (later ones are consequences)."""
+        if self.end_reason is None:
+            self.end_reason = reason
+            self.ended_at = at
+
+    def report(self, *, call_sid: str, stream_sid: str, now: float) -> CallReport:
+        """Build the report (callable at any time; final once the call has ended)."""
+        t0 = self.started_at
+
+        def ms(t: float) -> float:
+            return round((t - t0) * 1000.0, 1)
+
+        transcript = [
+            TranscriptLine(role="USER", text=text, at_ms=ms(at)) for at, text in self.user_lines
+        ]
+        for at, turn_id, text in self.assistant_lines:
+            done = self.playbacks.get(turn_id) if turn_id is not None else None
+            shown = text
+            if done is not None and done.interrupted:
+                shown = truncate_to_heard(text, done.position_ms, done.total_ms)
+            transcript.append(
+                TranscriptLine(
+                    role="ASSISTANT",
+                    text=shown,
+                    at_ms=ms(at),
+                    turn_id=turn_id,
+                    truncated=shown != text,
+                )
+            )
+        transcript.sort(key=lambda line: line.at_ms)
+        barge_ins = []
+        for b in self.barge_ins:
+            cleared = self.clears_sent.get(b.generation)
+            done = self.playbacks.get(b.turn_id)
+            barge_ins.append(
+                BargeInSummary(
+                    source=b.source,
+                    at_ms=ms(b.signal_at),
+                    turn_id=b.turn_id,
+                    stop_ms=None if cleared is None else round((cleared - b.signal_at) * 1e3, 2),
+                    heard_ms=None if done is None else done.position_ms,
+                )
+            )
+        end = self.ended_at if self.ended_at is not None else now
+        return CallReport(
+            call_sid=call_sid,
+            stream_sid=stream_sid,
+            duration_ms=ms(end),
+            end_reason=self.end_reason or "running",
+            greeting_ms=None if self.first_media_at is None else ms(self.first_media_at),
+            turns=list(self.latencies),
+            transcript=transcript,
+            barge_ins=barge_ins,
+            heard_ms=sum(p.position_ms for p in self.playbacks.values()),
+            handovers=len(self.handovers),
+            sonic_restarts=self.sonic_restarts,
+        )

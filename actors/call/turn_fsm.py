@@ -1,0 +1,284 @@
+"""TurnTaker's Mealy machine: who holds the floor, barge-in, and per-turn latency.
+
+``decide(state, msg, now) -> (state, actions)`` is pure: frozen state in, frozen state and a list
+of actions out, no clock, no I/O (Erlang ``gen_statem`` style; tested without an event loop).
+
+Floor (one of :class:`Floor`)::
+
+    IDLE --speech started--> CALLER --speech stopped / USER transcript--> THINKING
+    THINKING|CALLER|IDLE --assistant turn started--> ASSISTANT
+    ASSISTANT --all open turns finished playing--> IDLE (or CALLER if the caller is talking)
+    ASSISTANT --barge-in--> INTERRUPTED --interrupted turns reported--> CALLER | THINKING | IDLE
+
+The call starts in ASSISTANT: the greeting (turn 0) is playing.
+
+Barge-in: any of Sonic's two signals (the ``interrupted`` text marker, ``contentEnd``
+INTERRUPTED), or -- if ``local_vad_barge_in`` -- the local VAD reporting continuous caller speech
+for ``min_barge_in_speech_ms`` while the assistant holds the floor (a state time-out: armed on
+speech start, cancelled on speech stop or when the assistant stops speaking; the shell delivers
+:class:`GuardElapsed` at :attr:`TurnState.deadline`). A barge-in acts only if an assistant turn
+newer than the last interrupted one is open, so the second signal of the same interruption is a
+no-op: once per generation. Acting means: bump the generation, ``ClearPlayback`` through the
+newest open turn, record it.
+
+Latency: the pending end of speech is the last VAD ``CallerSpeechStopped.ended_at`` since the caller
+last started talking, else the arrival of Sonic's FINAL USER transcript. It is consumed by the
+next assistant turn: model time ends at ``AssistantTurnStarted.at`` (first audio from Sonic), gateway
+time at ``PlaybackStarted.at`` (first media sent).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import assert_never
+
+import attrs
+import msgspec
+
+from actors.call.protocol import (
+    GREETING_TURN_ID,
+    AssistantTurnEnded,
+    AssistantTurnStarted,
+    BargeInDetected,
+    BargeInSource,
+    CallerSpeechStarted,
+    CallerSpeechStopped,
+    ClearPlayback,
+    HeardReport,
+    PlaybackFinished,
+    PlaybackStarted,
+    TurnControl,
+    UserTranscribed,
+)
+from actors.call.report import BargeInRecord, EndOfSpeechSource, TurnLatency
+
+__all__ = [
+    "Floor",
+    "GuardElapsed",
+    "OpenTurn",
+    "TurnAction",
+    "TurnInput",
+    "TurnSettings",
+    "TurnState",
+    "decide",
+]
+
+
+class Floor(enum.Enum):
+    """Who holds the conversational floor."""
+
+    IDLE = "idle"
+    CALLER = "caller_speaking"
+    THINKING = "assistant_thinking"
+    ASSISTANT = "assistant_speaking"
+    INTERRUPTED = "interrupted"
+
+
+class GuardElapsed(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The local-VAD barge-in guard's time-out fired at ``at`` (delivered by the shell)."""
+
+    at: float
+
+
+TurnInput = TurnControl | GuardElapsed
+TurnAction = ClearPlayback | HeardReport | TurnLatency | BargeInRecord
+"""``ClearPlayback`` -> PlaybackEgress.control, ``HeardReport`` -> SonicSession.control, records ->
+the journal (and the per-turn log line)."""
+
+
+@attrs.frozen
+class TurnSettings:
+    """TurnTaker's options (from ``CallDeps``)."""
+
+    local_vad_barge_in: bool = False
+    min_barge_in_speech_ms: float = 300.0
+
+
+@attrs.frozen
+class OpenTurn:
+    """An assistant turn that started and has not finished playing."""
+
+    turn_id: int
+    model_audio_at: float | None = None
+    end_of_speech_at: float | None = None
+    end_of_speech: EndOfSpeechSource | None = None
+    model_done: bool = False
+    measured: bool = False
+
+
+@attrs.frozen
+class TurnState:
+    """The whole state of the machine; replace, never mutate."""
+
+    floor: Floor = Floor.ASSISTANT
+    generation: int = 0
+    open_turns: tuple[OpenTurn, ...] = (OpenTurn(turn_id=GREETING_TURN_ID, model_done=True),)
+    interrupted_through: int = -1
+    caller_speaking: bool = False
+    end_of_speech_at: float | None = None
+    end_of_speech: EndOfSpeechSource | None = None
+    deadline: float | None = None
+    """Local-VAD barge-in guard time-out; the shell delivers ``GuardElapsed`` then."""
+    barge_ins: int = 0
+    barge_ins_ignored: int = 0
+    """Signals with no uninterrupted assistant turn open (the second signal of one barge-in)."""
+    false_barge_ins_avoided: int = 0
+    """Caller speech over the assistant that stopped before the minimum-speech guard."""
+
+    def speaking_turns(self) -> tuple[OpenTurn, ...]:
+        """Open turns not yet interrupted: the assistant is speaking while this is non-empty."""
+        return tuple(t for t in self.open_turns if t.turn_id > self.interrupted_through)
+
+
+def decide(
+    state: TurnState, msg: TurnInput, now: float, settings: TurnSettings
+) -> tuple[TurnState, list[TurnAction]]:
+    """Apply one input; returns the new state and the actions to perform, in order."""
+    match msg:
+        case CallerSpeechStarted(started_at=started_at):
+            deadline = None
+            if settings.local_vad_barge_in and state.speaking_turns():
+                deadline = started_at + settings.min_barge_in_speech_ms / 1000.0
+            floor: Floor = (
+                Floor.CALLER if state.floor in (Floor.IDLE, Floor.THINKING) else state.floor
+            )
+            state = attrs.evolve(
+                state,
+                floor=floor,
+                caller_speaking=True,
+                end_of_speech_at=None,
+                end_of_speech=None,
+                deadline=deadline,
+            )
+            if deadline is not None and deadline <= now:
+                return _barge_in(state, "local_vad", now)
+            return state, []
+        case CallerSpeechStopped(ended_at=ended_at):
+            avoided = state.false_barge_ins_avoided + (state.deadline is not None)
+            after: Floor = Floor.THINKING if state.floor is Floor.CALLER else state.floor
+            return attrs.evolve(
+                state,
+                floor=after,
+                caller_speaking=False,
+                end_of_speech_at=ended_at,
+                end_of_speech="vad",
+                deadline=None,
+                false_barge_ins_avoided=avoided,
+            ), []
+        case UserTranscribed(at=at):
+            if state.end_of_speech_at is None:
+                state = attrs.evolve(state, end_of_speech_at=at, end_of_speech="transcript")
+            if state.floor in (Floor.IDLE, Floor.CALLER):
+                state = attrs.evolve(state, floor=Floor.THINKING)
+            return state, []
+        case AssistantTurnStarted(turn_id=turn_id, at=at):
+            if turn_id <= state.interrupted_through:
+                return state, []
+            turn = _find(state, turn_id)
+            fresh = OpenTurn(
+                turn_id=turn_id,
+                model_audio_at=at,
+                end_of_speech_at=state.end_of_speech_at,
+                end_of_speech=state.end_of_speech,
+            )
+            if turn is not None:  # PlaybackStarted overtook us: keep what it recorded
+                fresh = attrs.evolve(turn, model_audio_at=at)
+            state = _replace_turn(state, fresh)
+            return attrs.evolve(
+                state, floor=Floor.ASSISTANT, end_of_speech_at=None, end_of_speech=None
+            ), []
+        case AssistantTurnEnded(turn_id=turn_id):
+            turn = _find(state, turn_id)
+            if turn is None:
+                return state, []
+            return _replace_turn(state, attrs.evolve(turn, model_done=True)), []
+        case PlaybackStarted(turn_id=turn_id, at=at):
+            if turn_id <= state.interrupted_through:
+                return state, []
+            turn = _find(state, turn_id) or OpenTurn(turn_id=turn_id)
+            if turn.measured:
+                return state, []
+            latency = _latency(turn, at)
+            state = _replace_turn(state, attrs.evolve(turn, measured=True))
+            if state.floor is not Floor.INTERRUPTED:
+                state = attrs.evolve(state, floor=Floor.ASSISTANT)
+            return state, [latency]
+        case PlaybackFinished(
+            turn_id=turn_id, interrupted=interrupted, position_ms=heard, total_ms=total, at=at
+        ):
+            actions: list[TurnAction] = []
+            if interrupted and turn_id != GREETING_TURN_ID:
+                actions.append(HeardReport(turn_id=turn_id, heard_ms=heard, total_ms=total, at=at))
+            remaining = tuple(t for t in state.open_turns if t.turn_id != turn_id)
+            state = attrs.evolve(state, open_turns=remaining)
+            if not state.speaking_turns():
+                state = attrs.evolve(state, deadline=None)
+            if not remaining:
+                if state.caller_speaking:
+                    rest = Floor.CALLER
+                elif state.floor is Floor.INTERRUPTED and state.end_of_speech_at is not None:
+                    rest = Floor.THINKING
+                else:
+                    rest = Floor.IDLE
+                state = attrs.evolve(state, floor=rest)
+            return state, actions
+        case BargeInDetected(source=source, at=at):
+            return _barge_in(state, source, at)
+        case GuardElapsed(at=at):
+            if state.deadline is None or not state.caller_speaking:
+                return attrs.evolve(state, deadline=None), []
+            return _barge_in(state, "local_vad", at)
+        case _:
+            assert_never(msg)
+
+
+def _barge_in(
+    state: TurnState, source: BargeInSource, at: float
+) -> tuple[TurnState, list[TurnAction]]:
+    speaking = state.speaking_turns()
+    if not speaking:
+        return attrs.evolve(state, barge_ins_ignored=state.barge_ins_ignored + 1, deadline=None), []
+    through = max(t.turn_id for t in speaking)
+    generation = state.generation + 1
+    clear = ClearPlayback(
+        generation=generation, through_turn_id=through, source=source, signal_at=at, at=at
+    )
+    record = BargeInRecord(source=source, signal_at=at, turn_id=through, generation=generation)
+    state = attrs.evolve(
+        state,
+        floor=Floor.INTERRUPTED,
+        generation=generation,
+        interrupted_through=through,
+        deadline=None,
+        barge_ins=state.barge_ins + 1,
+    )
+    return state, [clear, record]
+
+
+def _find(state: TurnState, turn_id: int) -> OpenTurn | None:
+    for turn in state.open_turns:
+        if turn.turn_id == turn_id:
+            return turn
+    return None
+
+
+def _replace_turn(state: TurnState, turn: OpenTurn) -> TurnState:
+    turns = [t for t in state.open_turns if t.turn_id != turn.turn_id]
+    turns.append(turn)
+    turns.sort(key=lambda t: t.turn_id)
+    return attrs.evolve(state, open_turns=tuple(turns))
+
+
+def _latency(turn: OpenTurn, first_sent_at: float) -> TurnLatency:
+    def ms(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round((b - a) * 1000.0, 2)
+
+    model = ms(turn.end_of_speech_at, turn.model_audio_at)
+    gateway = ms(turn.model_audio_at, first_sent_at)
+    return TurnLatency(
+        turn_id=turn.turn_id,
+        end_of_speech=turn.end_of_speech,
+        model_ms=model,
+        gateway_ms=gateway,
+        total_ms=ms(turn.end_of_speech_at, first_sent_at) if model is not None else None,
+    )
