@@ -156,3 +156,16 @@ def test_random_chunking_equals_whole(
     assert chunked == whole
     # Output length invariant: round-half-up of n * out / in.
     assert len(whole) // 2 == (2 * len(samples) * rate_out + rate_in) // (2 * rate_in)
+
+
+@pytest.mark.parametrize("fs", [16000, 24000, 48000])
+def test_prototype_stopband_is_at_least_94_db(fs: int) -> None:
+    # Design-level check, finer than the int16 output allows (an 85 dB alias is < 1 LSB there).
+    from audiocodec._filters import STOPBAND_DB, design_lowpass
+
+    h = design_lowpass(fs, 3400.0, 4600.0, STOPBAND_DB)
+    n = np.arange(len(h)) - (len(h) - 1) / 2
+    freqs = np.linspace(4600.0, fs / 2, 2000)
+    response = np.abs(np.exp(-2j * np.pi * np.outer(freqs, n) / fs) @ h)
+    assert 20 * np.log10(response.max()) <= -94.0
+    assert (len(h) - 1) / 2 / fs <= 0.003
