@@ -12,7 +12,7 @@ def test_truncate_to_heard_cuts_at_a_word_boundary() -> None:
     text = "Your order shipped yesterday and will arrive Friday."
     assert truncate_to_heard(text, 1000, 1000) == text
     assert truncate_to_heard(text, 0, 1000) == ""
-    assert truncate_to_heard(text, 500, 1000) == "Your order shipped yesterday"
+    assert truncate_to_heard(text, 600, 1000) == "Your order shipped yesterday"
     assert truncate_to_heard(text, 100, 0) == text
 
 
@@ -26,7 +26,7 @@ def test_report_joins_barge_in_clear_and_heard() -> None:
     )
     j.clears_sent[1] = 102.0004
     j.playbacks[1] = PlaybackFinished(
-        turn_id=1, generation=0, position_ms=500, total_ms=1000, interrupted=True, at=102.0005
+        turn_id=1, generation=0, position_ms=600, total_ms=1000, interrupted=True, at=102.0005
     )
     j.end("caller_hangup", 103.0)
     j.end("socket_closed", 103.1)
@@ -38,7 +38,7 @@ def test_report_joins_barge_in_clear_and_heard() -> None:
     assert r.transcript[1].text == "Your order shipped yesterday"
     assert r.transcript[1].truncated
     assert r.barge_ins[0].stop_ms == 0.4
-    assert r.barge_ins[0].heard_ms == 500
-    assert r.heard_ms == 500
+    assert r.barge_ins[0].heard_ms == 600
+    assert r.heard_ms == 600
     # The report crosses process boundaries as JSON.
     assert msgspec.json.decode(msgspec.json.encode(r), type=CallReport) == r
