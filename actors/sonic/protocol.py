@@ -351,6 +351,10 @@ class SonicProtocol:
                 f"{what} needs input state {state.name}, not {self._state.name}"
             )
 
+    def attach_turn_ids(self, turn_ids: Iterator[int]) -> None:
+        """Use the conversation's assistant-turn counter (a pooled stream gets it when taken)."""
+        self._turn_ids = turn_ids
+
     # ---------------------------------------------------------------- output side
 
     @property
@@ -362,6 +366,11 @@ class SonicProtocol:
     def assistant_turn_open(self) -> bool:
         """True while an assistant turn is in progress (text or audio not yet ended)."""
         return self._turn_open
+
+    @property
+    def assistant_speaking(self) -> bool:
+        """True while an assistant answer is being generated (turn open, its audio not ended)."""
+        return self._turn_open and not self._turn_audio_ended and not self._turn_barged
 
     def statistics(self) -> dict[str, int]:
         """Counters for snapshots and tests."""
