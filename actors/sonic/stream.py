@@ -329,7 +329,7 @@ class SonicStream:
                     with contextlib.suppress(SonicError):
                         await self._send_locked(self.protocol.close())
                 self._closing = True
-            if self._failure is None and self._running and self.protocol.assistant_speaking):
+            if self._failure is None and self._running and self.protocol.assistant_speaking:
                 # Let an answer in flight finish (reference §6: wait briefly for completionEnd).
                 with anyio.move_on_after(self._settings.close_timeout_s / 2):
                     await self._completion_seen.wait()
