@@ -36,6 +36,7 @@ import attrs
 import msgspec
 
 from actors.errors import ConfigError
+from actors.sonic.settings import PoolSettings, SonicSettings
 
 __all__ = [
     "ENV_PREFIX",
@@ -44,6 +45,7 @@ __all__ = [
     "Backend",
     "CallConfig",
     "DebugConfig",
+    "EndpointingSensitivity",
     "GatewayConfig",
     "LimitsConfig",
     "LogFormat",
@@ -64,7 +66,8 @@ MEDIA_PATH: Final = "/twilio/media"
 Backend = Literal["emulator", "bedrock"]
 LogFormat = Literal["json", "console", "auto"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-PoolLevel = Literal["connection", "stream"]
+PoolLevel = Literal["connect", "stream"]
+EndpointingSensitivity = Literal["HIGH", "MEDIUM", "LOW"]
 SampleRate = Literal[8000, 16000, 24000]
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -73,9 +76,7 @@ NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 
-_DEFAULT_SYSTEM_PROMPT: Final = (
-    "You are a friendly voice assistant on a phone call. Keep answers short and conversational."
-)
+_DEFAULT_SYSTEM_PROMPT: Final = "You are a helpful, concise voice assistant on a phone call."
 
 
 @attrs.frozen
@@ -174,37 +175,78 @@ class LoggingConfig:
 
 @attrs.frozen
 class SonicConfig:
-    """Nova Sonic client settings (turned into the Sonic client's settings by the wiring).
+    """Nova Sonic client settings; :meth:`to_sonic_settings` / :meth:`to_pool_settings` turn them
+    into the Sonic client's objects (same names and bounds as :class:`actors.sonic.SonicSettings`).
 
     Attributes:
         region: AWS region of the Bedrock runtime endpoint.
         model_id: Bedrock model id.
         voice_id: output voice.
         system_prompt: the system prompt sent as the first TEXT block.
+        max_tokens, top_p, temperature: inference configuration.
+        endpointing_sensitivity: turn detection: ``HIGH`` answers soonest, ``LOW`` waits longest.
         input_rate: caller audio rate sent to Sonic (Hz).
         output_rate: assistant audio rate asked of Sonic (Hz).
-        endpoint_uri: endpoint override (the emulator, a proxy); None for the regional endpoint.
+        endpoint_uri: endpoint override (a proxy); None for the regional endpoint. With
+            ``backend = "emulator"`` the gateway points the client at the emulator itself.
         ca_bundle: PEM file trusted for ``endpoint_uri`` only.
         audio_batch_ms: milliseconds of caller audio per ``audioInput`` event (multiple of 20).
         handover_after_s: open the next session and hand over after this long.
-        pool_size: warm connections/streams kept ahead of calls (0 disables the pool).
-        pool_level: what the pool pre-opens: ``connection`` (safe default) or ``stream``.
-        pool_max_idle_s: pooled entries older than this are recycled.
+        pool_size: warm entries kept ahead of calls (0 disables the pool).
+        pool_level: what the pool pre-opens: ``connect`` (TLS + HTTP/2, safe default) or
+            ``stream`` (also the Bedrock stream).
+        pool_max_idle_s: pooled streams older than this are recycled.
     """
 
-    region: NonEmptyStr = "us-east-1"
+    region: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]+$")] = "us-east-1"
     model_id: NonEmptyStr = "amazon.nova-2-sonic-v1:0"
-    voice_id: NonEmptyStr = "matthew"
+    voice_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]+$")] = "matthew"
     system_prompt: NonEmptyStr = _DEFAULT_SYSTEM_PROMPT
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1024
+    top_p: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.9
+    temperature: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.7
+    endpointing_sensitivity: EndpointingSensitivity = "MEDIUM"
     input_rate: SampleRate = 16000
     output_rate: SampleRate = 24000
     endpoint_uri: str | None = None
     ca_bundle: Path | None = None
     audio_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=200, multiple_of=20)] = 20
-    handover_after_s: PositiveSeconds = 360.0
-    pool_size: Annotated[int, msgspec.Meta(ge=0, le=64)] = 1
-    pool_level: PoolLevel = "connection"
-    pool_max_idle_s: PositiveSeconds = 60.0
+    handover_after_s: Annotated[float, msgspec.Meta(ge=1.0, le=470.0)] = 360.0
+    pool_size: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2
+    pool_level: PoolLevel = "connect"
+    pool_max_idle_s: Annotated[float, msgspec.Meta(ge=1.0, le=420.0)] = 60.0
+
+    def to_sonic_settings(
+        self, *, endpoint_uri: str | None = None, ca_bundle: Path | None = None
+    ) -> SonicSettings:
+        """The Sonic client's per-conversation settings.
+
+        Args:
+            endpoint_uri: overrides ``endpoint_uri`` (the in-process emulator's endpoint).
+            ca_bundle: overrides ``ca_bundle`` (the emulator's CA).
+        """
+        return SonicSettings(
+            region=self.region,
+            model_id=self.model_id,
+            voice_id=self.voice_id,
+            system_prompt=self.system_prompt,
+            max_tokens=self.max_tokens,
+            top_p=self.top_p,
+            temperature=self.temperature,
+            endpointing_sensitivity=self.endpointing_sensitivity,
+            input_rate=self.input_rate,
+            output_rate=self.output_rate,
+            endpoint_uri=self.endpoint_uri if endpoint_uri is None else endpoint_uri,
+            ca_bundle=self.ca_bundle if ca_bundle is None else ca_bundle,
+            audio_batch_ms=self.audio_batch_ms,
+            handover_after_s=self.handover_after_s,
+        )
+
+    def to_pool_settings(self) -> PoolSettings:
+        """The Sonic connector's warm-pool settings."""
+        return PoolSettings(
+            size=self.pool_size, level=self.pool_level, max_idle_s=self.pool_max_idle_s
+        )
 
 
 @attrs.frozen

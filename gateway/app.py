@@ -1,0 +1,180 @@
+"""The Starlette ASGI app: Twilio webhook, media WebSocket, health and debug routes.
+
+Rules: no module-level state. Everything an app needs (config, call factory, registry) is bound
+into its route handlers and exposed on ``app.state.gateway`` (:class:`GatewayState`), so several
+apps can live in one process and the app can be mounted into another ASGI app. The app starts no
+background tasks: each media socket's call runs inside that socket's ASGI task, owned by the server.
+
+Routes (paths are fixed: :data:`~gateway.config.VOICE_PATH`, :data:`~gateway.config.MEDIA_PATH`):
+
+* ``POST /twilio/voice``: signature check (with an auth token; 403 otherwise), then
+  ``<Connect><Stream>`` TwiML, or ``<Reject reason="busy"/>`` at the concurrency limit.
+* ``WS /twilio/media``: see :mod:`gateway.media_ws`.
+* ``GET /healthz``: ``{"status": "ok", "live_calls": N, "version": "..."}``.
+* ``GET /debug/actors``: see :mod:`gateway.debug`.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import TYPE_CHECKING, final
+
+import attrs
+import msgspec
+import structlog
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+
+from gateway.config import MEDIA_PATH, VOICE_PATH, GatewayConfig
+from gateway.debug import DebugActorsEndpoint
+from gateway.media_ws import MediaStreamEndpoint
+from gateway.registry import CallFactory, CallRegistry
+from gateway.signature import validate_webhook_signature
+from gateway.twiml import reject_twiml, stream_parameters, stream_twiml
+from gateway.version import VERSION
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+
+__all__ = ["GatewayState", "Health", "create_app"]
+
+_log = structlog.get_logger(__name__)
+_ENCODER = msgspec.json.Encoder()
+_TWIML = "application/xml"
+# Twilio's voice webhook form is a few hundred bytes; anything near this is not Twilio.
+_MAX_WEBHOOK_BODY = 64 * 1024
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The body of ``/healthz``."""
+
+    status: str
+    live_calls: int
+    version: str
+
+
+@attrs.frozen
+class GatewayState:
+    """What one app instance owns; reachable as ``app.state.gateway``."""
+
+    config: GatewayConfig
+    registry: CallRegistry
+    call_factory: CallFactory
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it exceeds ``limit`` bytes (stops reading there)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _form_fields(request: Request, body: bytes) -> list[tuple[str, str]] | None:
+    """Form fields of a urlencoded body (Twilio's format), [] for JSON, None when malformed."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        return []  # signed through bodySHA256 in the URL; carries no form fields
+    try:
+        text = body.decode("utf-8")
+        return urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+@final
+class VoiceWebhook:
+    """The ``POST /twilio/voice`` handler."""
+
+    __slots__ = ("_config", "_registry")
+
+    def __init__(self, config: GatewayConfig, registry: CallRegistry) -> None:
+        self._config = config
+        self._registry = registry
+
+    def _public_url(self, request: Request) -> str:
+        base = self._config.server.public_voice_url()
+        if base is None:  # no public URL: local use only (no auth token possible)
+            base = str(request.url.replace(query="", fragment="")).rstrip("?")
+        return base + (f"?{request.url.query}" if request.url.query else "")
+
+    def _stream_url(self, request: Request) -> str:
+        url = self._config.server.public_media_url()
+        if url is not None:
+            return url
+        # Local use without a public URL: the request's own origin (never with an auth token).
+        scheme = "wss" if request.url.scheme == "https" else "ws"
+        return str(request.url.replace(scheme=scheme, path=MEDIA_PATH, query="", fragment=""))
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one webhook: reads the form body, then decides synchronously."""
+        body = await _read_body(request, _MAX_WEBHOOK_BODY)
+        if body is None:
+            return Response(b"Payload Too Large", status_code=413, media_type="text/plain")
+        fields = _form_fields(request, body)
+        if fields is None:
+            return Response(b"Bad Request", status_code=400, media_type="text/plain")
+        token = self._config.twilio.auth_token
+        if token is not None and not validate_webhook_signature(
+            token,
+            self._public_url(request),
+            fields,
+            request.headers.get("x-twilio-signature"),
+            body=body,
+        ):
+            _log.warning("webhook.refused", reason="bad_signature")
+            return Response(b"Forbidden", status_code=403, media_type="text/plain")
+        values = dict(fields)
+        if not values.get("CallSid"):
+            _log.warning("webhook.refused", reason="no_call_sid")
+            return Response(b"CallSid missing", status_code=400, media_type="text/plain")
+        if self._registry.at_capacity():
+            self._registry.refuse("busy", values["CallSid"])
+            _log.warning("webhook.rejected", reason="busy", call_sid=values["CallSid"])
+            return Response(reject_twiml("busy"), media_type=_TWIML)
+        parameters = stream_parameters(
+            values, pass_caller_numbers=self._config.twilio.pass_caller_numbers
+        )
+        _log.info("webhook.answered", call_sid=values["CallSid"])
+        twiml = stream_twiml(
+            self._stream_url(request), name=self._config.twilio.stream_name, parameters=parameters
+        )
+        return Response(twiml, media_type=_TWIML)
+
+
+def create_app(config: GatewayConfig, *, call_factory: CallFactory) -> Starlette:
+    """Build the gateway's ASGI app.
+
+    Args:
+        config: the validated gateway config.
+        call_factory: builds a call for each accepted, identified media socket.
+
+    Returns:
+        A Starlette app with its :class:`GatewayState` on ``app.state.gateway``.
+    """
+    registry = CallRegistry(config.limits.max_concurrent_calls)
+    state = GatewayState(config=config, registry=registry, call_factory=call_factory)
+
+    async def healthz(request: Request) -> Response:
+        del request
+        health = Health(status="ok", live_calls=registry.live_count, version=VERSION)
+        return Response(_ENCODER.encode(health), media_type="application/json")
+
+    app = Starlette(
+        routes=[
+            Route(VOICE_PATH, VoiceWebhook(config, registry).handle, methods=["POST"]),
+            WebSocketRoute(MEDIA_PATH, MediaStreamEndpoint(config, registry, call_factory).handle),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route(
+                "/debug/actors", DebugActorsEndpoint(config.debug, registry).handle, methods=["GET"]
+            ),
+        ],
+    )
+    app.state.gateway = state
+    return app

@@ -1,0 +1,316 @@
+"""The Twilio Media Streams WebSocket: upgrade checks, handshake, and one call's lifetime.
+
+Theory of operation, per socket (``WS /twilio/media``):
+
+1. Before accepting: with an auth token, ``X-Twilio-Signature`` must match the PUBLIC ``wss://``
+   URL (with or without a trailing ``/``); then a handshake slot must be free (live calls plus
+   sockets in handshake below ``max_concurrent_calls``). A refusal closes before accepting, which
+   the server answers with HTTP 403; nothing else happens for that socket.
+2. Accept, then read ``connected`` and ``start`` within ``handshake_timeout_s``, decoded by the
+   wire decoder and checked by :class:`~actors.wire.TwilioStreamValidator`. ``start`` must announce
+   8 kHz mono μ-law and, when our TwiML put a ``callSid`` parameter in, agree with it.
+3. Reserve the CallSid in the :class:`~gateway.registry.CallRegistry`: a CallSid already live is
+   refused (close 1008, reason ``duplicate``), and so is a call over the limit (``busy``).
+4. Build the call with the :data:`~gateway.registry.CallFactory`, await its ``run()``, then close
+   the socket. How it ended picks the close code: normal 1000; a malformed or out-of-order frame
+   (:class:`~actors.errors.RemoteProtocolError`) 1008, an oversized one 1009; any other failure
+   1011; cancellation (server shutdown) 1001. Each ends THIS call only, with one log line.
+
+No Sonic session or call object exists for a socket refused in steps 1-3. The slot is released on
+every exit path (context managers). Only the call reads and writes the socket after step 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Final, final
+
+import anyio
+import structlog
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from actors.call.ports import CallIdentity
+from actors.errors import BrokenByPeer, ClosedByUs, RemoteProtocolError, ResourceClosed
+from actors.wire import (
+    TwilioMessageError,
+    TwilioStart,
+    TwilioStreamValidator,
+    decode_twilio_inbound,
+)
+from gateway.logs import bind_call
+from gateway.registry import CallRefused
+from gateway.signature import validate_websocket_signature
+from gateway.twiml import PARAM_CALL_SID
+
+if TYPE_CHECKING:
+    from starlette.websockets import WebSocket
+
+    from gateway.config import GatewayConfig
+    from gateway.registry import CallFactory, CallRegistry
+
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_NORMAL",
+    "CLOSE_POLICY_VIOLATION",
+    "CLOSE_TOO_BIG",
+    "MediaStreamEndpoint",
+    "StarletteTwilioSocket",
+    "WebSocketMessageTooBig",
+]
+
+CLOSE_NORMAL: Final = 1000
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_POLICY_VIOLATION: Final = 1008
+CLOSE_TOO_BIG: Final = 1009
+CLOSE_INTERNAL_ERROR: Final = 1011
+
+# Closing is bounded: a peer that never answers the close handshake does not hold the task.
+_CLOSE_TIMEOUT_S: Final = 1.0
+
+_log = structlog.get_logger(__name__)
+
+
+class WebSocketMessageTooBig(RemoteProtocolError):
+    """An incoming WebSocket message exceeded ``limits.ws_max_message_bytes``."""
+
+
+@final
+class StarletteTwilioSocket:
+    """:class:`actors.call.TwilioSocket` over a Starlette WebSocket (text frames of UTF-8 JSON).
+
+    One task may receive while another sends. After :meth:`close`, both raise
+    :class:`~actors.errors.ClosedByUs`; after the peer left, :class:`~actors.errors.BrokenByPeer`.
+
+    Args:
+        websocket: an accepted Starlette WebSocket.
+        max_message_bytes: largest message :meth:`receive` accepts (UTF-8 bytes).
+    """
+
+    __slots__ = ("_closed_by_us", "_max", "_peer_gone", "_ws")
+
+    def __init__(self, websocket: WebSocket, *, max_message_bytes: int) -> None:
+        self._ws = websocket
+        self._max = max_message_bytes
+        self._closed_by_us = False
+        self._peer_gone = False
+
+    def _check_open(self) -> None:
+        if self._closed_by_us:
+            raise ClosedByUs("the media socket was closed by the gateway")
+        if self._peer_gone:
+            raise BrokenByPeer("the media socket was closed by Twilio")
+
+    async def receive(self) -> bytes:
+        """Block until the next text frame; return it as UTF-8 bytes.
+
+        Raises:
+            BrokenByPeer: the peer closed or reset the socket.
+            ClosedByUs: :meth:`close` was called.
+            WebSocketMessageTooBig: the message is over the size cap.
+            RemoteProtocolError: a binary frame (Twilio sends text only).
+        """
+        self._check_open()
+        try:
+            message = await self._ws.receive()
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            self._peer_gone = not self._closed_by_us
+            self._check_open()
+            raise BrokenByPeer("the media socket failed") from exc
+        if message["type"] == "websocket.disconnect":
+            self._peer_gone = not self._closed_by_us
+            self._check_open()
+        text = message.get("text")
+        if text is None:
+            raise RemoteProtocolError("binary WebSocket frame; Twilio sends text", field="frame")
+        data: bytes = text.encode("utf-8")
+        if len(data) > self._max:
+            raise WebSocketMessageTooBig(
+                f"WebSocket message of {len(data)} bytes over the {self._max}-byte cap",
+                field="frame",
+            )
+        return data
+
+    async def send(self, data: bytes) -> None:
+        """Send one text frame; blocks while the transport applies backpressure.
+
+        Raises:
+            BrokenByPeer: the peer is gone.
+            ClosedByUs: :meth:`close` was called.
+        """
+        self._check_open()
+        try:
+            await self._ws.send({"type": "websocket.send", "text": data.decode("utf-8")})
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            self._peer_gone = not self._closed_by_us
+            self._check_open()
+            raise BrokenByPeer("the media socket failed") from exc
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Close the socket (bounded by 1 s); idempotent, never raises for a closed socket."""
+        if self._closed_by_us:
+            return
+        self._closed_by_us = True
+        if self._peer_gone or self._ws.application_state != WebSocketState.CONNECTED:
+            return
+        with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
+            # Already closing or gone: closing is idempotent by contract.
+            with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+                await self._ws.close(code=code, reason=reason[:120])
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _outcome(exc: Exception) -> tuple[str, int]:
+    """Classify how a call failed: (log outcome, close code)."""
+    leaves = _leaves(exc)
+    if any(isinstance(e, WebSocketMessageTooBig) for e in leaves):
+        return "message_too_big", CLOSE_TOO_BIG
+    if any(isinstance(e, RemoteProtocolError) for e in leaves):
+        return "protocol_error", CLOSE_POLICY_VIOLATION
+    if all(isinstance(e, BrokenByPeer) for e in leaves):
+        return "peer_gone", CLOSE_NORMAL
+    if all(isinstance(e, ResourceClosed) for e in leaves):
+        return "closed", CLOSE_NORMAL
+    return "failed", CLOSE_INTERNAL_ERROR
+
+
+def _check_start(start: TwilioStart) -> None:
+    fmt = start.start.media_format
+    if (fmt.encoding, fmt.sample_rate, fmt.channels) != ("audio/x-mulaw", 8000, 1):
+        raise TwilioMessageError(
+            f"unsupported media format {fmt.encoding}/{fmt.sample_rate}/{fmt.channels}",
+            field="start.mediaFormat",
+        )
+    announced = start.start.custom_parameters.get(PARAM_CALL_SID)
+    if announced is not None and announced != start.start.call_sid:
+        raise TwilioMessageError(
+            "start.callSid differs from the callSid our TwiML announced",
+            field="start.customParameters.callSid",
+        )
+
+
+async def read_handshake(socket: StarletteTwilioSocket) -> TwilioStart:
+    """Read and check ``connected`` then ``start``; blocks until both arrived.
+
+    Raises:
+        TwilioMessageError: malformed or out-of-order frame, unsupported format.
+        BrokenByPeer: the peer left.
+    """
+    validator = TwilioStreamValidator()
+    while True:
+        msg = decode_twilio_inbound(await socket.receive())
+        validator.feed(msg)  # raises on anything but connected, then start
+        if isinstance(msg, TwilioStart):
+            _check_start(msg)
+            return msg
+
+
+@final
+class MediaStreamEndpoint:
+    """The ``WS /twilio/media`` handler: one instance per app, holding no per-call state.
+
+    Args:
+        config: the gateway's config.
+        registry: the app's call registry.
+        call_factory: builds a call for an accepted, identified socket.
+    """
+
+    __slots__ = ("_config", "_factory", "_public_url", "_registry")
+
+    def __init__(
+        self, config: GatewayConfig, registry: CallRegistry, call_factory: CallFactory
+    ) -> None:
+        self._config = config
+        self._registry = registry
+        self._factory = call_factory
+        self._public_url = config.server.public_media_url()
+
+    def _signature_ok(self, websocket: WebSocket) -> bool:
+        token = self._config.twilio.auth_token
+        if token is None:
+            return True
+        assert self._public_url is not None  # config validation: a token needs a public URL
+        signature = websocket.headers.get("x-twilio-signature")
+        return validate_websocket_signature(token, self._public_url, signature)
+
+    async def handle(self, websocket: WebSocket) -> None:
+        """Serve one media socket from upgrade to close; blocks for the call's life."""
+        if not self._signature_ok(websocket):
+            _log.warning("media.refused", reason="bad_signature")
+            await websocket.close(code=CLOSE_POLICY_VIOLATION)  # before accept: HTTP 403
+            return
+        try:
+            with self._registry.handshake():
+                await websocket.accept()
+                socket = StarletteTwilioSocket(
+                    websocket, max_message_bytes=self._config.limits.ws_max_message_bytes
+                )
+                start = await self._handshake(socket)
+        except CallRefused as exc:
+            _log.warning("media.refused", reason=exc.reason)
+            await websocket.close(code=CLOSE_POLICY_VIOLATION)  # before accept: HTTP 403
+            return
+        if start is None:
+            return
+        identity = CallIdentity(
+            call_sid=start.start.call_sid,
+            stream_sid=start.stream_sid,
+            account_sid=start.start.account_sid,
+            custom_parameters=dict(start.start.custom_parameters),
+            started_at=anyio.current_time(),
+        )
+        with bind_call(identity.call_sid, identity.stream_sid):
+            await self._run_call(socket, identity)
+
+    async def _handshake(self, socket: StarletteTwilioSocket) -> TwilioStart | None:
+        """``start`` once read and checked, or None after closing the socket with the reason."""
+        timeout = self._config.limits.handshake_timeout_s
+        try:
+            with anyio.fail_after(timeout):
+                return await read_handshake(socket)
+        except TimeoutError:
+            _log.warning("media.handshake_failed", reason="timeout", timeout_s=timeout)
+            await socket.close(CLOSE_POLICY_VIOLATION, "handshake timeout")
+        except WebSocketMessageTooBig as exc:
+            _log.warning("media.handshake_failed", reason="message_too_big", detail=str(exc))
+            await socket.close(CLOSE_TOO_BIG, "message too big")
+        except RemoteProtocolError as exc:
+            _log.warning("media.handshake_failed", reason="protocol_error", detail=str(exc))
+            await socket.close(CLOSE_POLICY_VIOLATION, "protocol error")
+        except ResourceClosed:
+            _log.info("media.handshake_failed", reason="peer_gone")
+            await socket.close()
+        return None
+
+    async def _run_call(self, socket: StarletteTwilioSocket, identity: CallIdentity) -> None:
+        try:
+            slot = self._registry.reserve_nowait(identity.call_sid)
+        except CallRefused as exc:
+            _log.warning("media.refused", reason=exc.reason)
+            await socket.close(CLOSE_POLICY_VIOLATION, exc.reason)
+            return
+        outcome, code = "completed", CLOSE_NORMAL
+        try:
+            with slot:
+                _log.info("call.started", live_calls=self._registry.live_count)
+                call = self._factory(socket, identity)
+                slot.attach(call)
+                await call.run()
+        except Exception as exc:
+            outcome, code = _outcome(exc)
+            event = "call.failed" if code == CLOSE_INTERNAL_ERROR else "call.ended_abnormally"
+            _log.warning(
+                event, outcome=outcome, detail=str(exc), exc_info=code == CLOSE_INTERNAL_ERROR
+            )
+        except BaseException:
+            outcome, code = "cancelled", CLOSE_GOING_AWAY
+            raise
+        finally:
+            await socket.close(code, "" if code == CLOSE_NORMAL else outcome)
+            duration = anyio.current_time() - identity.started_at
+            _log.info("call.ended", outcome=outcome, close_code=code, duration_s=round(duration, 3))
