@@ -12,7 +12,6 @@ import anyio
 import msgspec
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.http11 import Response
 
 from actors.wire import encode_twilio_clear, encode_twilio_mark, encode_twilio_media
 from gateway.replay.audio import speech_like_ulaw
@@ -22,6 +21,8 @@ from gateway.replay.signature import twilio_signature
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    from websockets.http11 import Response
 
     from gateway.replay.scenario import CallerStep
 

@@ -1,0 +1,365 @@
+"""Run replay scenarios: one call through the peer, the in-process stack, the CLI entry points.
+
+Theory of operation.
+
+* :func:`run_scenario` places ONE call against a running gateway with a :class:`TwilioPeer`, then
+  asks a :class:`CallObserver` (when given) for the system's record of the call and the live-call
+  count, and builds the :class:`CallReport`.
+* :func:`replay_stack` starts, in-process and on free loopback ports, the Nova Sonic emulator (with
+  the scenario's model script and ``[emulator]`` overrides) and the gateway (defaults + the
+  scenario's ``[gateway]`` overrides, backend = that emulator, the real call factory from
+  :func:`gateway.wiring.build_call_factory`). Each scenario gets a fresh stack, so counters and
+  records belong to that one call.
+* :func:`main_replay` / :func:`main_demo` are what ``sonic-gateway replay`` / ``demo`` call: run
+  scenarios sequentially, print each report and a summary, return the exit status.
+
+The ``[gateway]`` table has the shape of the gateway's own config file (``[gateway.sonic]
+handover_after_s = 2.0``, ``[gateway.twilio] auth_token = "..."``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
+
+import anyio
+import attrs
+import msgspec
+
+from gateway.config import GatewayConfig
+from gateway.emulator import Emulator
+from gateway.replay.audio import load_caller_audio, speech_like_ulaw
+from gateway.replay.peer import TwilioPeer
+from gateway.replay.report import CallRecord, build_report, format_report, format_summary
+from gateway.replay.scenario import BargeIn, Say, Scenario, ScenarioError, load_scenario
+from gateway.server import RunningGateway
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from gateway.replay.report import CallReport
+
+__all__ = [
+    "BUNDLED_SCENARIOS",
+    "CallObserver",
+    "ReplayStack",
+    "StackUnavailable",
+    "bundled_scenarios",
+    "main_demo",
+    "main_replay",
+    "replay_stack",
+    "run_scenario",
+    "step_audio",
+]
+
+BUNDLED_SCENARIOS: Final = Path(__file__).resolve().parents[2] / "scripts" / "calls"
+DEFAULT_PUBLIC_URL: Final = "https://gateway.replay.test"
+RECORD_TIMEOUT_S: Final = 3.0
+CALL_END_TIMEOUT_S: Final = 2.0
+
+
+class StackUnavailable(RuntimeError):
+    """The in-process stack cannot be built yet (e.g. ``gateway.wiring`` is missing)."""
+
+
+class CallObserver(Protocol):
+    """What the runner may ask the system under test about the call it just drove."""
+
+    def calls_started(self) -> int:
+        """Calls the gateway has started since it began serving."""
+        ...
+
+    def sessions_opened(self) -> int | None:
+        """Sonic sessions opened since start (None: unknown)."""
+        ...
+
+    async def wait_no_live_calls(self, timeout_s: float) -> int:
+        """Wait (bounded) until the gateway has no live call; return the live count at the end."""
+        ...
+
+    async def wait_call_record(self, call_sid: str, timeout_s: float) -> CallRecord | None:
+        """Return the system's record of ``call_sid`` once the call has ended (None: none)."""
+        ...
+
+
+def step_audio(scenario: Scenario, step: Say | BargeIn) -> bytes:
+    """The μ-law audio of a ``say`` / ``barge_in`` step (file or generated)."""
+    if step.audio is not None:
+        return load_caller_audio(scenario.resolve(step.audio))
+    assert step.ms is not None
+    return speech_like_ulaw(step.ms, step.seed)
+
+
+async def run_scenario(
+    scenario: Scenario,
+    *,
+    gateway_url: str,
+    public_url: str,
+    auth_token: str | None,
+    observer: CallObserver | None = None,
+) -> CallReport:
+    """Drive one call through the gateway at ``gateway_url`` and check the scenario's expectations.
+
+    Blocks for the length of the call plus the record wait (bounded).
+
+    Args:
+        scenario: the call.
+        gateway_url: the media WebSocket to connect to (``ws://127.0.0.1:PORT/twilio/media``).
+        public_url: the public ``wss://`` media URL the gateway validates signatures against.
+        auth_token: the gateway's Twilio auth token (the peer signs with it unless the scenario
+            says ``[peer] sign_requests = false``); None: unsigned.
+        observer: access to the gateway's records and counters; without it, checks needing them
+            fail with "no call record" / "live calls unknown".
+    """
+    for step in scenario.caller:  # fail early on missing audio files, before the call starts
+        if isinstance(step, Say | BargeIn) and step.audio is not None:
+            step_audio(scenario, step)
+    started_before = observer.calls_started() if observer is not None else 0
+    sessions_before = observer.sessions_opened() if observer is not None else None
+    peer = TwilioPeer(
+        url=gateway_url,
+        public_url=public_url,
+        auth_token=auth_token,
+        steps=scenario.caller,
+        audio_for=functools.partial(step_audio, scenario),
+        settings=scenario.peer,
+    )
+    result = await peer.run()
+    record: CallRecord | None = None
+    live: int | None = None
+    started: int | None = None
+    sessions: int | None = None
+    if observer is not None:
+        live = await observer.wait_no_live_calls(CALL_END_TIMEOUT_S)
+        if result.connected:
+            record = await observer.wait_call_record(result.call_sid, RECORD_TIMEOUT_S)
+        started = observer.calls_started() - started_before
+        after = observer.sessions_opened()
+        if after is not None and sessions_before is not None:
+            sessions = after - sessions_before
+    return build_report(
+        scenario,
+        result,
+        record=record,
+        live_calls_after=live,
+        calls_started=started,
+        sessions_opened=sessions,
+    )
+
+
+# ---------------------------------------------------------------------------------- the stack
+
+
+@final
+@attrs.define
+class ReplayStack:
+    """An emulator and a gateway running in-process for one scenario."""
+
+    scenario: Scenario
+    config: GatewayConfig
+    emulator: Emulator
+    gateway: RunningGateway
+    observer: CallObserver
+
+    @property
+    def media_url(self) -> str:
+        """Where the peer connects."""
+        return self.gateway.ws_url + "/twilio/media"
+
+    @property
+    def public_media_url(self) -> str:
+        """The URL the gateway validates upgrade signatures against."""
+        url = self.config.server.public_media_url()
+        return url if url is not None else self.media_url
+
+    async def run(self) -> CallReport:
+        """Replay the scenario's call against this stack."""
+        return await run_scenario(
+            self.scenario,
+            gateway_url=self.media_url,
+            public_url=self.public_media_url,
+            auth_token=self.config.twilio.auth_token,
+            observer=self.observer,
+        )
+
+
+@final
+class _StackObserver:
+    """Observes the in-process stack: the gateway's registry and the emulator's sessions."""
+
+    def __init__(self, gateway: RunningGateway, emulator: Emulator) -> None:
+        self._gateway = gateway
+        self._emulator = emulator
+
+    def _registry_stats(self) -> Any:
+        return self._gateway.app.state.gateway.registry.statistics()
+
+    def calls_started(self) -> int:
+        return int(self._registry_stats().calls_started)
+
+    def sessions_opened(self) -> int | None:
+        return len(self._emulator.sessions)
+
+    async def wait_no_live_calls(self, timeout_s: float) -> int:
+        # The registry offers no "idle" event yet, so this converges on a 20 ms bounded check;
+        # it runs once per scenario, after the call, never on the audio path.
+        with anyio.move_on_after(timeout_s):
+            while self._registry_stats().live_calls:  # noqa: ASYNC110 - no registry event yet
+                await anyio.sleep(0.02)
+        return int(self._registry_stats().live_calls)
+
+    async def wait_call_record(self, call_sid: str, timeout_s: float) -> CallRecord | None:
+        # The gateway keeps no per-call transcript record yet: build it from the emulator, which
+        # saw every session of this (only) call.
+        del timeout_s
+        sessions = self._emulator.sessions
+        transcript: list[str] = []
+        handovers = recovered = 0
+        for number, session in enumerate(sessions):
+            for index, said in enumerate(session.transcripts):
+                transcript.append(f"USER: {said}")
+                if index < len(session.replies):
+                    transcript.append(f"ASSISTANT: {session.replies[index]}")
+            transcript.extend(
+                f"ASSISTANT: {r}" for r in session.replies[len(session.transcripts) :]
+            )
+            if number + 1 < len(sessions):
+                if session.faults or session.end_reason not in (None, "closed", "input_ended"):
+                    recovered += 1
+                else:
+                    handovers += 1
+        return CallRecord(
+            call_sid=call_sid,
+            transcript=transcript,
+            handovers=handovers,
+            recovered_faults=recovered,
+            sessions=len(sessions),
+            source="emulator",
+        )
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _path_hook(typ: type, obj: object) -> object:
+    if typ is Path and isinstance(obj, str):
+        return Path(obj)
+    raise NotImplementedError
+
+
+@contextlib.asynccontextmanager
+async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
+    """Start the emulator and the gateway for ``scenario``, in-process on free loopback ports.
+
+    Blocks on entry until both listen; on exit stops both (bounded by their own shutdown).
+
+    Raises:
+        StackUnavailable: ``gateway.wiring.build_call_factory`` does not exist yet.
+        ScenarioError: an ``[emulator]`` or ``[gateway]`` override is not a valid setting.
+    """
+    try:
+        # The lead's module; optional until it lands (imported by name so mypy allows its absence).
+        wiring = importlib.import_module("gateway.wiring")
+    except ImportError as missing:
+        raise StackUnavailable(f"gateway.wiring is not available: {missing}") from None
+    from gateway.config import GatewayConfig
+    from gateway.emulator import EmulatorSettings, run_emulator
+    from gateway.server import serve_gateway
+
+    build_call_factory = getattr(wiring, "build_call_factory", None)
+    if build_call_factory is None:
+        raise StackUnavailable("gateway.wiring has no build_call_factory yet")
+    try:
+        settings = EmulatorSettings(**{"port": 0, **scenario.emulator})
+    except (TypeError, ValueError) as bad:
+        raise ScenarioError("$.emulator", 0, f"bad [emulator] override: {bad}") from None
+    async with run_emulator(settings, scenario.model) as emulator:
+        raw = _merge(
+            {
+                "backend": "emulator",
+                "server": {"host": "127.0.0.1", "port": 0, "public_url": DEFAULT_PUBLIC_URL},
+                "logging": {"level": "warning"},
+                "sonic": {
+                    "endpoint_uri": emulator.endpoint_uri,
+                    "ca_bundle": str(emulator.ca_path),
+                },
+            },
+            scenario.gateway,
+        )
+        try:
+            config = msgspec.convert(raw, GatewayConfig, dec_hook=_path_hook)
+        except msgspec.ValidationError as bad:
+            raise ScenarioError("$.gateway", 0, f"bad [gateway] override: {bad}") from None
+        connector = (
+            wiring.build_connector(config, emulator) if hasattr(wiring, "build_connector") else None
+        )
+        call_factory = build_call_factory(config, connector)
+        async with serve_gateway(config, call_factory) as gateway:
+            yield ReplayStack(
+                scenario=scenario,
+                config=config,
+                emulator=emulator,
+                gateway=gateway,
+                observer=_StackObserver(gateway, emulator),
+            )
+
+
+# ---------------------------------------------------------------------------------- entry points
+
+
+def bundled_scenarios() -> list[Path]:
+    """The scenario files shipped in ``scripts/calls/``, sorted by name."""
+    return sorted(BUNDLED_SCENARIOS.glob("*.toml"))
+
+
+async def _replay_all(paths: Sequence[Path]) -> int:
+    reports: list[CallReport] = []
+    for path in paths:
+        try:
+            scenario = load_scenario(path)
+        except (ScenarioError, OSError) as bad:
+            print(f"error: {bad}", file=sys.stderr)
+            return 2
+        try:
+            async with replay_stack(scenario) as stack:
+                report = await stack.run()
+        except StackUnavailable as missing:
+            print(f"error: cannot start the replay stack: {missing}", file=sys.stderr)
+            return 2
+        print(format_report(report), flush=True)
+        print(flush=True)
+        reports.append(report)
+    print(format_summary(reports), flush=True)
+    return 0 if all(r.passed for r in reports) else 1
+
+
+def main_replay(paths: list[str]) -> int:
+    """Run scenario files sequentially, print reports and a summary; 0 when all pass.
+
+    Blocks (runs its own event loop). Returns 1 when an expectation failed, 2 on a bad scenario
+    file or when the stack cannot start.
+    """
+    if not paths:
+        print("error: no scenario files given", file=sys.stderr)
+        return 2
+    return anyio.run(_replay_all, [Path(p) for p in paths], backend="asyncio")
+
+
+def main_demo() -> int:
+    """Run every bundled scenario (``scripts/calls/*.toml``); see :func:`main_replay`."""
+    paths = bundled_scenarios()
+    if not paths:
+        print(f"error: no bundled scenarios in {BUNDLED_SCENARIOS}", file=sys.stderr)
+        return 2
+    return anyio.run(_replay_all, paths, backend="asyncio")
