@@ -1,3 +1,67 @@
-"""The service edge: HTTP/WebSocket, CLI, configuration, logging, the Nova Sonic emulator."""
+"""The service edge: HTTP/WebSocket app, server, CLI, configuration, logging.
+
+Sub-packages with their own public API: :mod:`gateway.emulator` (the Nova Sonic emulator) and
+:mod:`gateway.replay` (scripted call replays). ``gateway.wiring`` (the ``serve`` assembly) imports
+the AWS SDK and is imported only by the ``serve`` command.
+"""
 
 from __future__ import annotations
+
+from gateway.app import GatewayState, create_app
+from gateway.config import (
+    MEDIA_PATH,
+    VOICE_PATH,
+    CallConfig,
+    DebugConfig,
+    GatewayConfig,
+    LimitsConfig,
+    LoggingConfig,
+    ServerConfig,
+    SonicConfig,
+    TwilioConfig,
+    load_config,
+)
+from gateway.logs import bind_call, configure_logging, redact_pii
+from gateway.media_ws import StarletteTwilioSocket
+from gateway.registry import CallFactory, CallRefused, CallRegistry, LiveCall
+from gateway.server import RunningGateway, run_gateway, serve_gateway
+from gateway.signature import (
+    compute_signature,
+    validate_webhook_signature,
+    validate_websocket_signature,
+)
+from gateway.twiml import reject_twiml, stream_twiml
+from gateway.version import VERSION
+
+__all__ = [
+    "MEDIA_PATH",
+    "VERSION",
+    "VOICE_PATH",
+    "CallConfig",
+    "CallFactory",
+    "CallRefused",
+    "CallRegistry",
+    "DebugConfig",
+    "GatewayConfig",
+    "GatewayState",
+    "LimitsConfig",
+    "LiveCall",
+    "LoggingConfig",
+    "RunningGateway",
+    "ServerConfig",
+    "SonicConfig",
+    "StarletteTwilioSocket",
+    "TwilioConfig",
+    "bind_call",
+    "compute_signature",
+    "configure_logging",
+    "create_app",
+    "load_config",
+    "redact_pii",
+    "reject_twiml",
+    "run_gateway",
+    "serve_gateway",
+    "stream_twiml",
+    "validate_webhook_signature",
+    "validate_websocket_signature",
+]

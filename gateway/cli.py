@@ -1,12 +1,198 @@
-"""Command line entry point (placeholder until the gateway CLI lands)."""
+"""The ``sonic-gateway`` command line (also ``python -m gateway``).
+
+Sub-commands: ``serve`` (the service), ``emulator`` (the local Nova Sonic emulator on its own),
+``replay SCENARIO...`` (scripted calls through a simulated Twilio peer) and ``demo`` (emulator +
+gateway + bundled scenarios). Heavy modules (the AWS SDK, the emulator, the replay runner) are
+imported inside the command that needs them, so ``--help`` is instant.
+
+Configuration for ``serve``: defaults, then ``--config FILE`` (TOML), then ``SONIC_GATEWAY_*``
+environment variables, then the command-line flags. A bad value exits with status 2 and a message
+naming the key (or flag) and the expected form.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, cast
+
+import anyio
+import structlog
+
+from actors.errors import ConfigError
+from gateway.config import ENV_PREFIX, GatewayConfig, LoggingConfig, load_config
+from gateway.logs import configure_logging
+from gateway.version import VERSION
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = ["build_parser", "main"]
+
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+# serve's flags, as the environment variables they override (so one validator checks both).
+_FLAG_TO_ENV: Final = {
+    "host": ENV_PREFIX + "SERVER__HOST",
+    "port": ENV_PREFIX + "SERVER__PORT",
+    "public_url": ENV_PREFIX + "SERVER__PUBLIC_URL",
+    "backend": ENV_PREFIX + "BACKEND",
+}
+_ENV_TO_FLAG: Final = {env: "--" + flag.replace("_", "-") for flag, env in _FLAG_TO_ENV.items()}
+
+_log = structlog.get_logger(__name__)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the sonic-gateway command line."""
-    del argv
-    print("sonic-gateway: not built yet", file=sys.stderr)
-    return 2
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="sonic-gateway",
+        description="Telephony gateway: Twilio Media Streams <-> Amazon Nova Sonic.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway service",
+        description=(
+            "Serve POST /twilio/voice, WS /twilio/media, GET /healthz and GET /debug/actors. "
+            "Settings come from --config FILE, then SONIC_GATEWAY_<SECTION>__<KEY> environment "
+            "variables, then these flags. With --backend emulator (the default) a local Nova "
+            "Sonic emulator runs in-process and the real SDK client talks to it; with bedrock "
+            "the AWS credential chain and the regional endpoint are used."
+        ),
+    )
+    serve.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port to bind (default 8080)")
+    serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="public https:// origin Twilio dials, e.g. https://voice.example.com",
+    )
+    serve.add_argument(
+        "--backend", choices=["emulator", "bedrock"], help="Nova Sonic backend (default emulator)"
+    )
+
+    emulator = commands.add_parser(
+        "emulator",
+        help="run the local Nova Sonic emulator on its own",
+        description=(
+            "Run the Bedrock-compatible Nova Sonic emulator (HTTP/2 + TLS with a certificate made "
+            "at start) until interrupted; prints its endpoint and the CA file to trust for it."
+        ),
+    )
+    emulator.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    emulator.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+
+    replay = commands.add_parser(
+        "replay",
+        help="run scripted call scenarios",
+        description=(
+            "Run each SCENARIO file through a simulated Twilio peer against an in-process "
+            "gateway and emulator; print a per-call report; exit non-zero on any failure."
+        ),
+    )
+    replay.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
+
+    commands.add_parser(
+        "demo",
+        help="run the bundled scenarios end to end",
+        description=(
+            "Start the emulator and the gateway on free local ports, run the bundled scenarios "
+            "through the simulated Twilio peer, print each report and a summary. No AWS "
+            "credentials or network needed."
+        ),
+    )
+    return parser
+
+
+def _serve_config(args: argparse.Namespace, environ: dict[str, str]) -> GatewayConfig:
+    overlay = dict(environ)
+    for flag, env in _FLAG_TO_ENV.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overlay[env] = str(value)
+    try:
+        return load_config(args.config, overlay)
+    except ConfigError as exc:
+        if exc.key in _ENV_TO_FLAG and exc.key not in environ:
+            raise ConfigError(_ENV_TO_FLAG[exc.key], exc.expected, exc.got) from exc
+        raise
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    config = _serve_config(args, dict(os.environ))
+    configure_logging(config.logging)
+    if config.twilio.auth_token is None:
+        _log.warning(
+            "twilio.signature_check_disabled",
+            hint="set twilio.auth_token (SONIC_GATEWAY_TWILIO__AUTH_TOKEN) in production",
+        )
+    from gateway.wiring import serve_command
+
+    anyio.run(serve_command, config)
+    return 0
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    configure_logging(LoggingConfig())
+    from gateway.emulator import Emulator, EmulatorSettings, serve_forever
+
+    def on_ready(emulator: Emulator) -> None:
+        print(f"endpoint: {emulator.endpoint_uri}", flush=True)
+        print(f"ca_bundle: {emulator.ca_path}", flush=True)
+
+    settings = EmulatorSettings(host=args.host, port=args.port)
+    anyio.run(lambda: serve_forever(settings, on_ready=on_ready))
+    return 0
+
+
+def _replay_entry(name: str) -> Callable[..., int] | None:
+    module = importlib.import_module("gateway.replay")
+    entry = getattr(module, name, None)
+    return cast("Callable[..., int] | None", entry)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    configure_logging(LoggingConfig(level="warning"))
+    main_replay = _replay_entry("main_replay")
+    if main_replay is None:
+        print("sonic-gateway: replay is not available in this build", file=sys.stderr)
+        return EXIT_USAGE
+    return main_replay(list(args.scenarios))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    del args
+    configure_logging(LoggingConfig(level="warning"))
+    main_demo = _replay_entry("main_demo")
+    if main_demo is None:
+        print("sonic-gateway: demo is not available in this build", file=sys.stderr)
+        return EXIT_USAGE
+    return main_demo()
+
+
+_COMMANDS: Final[dict[str, Callable[[argparse.Namespace], int]]] = {
+    "serve": _cmd_serve,
+    "emulator": _cmd_emulator,
+    "replay": _cmd_replay,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"sonic-gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

@@ -30,13 +30,17 @@ import typing
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, get_type_hints
 
 import attrs
 import msgspec
 
 from actors.errors import ConfigError
-from actors.sonic.settings import PoolSettings, SonicSettings
+
+if TYPE_CHECKING:
+    # Imported lazily at run time: actors.sonic pulls in the AWS SDK, which the config layer
+    # (and commands like ``emulator``) should not pay for.
+    from actors.sonic import PoolSettings, SonicSettings
 
 __all__ = [
     "ENV_PREFIX",
@@ -225,6 +229,8 @@ class SonicConfig:
             endpoint_uri: overrides ``endpoint_uri`` (the in-process emulator's endpoint).
             ca_bundle: overrides ``ca_bundle`` (the emulator's CA).
         """
+        from actors.sonic import SonicSettings
+
         return SonicSettings(
             region=self.region,
             model_id=self.model_id,
@@ -244,6 +250,8 @@ class SonicConfig:
 
     def to_pool_settings(self) -> PoolSettings:
         """The Sonic connector's warm-pool settings."""
+        from actors.sonic import PoolSettings
+
         return PoolSettings(
             size=self.pool_size, level=self.pool_level, max_idle_s=self.pool_max_idle_s
         )
