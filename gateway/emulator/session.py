@@ -473,10 +473,13 @@ class SessionRunner:
         self._terminated = True
         self._record.end_reason = kind
         self._record.error_message = message
-        self._responder_scope.cancel()
         self._read_scope.deadline = anyio.current_time() + self._settings.close_grace_s
         _log.info("emulator.exception_sent", session=self._record.number, kind=kind)
-        await self._out.send(encode_exception_frame(kind, encode_exception_payload(message)))
+        frame = encode_exception_frame(kind, encode_exception_payload(message))
+        # Shielded: the caller may be the responder, which the next line cancels.
+        with anyio.move_on_after(self._settings.close_grace_s, shield=True):
+            await self._out.send(frame)
+        self._responder_scope.cancel()
 
     async def _emit(self, body: OutputEventBody) -> None:
         if self._terminated:
