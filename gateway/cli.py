@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, cast
 
 import anyio
-import structlog
 
 from actors.errors import ConfigError
 from gateway.config import ENV_PREFIX, GatewayConfig, LoggingConfig, load_config
@@ -43,8 +42,6 @@ _FLAG_TO_ENV: Final = {
     "backend": ENV_PREFIX + "BACKEND",
 }
 _ENV_TO_FLAG: Final = {env: "--" + flag.replace("_", "-") for flag, env in _FLAG_TO_ENV.items()}
-
-_log = structlog.get_logger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,12 +125,7 @@ def _serve_config(args: argparse.Namespace, environ: dict[str, str]) -> GatewayC
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     config = _serve_config(args, dict(os.environ))
-    configure_logging(config.logging)
-    if config.twilio.auth_token is None:
-        _log.warning(
-            "twilio.signature_check_disabled",
-            hint="set twilio.auth_token (SONIC_GATEWAY_TWILIO__AUTH_TOKEN) in production",
-        )
+    configure_logging(config.logging)  # serve_gateway warns when signature checks are off
     from gateway.wiring import serve_command
 
     anyio.run(serve_command, config)

@@ -127,6 +127,11 @@ async def serve_gateway(
     Raises:
         OSError: the address cannot be bound.
     """
+    if config.twilio.auth_token is None:
+        _log.warning(
+            "twilio.signature_check_disabled",
+            hint="set twilio.auth_token (SONIC_GATEWAY_TWILIO__AUTH_TOKEN) in production",
+        )
     app = create_app(config, call_factory=call_factory)
     sock = bind_socket(config.server.host, config.server.port)
     try:

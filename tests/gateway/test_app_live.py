@@ -195,6 +195,18 @@ async def test_malformed_json_ends_only_that_call(call_log: Any, frames: Any) ->
             assert await wait_close_code(calm) == 1000
 
 
+async def test_hang_up_without_stop_releases_the_call(call_log: Any, frames: Any) -> None:
+    async with serve_gateway(make_config(), call_log) as running:
+        async with websockets.connect(running.ws_url + "/twilio/media") as ws:
+            await open_call(ws, frames, "CA550", "MZ550")
+            await call_log.wait_for_calls(1)
+        # The socket is gone without a stop: the call ends, its slot is released.
+        with anyio.fail_after(10):
+            await call_log.calls[0].ended.wait()
+        stats = running.app.state.gateway.registry.statistics()
+        assert (stats.live_calls, stats.calls_started) == (0, 1)
+
+
 async def test_out_of_order_handshake_closes_without_a_call(call_log: Any, frames: Any) -> None:
     async with (
         serve_gateway(make_config(), call_log) as running,
