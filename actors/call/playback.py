@@ -195,14 +195,23 @@ class PlayoutQueue:
         """True when no turn is queued, playing or waiting for its final echo."""
         return not self._turns
 
+    def is_stale(self, turn_id: int) -> bool:
+        """True if audio of ``turn_id`` would be dropped (cleared, or already ended)."""
+        turn = self._turns.get(turn_id)
+        return turn_id <= self._dropped_through or (turn is not None and turn.ended)
+
     # ------------------------------------------------------------------ inputs
+
+    def count_stale(self, ms: float) -> None:
+        """Count late audio the shell dropped before converting it (see :meth:`is_stale`)."""
+        self.stats.ms_stale_audio += ms
 
     def enqueue(self, turn_id: int, ulaw: bytes) -> bool:
         """Queue 8 kHz μ-law audio of ``turn_id``; returns False if it was stale and dropped."""
-        turn = self._turns.get(turn_id)
-        if turn_id <= self._dropped_through or (turn is not None and turn.ended):
-            self.stats.ms_stale_audio += len(ulaw) / BYTES_PER_MS
+        if self.is_stale(turn_id):
+            self.count_stale(len(ulaw) / BYTES_PER_MS)
             return False
+        turn = self._turns.get(turn_id)
         if turn is None:
             turn = self._turns[turn_id] = _Turn(turn_id=turn_id, generation=self._generation)
         turn.pending += ulaw

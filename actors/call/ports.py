@@ -57,3 +57,5 @@ class CallIdentity(msgspec.Struct, frozen=True, kw_only=True):
     account_sid: str
     custom_parameters: dict[str, str] = msgspec.field(default_factory=dict)
     started_at: float = 0.0  # anyio.current_time() when ``start`` was read
+    start_sequence_number: int = 1
+    """``sequenceNumber`` of the ``start`` frame, so the call's order check continues from it."""

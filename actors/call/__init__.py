@@ -1,0 +1,30 @@
+"""One call's actor tree: Twilio Media Streams <-> Nova Sonic (issue 4 §2).
+
+Public surface (import only from here)::
+
+    deps = CallDeps(connector=connector, sonic_settings=settings, greeting_ulaw=load_greeting())
+    call = Call(socket, identity, deps)      # socket: TwilioSocket, identity: CallIdentity
+    await call.run()                         # returns when the call has ended
+    call.report()                            # CallReport; call.statistics() for /debug/actors
+
+See docs/architecture-call.md for the tree, the messages, the mailboxes and the latency points.
+"""
+
+from __future__ import annotations
+
+from actors.call.call import Call
+from actors.call.deps import CallDeps, load_greeting
+from actors.call.ports import CallIdentity, TwilioSocket
+from actors.call.report import BargeInSummary, CallReport, TranscriptLine, TurnLatency
+
+__all__ = [
+    "BargeInSummary",
+    "Call",
+    "CallDeps",
+    "CallIdentity",
+    "CallReport",
+    "TranscriptLine",
+    "TurnLatency",
+    "TwilioSocket",
+    "load_greeting",
+]

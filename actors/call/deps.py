@@ -1,0 +1,81 @@
+"""What a call needs from the service: :class:`CallDeps`, and the greeting clip.
+
+Rules: ``CallDeps`` is a frozen attrs object built once by the gateway from its validated config
+and shared by every call (the Sonic connector and its warm pool are per process, not per call).
+Actors never read the environment or files: the greeting is loaded here, once, at start-up.
+The default greeting ships in the package as raw 8 kHz μ-law (``assets/greeting.ulaw``, rendered
+once with espeak-ng + sox, "Hello, how can I help?", ~1.4 s); a WAV file can replace it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import resources
+from typing import TYPE_CHECKING
+
+import attrs
+
+from actors.call.report import CallReport
+from actors.sonic import SonicConnector, SonicSettings
+from audiocodec import Resampler, read_wav, ulaw_encode
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+__all__ = ["CallDeps", "load_greeting"]
+
+_GREETING_ASSET = "greeting.ulaw"
+
+
+def load_greeting(path: Path | None = None) -> bytes:
+    """Return the greeting as raw 8 kHz μ-law.
+
+    Args:
+        path: a 16-bit PCM WAV file (any supported rate, mono or stereo) to use instead of the
+            packaged clip; None for the default.
+
+    Raises:
+        audiocodec.AudioFormatError: the file is not a 16-bit PCM WAV.
+        OSError: the file cannot be read.
+    """
+    if path is None:
+        return (resources.files("actors.call") / "assets" / _GREETING_ASSET).read_bytes()
+    pcm, rate = read_wav(path)
+    resampler = Resampler(rate, 8000)
+    return ulaw_encode(resampler.process(pcm) + resampler.flush())
+
+
+def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value}")
+
+
+def _chunk(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value <= 0 or value % 20:
+        raise ValueError(f"{attribute.name} must be a positive multiple of 20 ms, got {value}")
+
+
+@attrs.frozen
+class CallDeps:
+    """Everything a :class:`~actors.call.Call` needs besides its socket and identity.
+
+    Attributes:
+        connector: the process's Sonic connector (entered; owns the SDK client and warm pool).
+        sonic_settings: the settings the connector uses (input/output rates).
+        greeting_ulaw: the greeting, raw 8 kHz μ-law (:func:`load_greeting`); empty for none.
+        playback_lead_ms: most audio kept buffered at Twilio (what a barge-in can still leak).
+        playback_chunk_ms: media chunk size, a multiple of 20 ms (one mark per chunk).
+        local_vad_barge_in: let the local VAD interrupt the assistant (besides Sonic's signals).
+        min_barge_in_speech_ms: continuous caller speech needed for a local-VAD barge-in.
+        on_finished: called once with the call's report when the call has ended (must not block).
+    """
+
+    connector: SonicConnector
+    sonic_settings: SonicSettings
+    greeting_ulaw: bytes = attrs.field(factory=load_greeting, repr=False)
+    playback_lead_ms: float = attrs.field(default=100.0, validator=_positive)
+    playback_chunk_ms: int = attrs.field(default=40, validator=_chunk)
+    local_vad_barge_in: bool = False
+    min_barge_in_speech_ms: float = attrs.field(default=300.0, validator=_positive)
+    on_finished: Callable[[CallReport], None] | None = None

@@ -1,0 +1,323 @@
+"""SonicSession: the call's Nova Sonic conversation as an actor.
+
+Rules:
+
+* Wraps one :class:`actors.sonic.SonicConversation` (which hands over planned session rotations
+  and recovers retryable stream errors with history replay on its own). Three tasks in one task
+  group, each with one job: caller audio (data mailbox -> ``send_audio``), control (DTMF ->
+  cross-modal USER text; ``HeardReport`` -> history truncation), and Sonic events -> internal
+  messages. Control has its own task so a digit or a heard report never waits behind audio.
+* Readiness is signalled BEFORE the conversation opens: the greeting and the ingress must not wait
+  for Sonic. Caller audio meanwhile waits in the drop-oldest audio mailbox.
+* Event translation: first audio chunk of a turn -> ``AssistantTurnStarted`` to TurnTaker, THEN the
+  audio to PlaybackEgress (so TurnTaker learns of the turn before PlaybackEgress can report it
+  started); ``AssistantAudioEnded`` -> in-band end marker to PlaybackEgress and
+  ``AssistantTurnEnded`` to TurnTaker; ``BargeIn`` -> ``BargeInDetected``; FINAL USER transcript
+  -> ``UserTranscribed`` and the journal; FINAL assistant text -> the journal; ``HandedOver`` (a
+  planned message, not a crash) -> the journal and one log line.
+* Turn ids: Sonic numbers assistant turns per conversation from 1; the call's turn id is
+  ``SessionMemory.turn_offset + sonic id`` so ids stay unique across SonicSession restarts.
+* Failures: ``SonicFatalError`` (our request, access, model) ends the call: recorded, and ``run``
+  returns normally (a significant TRANSIENT child: the call auto-shuts down). A
+  ``SonicRetryableError`` the conversation could not recover propagates: the supervisor restarts a
+  FRESH SonicSession, which continues from :class:`SessionMemory` (owned by the supervisor).
+* Stopping: ``request_stop`` cancels the work; leaving the conversation's ``async with`` closes the
+  Sonic stream in order (audio ``contentEnd``, ``promptEnd``, ``sessionEnd``; bounded).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, assert_never, final
+
+import anyio
+import attrs
+import msgspec
+import structlog
+
+from actors.call._snapshot import with_counters
+from actors.call.protocol import (
+    AssistantAudio,
+    AssistantAudioEnded,
+    AssistantTurnEnded,
+    AssistantTurnStarted,
+    BargeInDetected,
+    CallerAudio,
+    CallerDtmf,
+    HeardReport,
+    PlaybackData,
+    SonicControl,
+    TurnControl,
+    UserTranscribed,
+)
+from actors.errors import ClosedByUs, MailboxClosed, SonicError, SonicFatalError
+from actors.runtime import Actor, ActorSnapshot, Mailbox
+from actors.sonic import AssistantAudio as SonicAudio
+from actors.sonic import AssistantAudioEnded as SonicAudioEnded
+from actors.sonic import (
+    AssistantAudioStarted,
+    AssistantText,
+    BargeIn,
+    CompletionEnded,
+    ConversationHistory,
+    HandedOver,
+    SessionClosed,
+    ToolUseRequested,
+    Usage,
+    UserTranscript,
+)
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from actors.call.report import CallJournal
+    from actors.sonic import SonicConnector, SonicConversation, SonicEvent, SonicSettings
+
+__all__ = ["SessionMemory", "SonicSession"]
+
+_log = structlog.get_logger("actors.call.sonic_session")
+_NO_TOOLS: Final = msgspec.json.encode({"error": "no tools are available on this line"}).decode()
+
+
+@final
+@attrs.define
+class SessionMemory:
+    """What survives a SonicSession restart; created and owned by the CallSupervisor.
+
+    Attributes:
+        history: FINAL user/assistant text of the whole call, truncated to what was heard: the
+            context a fresh session should start from.
+        turn_offset: added to the Sonic conversation's turn ids (unique call turn ids).
+        last_turn_id: the highest call turn id seen so far.
+        sessions: SonicSession instances started (1 + restarts).
+    """
+
+    history: ConversationHistory
+    turn_offset: int = 0
+    last_turn_id: int = 0
+    sessions: int = 0
+
+    @classmethod
+    def for_settings(cls, settings: SonicSettings) -> SessionMemory:
+        """An empty memory with the history limits of ``settings``."""
+        return cls(
+            history=ConversationHistory(
+                max_turns=settings.history_max_turns,
+                max_bytes_per_turn=settings.history_max_bytes_per_turn,
+                max_total_bytes=settings.history_max_total_bytes,
+            )
+        )
+
+
+@final
+class SonicSession(Actor[SonicControl | CallerAudio]):
+    """One call's Sonic conversation; see the module docstring.
+
+    Args:
+        connector: the process's Sonic connector.
+        audio / control: this actor's mailboxes.
+        playback_data: PlaybackEgress's data mailbox (model audio).
+        turn_control: TurnTaker's mailbox.
+        memory: survives restarts (owned by the supervisor).
+        journal: the call's flight recorder.
+    """
+
+    def __init__(
+        self,
+        *,
+        connector: SonicConnector,
+        audio: Mailbox[CallerAudio],
+        control: Mailbox[SonicControl],
+        playback_data: Mailbox[PlaybackData],
+        turn_control: Mailbox[TurnControl],
+        memory: SessionMemory,
+        journal: CallJournal,
+    ) -> None:
+        super().__init__("sonic_session", inbox=audio, control=control)
+        self._connector = connector
+        self._audio = audio
+        self._control_box = control
+        self._playback_data = playback_data
+        self._turn_control = turn_control
+        self._memory = memory
+        self._journal = journal
+        self._work = anyio.CancelScope()
+        self._conv: SonicConversation | None = None
+        self._audio_turn: int | None = None  # call turn id whose audio is streaming
+        self.audio_bytes_in = 0
+        self.audio_bytes_out = 0
+        self.events_in = 0
+        self.dtmf_sent = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open the conversation and pump until the call ends. Blocks for the call's life.
+
+        Raises:
+            SonicRetryableError: the conversation gave up recovering (the supervisor restarts us).
+        """
+        memory = self._memory
+        if memory.sessions:
+            memory.turn_offset = memory.last_turn_id
+            self._journal.sonic_restarts += 1
+        memory.sessions += 1
+        self.state = "connecting"
+        task_status.started()
+        try:
+            async with self._connector.conversation() as conv:
+                self._conv = conv
+                self.state = "open"
+                with self._work:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._pump_audio, conv)
+                        tg.start_soon(self._pump_control, conv)
+                        await self._pump_events(conv)
+                        tg.cancel_scope.cancel()
+                self.state = "closing"
+        except SonicFatalError as exc:
+            self._journal.end(f"sonic_fatal:{exc.kind}", anyio.current_time())
+            _log.warning("sonic_session.fatal", kind=exc.kind, error=str(exc))
+            self.state = "failed"
+            return
+        except SonicError as exc:
+            _log.warning("sonic_session.gave_up", kind=exc.kind, error=str(exc))
+            raise
+        finally:
+            self._conv = None
+        self.state = "closed"
+
+    def request_stop(self) -> bool:
+        """Stop pumping; leaving the conversation closes the Sonic stream in order."""
+        self._work.cancel()
+        return True
+
+    # ------------------------------------------------------------------ pumps
+
+    async def _pump_audio(self, conv: SonicConversation) -> None:
+        while True:
+            try:
+                msg = await self._audio.receive()
+            except MailboxClosed:
+                return
+            self.messages_in += 1
+            self.audio_bytes_in += len(msg.pcm)
+            try:
+                await conv.send_audio(msg.pcm)
+            except ClosedByUs:
+                return
+
+    async def _pump_control(self, conv: SonicConversation) -> None:
+        while True:
+            try:
+                msg = await self._control_box.receive()
+            except MailboxClosed:
+                return
+            self.messages_in += 1
+            match msg:
+                case CallerDtmf(digit=digit):
+                    # Sonic does not hear DTMF tones: the digit goes in as interactive USER text.
+                    delivered = await conv.send_user_text(f"(The caller pressed the key {digit}.)")
+                    self.dtmf_sent += delivered
+                    _log.info("sonic_session.dtmf", pii_digit=digit, delivered=delivered)
+                case HeardReport(turn_id=turn_id, heard_ms=heard, total_ms=total):
+                    fraction = 1.0 if total <= 0 else heard / total
+                    self._memory.history.note_heard(turn_id, fraction)
+                    sonic_turn = turn_id - self._memory.turn_offset
+                    if sonic_turn > 0:
+                        conv.note_heard(sonic_turn, fraction)
+                case _:
+                    assert_never(msg)
+
+    async def _pump_events(self, conv: SonicConversation) -> None:
+        async for event in conv.events:
+            self.events_in += 1
+            if not await self._on_event(conv, event):
+                return
+
+    async def _on_event(self, conv: SonicConversation, event: SonicEvent) -> bool:
+        now = anyio.current_time()
+        match event:
+            case SonicAudio(pcm=pcm, rate=rate, turn_id=sonic_turn):
+                turn_id = self._call_turn(sonic_turn)
+                if self._audio_turn != turn_id:
+                    self._audio_turn = turn_id
+                    await self.send_to(
+                        self._turn_control, AssistantTurnStarted(turn_id=turn_id, at=now)
+                    )
+                self.audio_bytes_out += len(pcm)
+                await self.send_to(
+                    self._playback_data,
+                    AssistantAudio(turn_id=turn_id, pcm=pcm, rate=rate, at=now),
+                )
+            case SonicAudioEnded(turn_id=sonic_turn):
+                turn_id = self._call_turn(sonic_turn)
+                self._audio_turn = None
+                await self.send_to(
+                    self._playback_data, AssistantAudioEnded(turn_id=turn_id, at=now)
+                )
+                await self.send_to(self._turn_control, AssistantTurnEnded(turn_id=turn_id, at=now))
+            case BargeIn(source=source):
+                await self.send_to(
+                    self._turn_control,
+                    BargeInDetected(
+                        source="sonic_marker" if source == "marker" else "sonic_interrupted",
+                        at=now,
+                    ),
+                )
+            case UserTranscript(text=text, final=True):
+                self._journal.user_lines.append((now, text))
+                self._memory.history.add_user(text)
+                _log.info("sonic_session.user_transcript", pii_transcript=text)
+                await self.send_to(self._turn_control, UserTranscribed(text=text, at=now))
+            case AssistantText(text=text, stage="FINAL", turn_id=sonic_turn):
+                turn_id = self._call_turn(sonic_turn)
+                self._journal.assistant_lines.append((now, turn_id, text))
+                self._memory.history.add_assistant(text, turn_id=turn_id)
+                _log.info("sonic_session.assistant_text", turn_id=turn_id, pii_transcript=text)
+            case ToolUseRequested(tool_use_id=tool_use_id, name=name):
+                # No tools are configured on this line: answer at once so the model moves on.
+                _log.info("sonic_session.tool_unsupported", tool=name)
+                await conv.send_tool_result(tool_use_id, _NO_TOOLS)
+            case HandedOver(reason=reason, session_index=index):
+                self._journal.handovers.append(now)
+                _log.info("sonic_session.handed_over", reason=reason, session_index=index)
+            case SessionClosed():
+                return False
+            case (
+                UserTranscript()
+                | AssistantText()
+                | AssistantAudioStarted()
+                | Usage()
+                | CompletionEnded()
+            ):
+                pass
+            case _:
+                assert_never(event)
+        return True
+
+    def _call_turn(self, sonic_turn: int) -> int:
+        turn_id = self._memory.turn_offset + sonic_turn
+        self._memory.last_turn_id = max(self._memory.last_turn_id, turn_id)
+        return turn_id
+
+    # ------------------------------------------------------------------ introspection
+
+    def statistics(self) -> ActorSnapshot:
+        """The runtime snapshot plus audio/event counters and the conversation's own."""
+        conv = self._conv
+        conv_stats = conv.statistics() if conv is not None else {}
+        return with_counters(
+            super().statistics(),
+            audio_bytes_in=self.audio_bytes_in,
+            audio_bytes_out=self.audio_bytes_out,
+            events_in=self.events_in,
+            dtmf_sent=self.dtmf_sent,
+            sessions=self._memory.sessions,
+            handovers=_int(conv_stats.get("handovers")),
+            recoveries=_int(conv_stats.get("recoveries")),
+            session_index=_int(conv_stats.get("session_index")),
+        )
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) else None

@@ -1,0 +1,215 @@
+"""TwilioIngress: the ONLY reader of the Twilio socket.
+
+Rules:
+
+* One loop: ``receive`` a frame, decode it (one typed msgspec decoder), check its order
+  (:class:`TwilioStreamValidator`, primed with the ``connected``/``start`` the gateway already
+  read), translate it into internal messages. Nothing here awaits a peer: every send is
+  ``send_nowait``, because a reader that blocks makes Twilio drop caller audio (warning 31930) and
+  hides the hang-up. Caller audio goes to a drop-oldest mailbox; a full CONTROL mailbox means a
+  peer has been stuck for seconds, and the call ends loudly (:class:`ControlOverflow`) rather
+  than silently losing a mark echo or a digit.
+* Caller audio: μ-law 8 kHz -> PCM16 (``ulaw_decode``) -> the local VAD (at 8 kHz: cheapest, and
+  telephone speech has nothing above 4 kHz) -> ONE stateful ``Resampler(8000, input_rate)`` per
+  call -> ``CallerAudio`` for SonicSession. VAD events become ``CallerSpeechStarted/Stopped`` for
+  TurnTaker, with times on the anyio clock (each frame anchors the VAD at its arrival minus its
+  duration).
+* Ends: ``stop`` -> return normally (reason ``caller_hangup``); a malformed or out-of-order frame
+  -> :class:`TwilioMessageError` is recorded (``protocol_error``) and raised (the child exits with
+  an error; the call ends; other calls are untouched); a broken socket -> ``socket_closed``, return.
+  TwilioIngress is a significant TEMPORARY child: any exit ends the call.
+* No per-frame logging: frames, bytes, gaps are counted and shown in :meth:`statistics`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, assert_never, final
+
+import anyio
+import structlog
+
+from actors.call._snapshot import with_counters
+from actors.call.protocol import (
+    CallerAudio,
+    CallerDtmf,
+    CallerSpeechStarted,
+    CallerSpeechStopped,
+    MarkEchoed,
+    SonicControl,
+    TurnControl,
+)
+from actors.errors import GatewayError, ResourceClosed
+from actors.runtime import Actor, ActorSnapshot, Mailbox
+from actors.wire import (
+    MediaFormat,
+    StartMetadata,
+    TwilioConnected,
+    TwilioDtmf,
+    TwilioMark,
+    TwilioMedia,
+    TwilioMessageError,
+    TwilioStart,
+    TwilioStop,
+    TwilioStreamValidator,
+    decode_twilio_inbound,
+)
+from audiocodec import EnergyVad, Resampler, SpeechEnd, SpeechStart, ulaw_decode
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from actors.call.ports import CallIdentity, TwilioSocket
+    from actors.call.protocol import PlaybackControl
+    from actors.call.report import CallJournal
+
+__all__ = ["ControlOverflow", "TwilioIngress"]
+
+_log = structlog.get_logger("actors.call.twilio_ingress")
+_INBOUND_RATE: Final = 8000
+
+
+class ControlOverflow(GatewayError):
+    """A control mailbox the ingress feeds was full: its reader has been stuck for seconds."""
+
+
+@final
+class TwilioIngress(Actor[None]):
+    """Reads the socket; see the module docstring.
+
+    Args:
+        socket: the Twilio socket (this actor is its only reader).
+        identity: the call's identity (primes the order validator).
+        input_rate: Sonic's input sample rate.
+        sonic_audio / sonic_control / turn_control / playback_control: peers' mailboxes.
+        journal: the call's flight recorder (end reason).
+    """
+
+    def __init__(
+        self,
+        *,
+        socket: TwilioSocket,
+        identity: CallIdentity,
+        input_rate: int,
+        sonic_audio: Mailbox[CallerAudio],
+        sonic_control: Mailbox[SonicControl],
+        turn_control: Mailbox[TurnControl],
+        playback_control: Mailbox[PlaybackControl],
+        journal: CallJournal,
+    ) -> None:
+        super().__init__("twilio_ingress")
+        self._socket = socket
+        self._identity = identity
+        self._input_rate = input_rate
+        self._sonic_audio = sonic_audio
+        self._sonic_control = sonic_control
+        self._turn_control = turn_control
+        self._playback_control = playback_control
+        self._journal = journal
+        self._validator = _primed_validator(identity)
+        self._resampler = Resampler(_INBOUND_RATE, input_rate)
+        self._vad = EnergyVad(_INBOUND_RATE)
+        self.bytes_in = 0
+        self._speech_began: float | None = None
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Read until ``stop``, a broken socket or a protocol error (raised). Blocks on the socket."""
+        self.state = "reading"
+        task_status.started()
+        while True:
+            try:
+                data = await self._socket.receive()
+            except ResourceClosed as exc:
+                self._journal.end("socket_closed", anyio.current_time())
+                _log.info("ingress.socket_closed", cause=type(exc).__name__)
+                self.state = "socket_closed"
+                return
+            now = anyio.current_time()
+            self.bytes_in += len(data)
+            try:
+                msg = decode_twilio_inbound(data)
+                self._validator.feed(msg)
+            except TwilioMessageError as exc:
+                self._journal.end(f"protocol_error:{exc.field}", now)
+                _log.warning("ingress.protocol_error", field=exc.field, error=str(exc))
+                self.state = "protocol_error"
+                raise
+            self.messages_in += 1
+            match msg:
+                case TwilioMedia(media=media):
+                    self._on_media(media.payload, now)
+                case TwilioMark(mark=mark):
+                    self._send_control(self._playback_control, MarkEchoed(name=mark.name, at=now))
+                case TwilioDtmf(dtmf=dtmf):
+                    self._send_control(self._sonic_control, CallerDtmf(digit=dtmf.digit, at=now))
+                case TwilioStop():
+                    self._journal.end("caller_hangup", now)
+                    _log.info("ingress.stopped", frames=self._validator.frames)
+                    self.state = "stopped"
+                    return
+                case TwilioConnected() | TwilioStart():  # the validator rejects these here
+                    raise AssertionError("validator let a second connected/start through")
+                case _:
+                    assert_never(msg)
+
+    def _on_media(self, ulaw: bytes, now: float) -> None:
+        pcm8 = ulaw_decode(ulaw)
+        # Anchor the VAD on our clock: the frame's first sample played len/8 ms before arrival.
+        for event in self._vad.process(pcm8, now_ms=now * 1000.0 - len(ulaw) / 8.0):
+            match event:
+                case SpeechStart(began_ms=began):
+                    self._speech_began = began
+                    msg: TurnControl = CallerSpeechStarted(started_at=began / 1000.0, at=now)
+                case SpeechEnd(ended_ms=ended):
+                    began = ended if self._speech_began is None else self._speech_began
+                    msg = CallerSpeechStopped(
+                        ended_at=ended / 1000.0, speech_ms=ended - began, at=now
+                    )
+                case _:
+                    assert_never(event)
+            self._send_control(self._turn_control, msg)
+        pcm = self._resampler.process(pcm8)
+        if pcm:
+            self.send_to_nowait(
+                self._sonic_audio, CallerAudio(pcm=pcm, rate=self._input_rate, at=now)
+            )
+
+    def _send_control[T](self, mailbox: Mailbox[T], msg: T) -> None:
+        if not self.send_to_nowait(mailbox, msg):
+            self._journal.end(f"control_overflow:{mailbox.name}", anyio.current_time())
+            raise ControlOverflow(f"control mailbox {mailbox.name} is full")
+
+    def statistics(self) -> ActorSnapshot:
+        """The runtime snapshot plus frames, bytes, gaps and the VAD's state."""
+        stats = self._validator.statistics()
+        return with_counters(
+            super().statistics(),
+            frames=stats.frames,
+            media_frames=stats.media_frames,
+            dtmf_frames=stats.dtmf_frames,
+            mark_frames=stats.mark_frames,
+            sequence_gaps=stats.sequence_gaps,
+            missing_chunks=stats.missing_chunks,
+            bytes_in=self.bytes_in,
+            caller_speaking=self._vad.speaking,
+        )
+
+
+def _primed_validator(identity: CallIdentity) -> TwilioStreamValidator:
+    """A validator that has seen the ``connected`` and ``start`` the gateway consumed."""
+    validator = TwilioStreamValidator()
+    validator.feed(TwilioConnected(protocol="Call", version="1.0.0"))
+    validator.feed(
+        TwilioStart(
+            sequence_number=identity.start_sequence_number,
+            stream_sid=identity.stream_sid,
+            start=StartMetadata(
+                account_sid=identity.account_sid,
+                stream_sid=identity.stream_sid,
+                call_sid=identity.call_sid,
+                tracks=["inbound"],
+                custom_parameters=dict(identity.custom_parameters),
+                media_format=MediaFormat(encoding="audio/x-mulaw", sample_rate=8000, channels=1),
+            ),
+        )
+    )
+    return validator
