@@ -269,50 +269,70 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
         ScenarioError: an ``[emulator]`` or ``[gateway]`` override is not a valid setting.
     """
     try:
-        # The lead's module; optional until it lands (imported by name so mypy allows its absence).
+        # The lead's module; imported by name so the harness loads even where it is absent.
         wiring = importlib.import_module("gateway.wiring")
     except ImportError as missing:
         raise StackUnavailable(f"gateway.wiring is not available: {missing}") from None
-    from gateway.config import GatewayConfig
+    from actors.errors import GatewayError
+    from actors.sonic import SonicConnector, StaticCredentials
     from gateway.emulator import EmulatorSettings, run_emulator
     from gateway.server import serve_gateway
 
-    build_call_factory = getattr(wiring, "build_call_factory", None)
-    if build_call_factory is None:
-        raise StackUnavailable("gateway.wiring has no build_call_factory yet")
     try:
         settings = EmulatorSettings(**{"port": 0, **scenario.emulator})
     except (TypeError, ValueError) as bad:
         raise ScenarioError("$.emulator", 0, f"bad [emulator] override: {bad}") from None
-    async with run_emulator(settings, scenario.model) as emulator:
-        raw = _merge(
-            {
-                "backend": "emulator",
-                "server": {"host": "127.0.0.1", "port": 0, "public_url": DEFAULT_PUBLIC_URL},
-                "logging": {"level": "warning"},
-                "sonic": {
-                    "endpoint_uri": emulator.endpoint_uri,
-                    "ca_bundle": str(emulator.ca_path),
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            emulator = await stack.enter_async_context(run_emulator(settings, scenario.model))
+            raw = _merge(
+                {
+                    "backend": "emulator",
+                    "server": {"host": "127.0.0.1", "port": 0, "public_url": DEFAULT_PUBLIC_URL},
+                    "logging": {"level": "warning"},
+                    # No warm pool: every Sonic session the emulator sees belongs to the call.
+                    "sonic": {"pool_size": 0},
                 },
-            },
-            scenario.gateway,
-        )
-        try:
-            config = msgspec.convert(raw, GatewayConfig, dec_hook=_path_hook)
-        except msgspec.ValidationError as bad:
-            raise ScenarioError("$.gateway", 0, f"bad [gateway] override: {bad}") from None
-        connector = (
-            wiring.build_connector(config, emulator) if hasattr(wiring, "build_connector") else None
-        )
-        call_factory = build_call_factory(config, connector)
-        async with serve_gateway(config, call_factory) as gateway:
-            yield ReplayStack(
-                scenario=scenario,
-                config=config,
-                emulator=emulator,
-                gateway=gateway,
-                observer=_StackObserver(gateway, emulator),
+                scenario.gateway,
             )
+            try:
+                config = msgspec.convert(raw, GatewayConfig, dec_hook=_path_hook)
+            except msgspec.ValidationError as bad:
+                raise ScenarioError("$.gateway", 0, f"bad [gateway] override: {bad}") from None
+            # The same connector ``serve --backend emulator`` builds, but over THIS scripted emulator.
+            connector = await stack.enter_async_context(
+                SonicConnector(
+                    config.sonic.to_sonic_settings(
+                        endpoint_uri=emulator.endpoint_uri, ca_bundle=emulator.ca_path
+                    ),
+                    credentials=StaticCredentials(),
+                    pool=config.sonic.to_pool_settings(),
+                )
+            )
+            try:
+                call_factory = wiring.build_call_factory(config, connector)
+            except GatewayError as unwired:
+                raise StackUnavailable(
+                    f"gateway.wiring cannot build a call factory: {unwired}"
+                ) from None
+            async with serve_gateway(config, call_factory) as gateway:
+                yield ReplayStack(
+                    scenario=scenario,
+                    config=config,
+                    emulator=emulator,
+                    gateway=gateway,
+                    observer=_StackObserver(gateway, emulator),
+                )
+    except* (StackUnavailable, ScenarioError) as group:
+        # Task groups in the emulator and connector wrap what we raise; hand back the error itself.
+        raise _first_leaf(group) from None
+
+
+def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
+    first: Exception | BaseExceptionGroup[Exception] = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 # ---------------------------------------------------------------------------------- entry points
