@@ -22,6 +22,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Literal, Protocol, final
 
+import anyio
 import msgspec
 
 from actors.call.ports import CallIdentity, TwilioSocket
@@ -125,6 +126,8 @@ class CallRegistry:
         self._handshakes = 0
         self._started = 0
         self._refused: dict[RefusalReason, int] = {"duplicate": 0, "busy": 0, "handshakes": 0}
+        # Set (and dropped) when the last call or handshake leaves; made lazily by wait_idle().
+        self._idle: anyio.Event | None = None
 
     @property
     def live_count(self) -> int:
@@ -158,6 +161,7 @@ class CallRegistry:
             yield
         finally:
             self._handshakes -= 1
+            self._maybe_idle()
 
     def reserve_nowait(self, call_sid: str) -> CallSlot:
         """Take the slot for ``call_sid``; use it as ``with slot:`` so every exit path frees it.
@@ -176,6 +180,19 @@ class CallRegistry:
 
     def _release(self, call_sid: str) -> None:
         del self._calls[call_sid]
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if self._idle is not None and not self._calls and not self._handshakes:
+            self._idle.set()
+            self._idle = None
+
+    async def wait_idle(self) -> None:
+        """Block until no call and no handshake holds a slot (returns at once when idle)."""
+        while self._calls or self._handshakes:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
 
     def snapshots(self) -> list[object]:
         """``statistics()`` of every live call that has been built, in start order."""

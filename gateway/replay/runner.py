@@ -205,11 +205,8 @@ class _StackObserver:
         return len(self._emulator.sessions)
 
     async def wait_no_live_calls(self, timeout_s: float) -> int:
-        # The registry offers no "idle" event yet, so this converges on a 20 ms bounded check;
-        # it runs once per scenario, after the call, never on the audio path.
         with anyio.move_on_after(timeout_s):
-            while self._registry_stats().live_calls:  # noqa: ASYNC110 - no registry event yet
-                await anyio.sleep(0.02)
+            await self._gateway.app.state.gateway.registry.wait_idle()
         return int(self._registry_stats().live_calls)
 
     async def wait_call_record(self, call_sid: str, timeout_s: float) -> CallRecord | None:

@@ -1,0 +1,52 @@
+"""CallRegistry: slots are freed on every exit path, refusals are counted, idleness is awaitable."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from gateway.registry import CallRefused, CallRegistry
+
+
+def test_duplicate_and_busy_refusals_are_counted() -> None:
+    registry = CallRegistry(max_calls=2)
+    with registry.reserve_nowait("CA1"):
+        with pytest.raises(CallRefused) as dup:
+            registry.reserve_nowait("CA1")
+        assert dup.value.reason == "duplicate"
+        with registry.reserve_nowait("CA2"), pytest.raises(CallRefused) as busy:
+            registry.reserve_nowait("CA3")
+        assert busy.value.reason == "busy"
+    stats = registry.statistics()
+    assert (stats.live_calls, stats.refused_duplicate, stats.refused_busy) == (0, 1, 1)
+
+
+def test_slot_is_released_when_the_block_raises() -> None:
+    registry = CallRegistry(max_calls=1)
+    with pytest.raises(RuntimeError), registry.reserve_nowait("CA1"):
+        raise RuntimeError("call failed")
+    assert not registry.is_live("CA1")
+    with registry.reserve_nowait("CA1"):  # the CallSid can be used again
+        assert registry.live_count == 1
+
+
+@pytest.mark.anyio
+async def test_wait_idle_returns_when_the_last_call_and_handshake_leave() -> None:
+    registry = CallRegistry(max_calls=4)
+    await registry.wait_idle()  # idle already: returns at once
+    order: list[str] = []
+    slot = registry.reserve_nowait("CA1")
+
+    async def waiter() -> None:
+        await registry.wait_idle()
+        order.append("idle")
+
+    async with anyio.create_task_group() as tg:
+        with registry.handshake():
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            slot.release()
+            await anyio.wait_all_tasks_blocked()
+            assert order == []  # a handshake still holds a slot
+            order.append("handshake done")
+    assert order == ["handshake done", "idle"]
