@@ -177,6 +177,8 @@ class SonicConnector:
             for stream in pooled:
                 await stream.close()
             await self._close_transport()
+            self._refill_tx.close()
+            self._refill_rx.close()
 
     def conversation(self, *, events_capacity: int = 256) -> SonicConversation:
         """A new conversation on this connector (enter it with ``async with``)."""

@@ -156,6 +156,8 @@ class SonicConversation:
         except BaseException:
             self._tg.cancel_scope.cancel()
             await self._stack.aclose()
+            for channel in (self._events_tx, self._events_rx, self._control_tx, self._control_rx):
+                channel.close()
             raise
         self._tg.start_soon(self._manage)
         return self
@@ -171,10 +173,11 @@ class SonicConversation:
             if self._failure is None:
                 await self.aclose()
         finally:
-            self._events_rx.close()
             assert self._tg is not None
             self._tg.cancel_scope.cancel()
             await self._stack.__aexit__(exc_type, exc, tb)
+            for channel in (self._events_tx, self._events_rx, self._control_tx, self._control_rx):
+                channel.close()
         if self._failure is not None and (
             exc is None or isinstance(exc, anyio.get_cancelled_exc_class())
         ):

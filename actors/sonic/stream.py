@@ -203,6 +203,7 @@ class SonicStream:
                 if self._settings.stall_timeout_s is not None:
                     tg.start_soon(self._watch_stall, tg.cancel_scope)
                 await self._receive_loop(deliver)
+                self._receive_done.set()
                 tg.cancel_scope.cancel()
         finally:
             self._receive_done.set()
@@ -255,6 +256,12 @@ class SonicStream:
                 continue  # output arrived meanwhile: sleep to the new deadline
             if self.protocol.state is InputState.AUDIO and not self._closing:
                 self._fail(SonicRetryableError("stall", f"no output for {limit:g} s"))
+                # Never cancel a pending receive (awscrt then resolves a cancelled future from its
+                # own thread): end our side so the peer ends the response, and cancel only if it
+                # does not within the close timeout.
+                await self._close_input()
+                with anyio.move_on_after(self._settings.close_timeout_s):
+                    await self._receive_done.wait()
                 scope.cancel()
                 return
             self._last_output_at = anyio.current_time()  # not streaming: nothing is expected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,7 +96,7 @@ def test_shaped_history_always_obeys_the_rules(entries: list[tuple[str, str]]) -
         assert turns[0].role == "USER"
         assert turns[-1].role == "ASSISTANT" or len(turns) == 0
     assert len(turns) <= 6
-    assert all(a.role != b.role for a, b in zip(turns, turns[1:], strict=False))
+    assert all(a.role != b.role for a, b in itertools.pairwise(turns))
     assert all(t.text and len(t.text.encode()) <= 50 for t in turns)
     assert sum(len(t.text.encode()) for t in turns) <= 200
 
