@@ -103,6 +103,11 @@ class OpenTurn:
     end_of_speech_at: float | None = None
     end_of_speech: EndOfSpeechSource | None = None
     model_done: bool = False
+    first_sent_at: float | None = None
+    eos_pending: bool = False
+    """The turn started while the VAD still heard the caller: its end of speech is settled by the
+    VAD's (later) stop, whose ``ended_at`` precedes the turn -- the VAD's release hangover can be
+    longer than Sonic's endpointing."""
     measured: bool = False
 
 
@@ -156,15 +161,27 @@ def decide(
         case CallerSpeechStopped(ended_at=ended_at):
             avoided = state.false_barge_ins_avoided + (state.deadline is not None)
             after: Floor = Floor.THINKING if state.floor is Floor.CALLER else state.floor
+            actions: list[TurnAction] = []
+            consumed = False
+            for pending in state.open_turns:
+                if not pending.eos_pending:
+                    continue
+                settled = attrs.evolve(pending, eos_pending=False)
+                if pending.model_audio_at is not None and ended_at <= pending.model_audio_at:
+                    settled = attrs.evolve(settled, end_of_speech_at=ended_at, end_of_speech="vad")
+                    consumed = True
+                settled, measured = _measure(settled)
+                actions.extend(measured)
+                state = _replace_turn(state, settled)
             return attrs.evolve(
                 state,
                 floor=after,
                 caller_speaking=False,
-                end_of_speech_at=ended_at,
-                end_of_speech="vad",
+                end_of_speech_at=None if consumed else ended_at,
+                end_of_speech=None if consumed else "vad",
                 deadline=None,
                 false_barge_ins_avoided=avoided,
-            ), []
+            ), actions
         case UserTranscribed(at=at):
             if state.end_of_speech_at is None:
                 state = attrs.evolve(state, end_of_speech_at=at, end_of_speech="transcript")
@@ -180,6 +197,7 @@ def decide(
                 model_audio_at=at,
                 end_of_speech_at=state.end_of_speech_at,
                 end_of_speech=state.end_of_speech,
+                eos_pending=state.caller_speaking and state.end_of_speech != "vad",
             )
             if turn is not None:  # PlaybackStarted overtook us: keep what it recorded
                 fresh = attrs.evolve(turn, model_audio_at=at)
@@ -196,17 +214,17 @@ def decide(
             if turn_id <= state.interrupted_through:
                 return state, []
             turn = _find(state, turn_id) or OpenTurn(turn_id=turn_id)
-            if turn.measured:
+            if turn.first_sent_at is not None:
                 return state, []
-            latency = _latency(turn, at)
-            state = _replace_turn(state, attrs.evolve(turn, measured=True))
+            turn, measured = _measure(attrs.evolve(turn, first_sent_at=at))
+            state = _replace_turn(state, turn)
             if state.floor is not Floor.INTERRUPTED:
                 state = attrs.evolve(state, floor=Floor.ASSISTANT)
-            return state, [latency]
+            return state, measured
         case PlaybackFinished(
             turn_id=turn_id, interrupted=interrupted, position_ms=heard, total_ms=total, at=at
         ):
-            actions: list[TurnAction] = []
+            actions = []
             if interrupted and turn_id != GREETING_TURN_ID:
                 actions.append(HeardReport(turn_id=turn_id, heard_ms=heard, total_ms=total, at=at))
             remaining = tuple(t for t in state.open_turns if t.turn_id != turn_id)
@@ -269,16 +287,29 @@ def _replace_turn(state: TurnState, turn: OpenTurn) -> TurnState:
     return attrs.evolve(state, open_turns=tuple(turns))
 
 
-def _latency(turn: OpenTurn, first_sent_at: float) -> TurnLatency:
+def _measure(turn: OpenTurn) -> tuple[OpenTurn, list[TurnAction]]:
+    """Emit the turn's latency once its first send is known and its end of speech settled.
+
+    The greeting (turn 0) is not measured here: it has no end of speech (the report has its own
+    start -> first media figure).
+    """
+    if (
+        turn.measured
+        or turn.first_sent_at is None
+        or turn.eos_pending
+        or turn.turn_id == GREETING_TURN_ID
+    ):
+        return turn, []
+
     def ms(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else round((b - a) * 1000.0, 2)
 
     model = ms(turn.end_of_speech_at, turn.model_audio_at)
-    gateway = ms(turn.model_audio_at, first_sent_at)
-    return TurnLatency(
+    latency = TurnLatency(
         turn_id=turn.turn_id,
         end_of_speech=turn.end_of_speech,
         model_ms=model,
-        gateway_ms=gateway,
-        total_ms=ms(turn.end_of_speech_at, first_sent_at) if model is not None else None,
+        gateway_ms=ms(turn.model_audio_at, turn.first_sent_at),
+        total_ms=ms(turn.end_of_speech_at, turn.first_sent_at) if model is not None else None,
     )
+    return attrs.evolve(turn, measured=True), [latency]

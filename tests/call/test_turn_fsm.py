@@ -70,9 +70,7 @@ def test_greeting_then_idle() -> None:
     state, actions = run(GREETING_DONE)
     assert state.floor is Floor.IDLE
     assert state.open_turns == ()
-    assert actions == [
-        TurnLatency(turn_id=0, end_of_speech=None, model_ms=None, gateway_ms=None, total_ms=None)
-    ]
+    assert actions == []  # the greeting has no end of speech: the report times it
 
 
 def test_turn_latency_split_from_vad_end_of_speech() -> None:
@@ -93,6 +91,29 @@ def test_turn_latency_split_from_vad_end_of_speech() -> None:
     assert lat.model_ms == pytest.approx(900.0)
     assert lat.gateway_ms == pytest.approx(5.0)
     assert lat.total_ms == pytest.approx(905.0)
+
+
+def test_late_vad_stop_settles_a_turn_that_started_while_the_vad_still_heard_speech() -> None:
+    # Sonic's endpointing (300 ms) beats the VAD's 400 ms release: the turn starts first.
+    state, actions = run(
+        [
+            *GREETING_DONE,
+            CallerSpeechStarted(started_at=3.0, at=3.06),
+            UserTranscribed(text="hello", at=4.35),
+            AssistantTurnStarted(turn_id=1, at=4.4),
+            PlaybackStarted(turn_id=1, generation=0, at=4.401),
+        ]
+    )
+    assert not [a for a in actions if isinstance(a, TurnLatency)]
+    state, actions = decide(
+        state, CallerSpeechStopped(ended_at=4.0, speech_ms=1000, at=4.4), 4.45, DEFAULT
+    )
+    (lat,) = actions
+    assert isinstance(lat, TurnLatency)
+    assert lat.end_of_speech == "vad"
+    assert lat.model_ms == pytest.approx(400.0)
+    assert lat.gateway_ms == pytest.approx(1.0)
+    assert state.end_of_speech_at is None  # consumed: not reused by the next turn
 
 
 def test_transcript_is_the_fallback_end_of_speech() -> None:
