@@ -414,3 +414,33 @@ async def test_local_vad_barge_in_interrupts_the_greeting() -> None:
     assert barge.source == "local_vad"
     assert barge.turn_id == 0
     assert "TwilioOutboundClear" in peer.kinds()
+
+
+async def test_hangup_mid_answer_stops_everything_within_a_second_and_closes_sonic_in_order() -> (
+    None
+):
+    before = live_tasks()
+    async with call_env({"answer_ms": 4000}) as (emu, call, peer, reports):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(peer.playout)
+            tg.start_soon(call.run)
+            await peer.speak(caller_speech(900, 5))
+            playing = anyio.Event()
+            async with anyio.create_task_group() as inner:
+                inner.start_soon(peer.silence_until, playing, 15)
+                await wait_for(lambda: any(t.turn_id >= 1 for t in call.report().turns), 15)
+                playing.set()
+            await anyio.sleep(0.3)
+            stopped_at = anyio.current_time()
+            peer.stop()
+            await wait_for(lambda: reports, 1.0)
+            stop_s = anyio.current_time() - stopped_at
+            tg.cancel_scope.cancel()
+        record = emu.sessions[0]
+        assert record.input_events[-3:] == ["contentEnd", "promptEnd", "sessionEnd"]
+        assert record.end_reason == "closed"
+    await anyio.sleep(0.05)
+    assert live_tasks() - before == set()
+    assert reports[0].end_reason == "caller_hangup"
+    assert {c.state for c in call.statistics().children} <= {"stopped", "cancelled"}
+    print(f"hang-up mid-answer: call ended {stop_s * 1000:.0f} ms after stop")
