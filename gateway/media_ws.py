@@ -263,6 +263,7 @@ class MediaStreamEndpoint:
             account_sid=start.start.account_sid,
             custom_parameters=dict(start.start.custom_parameters),
             started_at=anyio.current_time(),
+            start_sequence_number=start.sequence_number,
         )
         with bind_call(identity.call_sid, identity.stream_sid):
             await self._run_call(socket, identity)

@@ -11,23 +11,32 @@ in order), then the emulator.
 
 from __future__ import annotations
 
+import collections
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, final
 
+import anyio
 import structlog
 
-from actors.errors import GatewayError
+from actors.call import Call, CallDeps, CallIdentity, CallReport, TwilioSocket, load_greeting
 from actors.sonic import BotocoreCredentials, SonicConnector, StaticCredentials
 from gateway.server import run_gateway
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from actors.sonic import CredentialsProvider, SonicSettings
     from gateway.config import GatewayConfig
     from gateway.registry import CallFactory
 
-__all__ = ["build_call_factory", "open_sonic_connector", "serve_command"]
+__all__ = [
+    "FinishedCalls",
+    "build_call_factory",
+    "open_sonic_connector",
+    "serve_command",
+]
+
+FINISHED_CALLS_KEPT: Final = 64
 
 _log = structlog.get_logger(__name__)
 
@@ -64,21 +73,74 @@ async def open_sonic_connector(config: GatewayConfig) -> AsyncIterator[SonicConn
         yield connector
 
 
-def build_call_factory(config: GatewayConfig, connector: SonicConnector) -> CallFactory:
+@final
+class FinishedCalls:
+    """The reports of the most recent finished calls (bounded), awaitable by CallSid.
+
+    The call replays read transcripts, latencies and handovers from here; ``serve`` keeps the last
+    few for operators. ``add`` is called from a call's ``on_finished`` hook and never blocks.
+    """
+
+    def __init__(self, keep: int = FINISHED_CALLS_KEPT) -> None:
+        self._reports: collections.OrderedDict[str, CallReport] = collections.OrderedDict()
+        self._keep = keep
+        self._changed = anyio.Event()
+
+    def add(self, report: CallReport) -> None:
+        """Record a finished call's report, forgetting the oldest beyond the bound."""
+        self._reports[report.call_sid] = report
+        while len(self._reports) > self._keep:
+            self._reports.popitem(last=False)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def get(self, call_sid: str) -> CallReport | None:
+        """The report of ``call_sid`` if it finished recently."""
+        return self._reports.get(call_sid)
+
+    async def wait_report(self, call_sid: str) -> CallReport:
+        """Block until ``call_sid`` has finished and return its report."""
+        while (report := self._reports.get(call_sid)) is None:
+            await self._changed.wait()
+        return report
+
+
+def build_call_factory(
+    config: GatewayConfig,
+    connector: SonicConnector,
+    *,
+    on_finished: Callable[[CallReport], None] | None = None,
+) -> CallFactory:
     """Build the factory of per-call actor trees (``actors.call``) over ``connector``.
 
-    Each call it builds is a CallSupervisor over the socket and identity the gateway read, whose
-    SonicSession opens its conversations through ``connector`` and whose behaviour comes from
-    ``config.call``.
+    Each call it builds is a :class:`~actors.call.Call` (a CallSupervisor over TwilioIngress,
+    SonicSession, TurnTaker and PlaybackEgress) over the socket and identity the gateway read.
+    Its SonicSession opens conversations through ``connector``; its behaviour comes from
+    ``config.call``. The greeting is read once, here, not per call.
 
     Raises:
-        GatewayError: in this build the per-call actor tree is not wired into ``serve``.
+        audiocodec.AudioFormatError, OSError: ``call.greeting_wav`` is not a readable 16-bit WAV.
     """
-    del config, connector
-    raise GatewayError("serve: the per-call actor tree (actors.call) is not wired in this build")
+    call = config.call
+    deps = CallDeps(
+        connector=connector,
+        sonic_settings=connector.settings,
+        greeting_ulaw=load_greeting(call.greeting_wav),
+        playback_lead_ms=float(call.playback_lead_ms),
+        local_vad_barge_in=call.local_vad_barge_in,
+        # 0 in the config means "no guard": the smallest guard the VAD can express is one frame.
+        min_barge_in_speech_ms=float(max(call.min_barge_in_speech_ms, 20)),
+        on_finished=on_finished,
+    )
+
+    def factory(socket: TwilioSocket, identity: CallIdentity) -> Call:
+        return Call(socket, identity, deps)
+
+    return factory
 
 
 async def serve_command(config: GatewayConfig) -> None:
     """Run the whole service until a signal stops it; blocks."""
+    finished = FinishedCalls()
     async with open_sonic_connector(config) as connector:
-        await run_gateway(config, build_call_factory(config, connector))
+        await run_gateway(config, build_call_factory(config, connector, on_finished=finished.add))

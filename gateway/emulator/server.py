@@ -27,7 +27,7 @@ import structlog
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from gateway.emulator.session import EmulatedSession, SessionRunner
+from gateway.emulator.session import EmulatedSession, ScriptCursor, SessionRunner
 from gateway.emulator.settings import EmulatorSettings
 from gateway.emulator.tls import make_tls_material
 
@@ -61,6 +61,7 @@ class Emulator:
         self.ca_path = ca_path
         self.sessions: list[EmulatedSession] = []
         self._script: ModelScript | None = None
+        self._cursor = ScriptCursor()
         self._next_faults: list[Fault] = []
         self._active: list[SessionRunner] = []
         self._rejected = 0
@@ -74,8 +75,13 @@ class Emulator:
         return f"https://{host}:{self.port}"
 
     def use_script(self, script: ModelScript | None) -> None:
-        """Script the sessions that start from now on (None: the default persona)."""
+        """Script the sessions that start from now on (None: the default persona).
+
+        The script's turns are consumed across sessions (a handover continues the conversation);
+        a new script starts from its first turn.
+        """
         self._script = script
+        self._cursor = ScriptCursor()
 
     def inject_fault(self, fault: Fault, *, target: Literal["next", "current"] = "next") -> None:
         """Inject ``fault`` into the next session to start, or into every running session now.
@@ -177,7 +183,9 @@ class Emulator:
         )
         await send({"type": "http.response.body", "body": b"", "more_body": True})
         out_send, out_recv = anyio.create_memory_object_stream[bytes](self.settings.outbound_frames)
-        runner = SessionRunner(settings=self.settings, record=record, script=script, out=out_send)
+        runner = SessionRunner(
+            settings=self.settings, record=record, script=script, out=out_send, cursor=self._cursor
+        )
         self._active.append(runner)
         try:
             async with anyio.create_task_group() as tg:

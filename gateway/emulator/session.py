@@ -127,6 +127,22 @@ class EmulatedSession:
 
 
 @final
+class ScriptCursor:
+    """How many scripted turns the conversation has used, shared by the sessions of one script."""
+
+    __slots__ = ("used",)
+
+    def __init__(self) -> None:
+        self.used = 0
+
+    def take(self) -> int:
+        """Return the index of the next scripted turn and move past it."""
+        index = self.used
+        self.used += 1
+        return index
+
+
+@final
 class SessionRunner:
     """Drives one stream; :meth:`run` returns when the request side is done (or the stream dies)."""
 
@@ -137,10 +153,12 @@ class SessionRunner:
         record: EmulatedSession,
         script: ModelScript | None,
         out: MemoryObjectSendStream[bytes],
+        cursor: ScriptCursor | None = None,
     ) -> None:
         self._settings = settings
         self._record = record
         self._script = script
+        self._cursor = cursor if cursor is not None else ScriptCursor()
         self._out = out
         self._splitter = FrameSplitter()
         self._validator = SessionValidator()
@@ -331,8 +349,11 @@ class SessionRunner:
     def _plan(self, index: int) -> tuple[Reply, Fault | None]:
         settings = self._settings
         script = self._script
-        if script is not None and index <= len(script.turns):
-            turn = script.turns[index - 1]
+        # Scripted turns belong to the conversation, not to one stream: a handover or a recovery
+        # continues the script where the previous session left it.
+        scripted = self._cursor.take() if script is not None else None
+        if script is not None and scripted is not None and scripted < len(script.turns):
+            turn = script.turns[scripted]
             reply = scripted_reply(
                 turn, index=index, answer_ms=settings.answer_ms, think_ms=settings.think_ms
             )

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from gateway.replay.report import CallReport
+    from gateway.wiring import FinishedCalls
 
 __all__ = [
     "BUNDLED_SCENARIOS",
@@ -187,13 +188,19 @@ class ReplayStack:
         )
 
 
+_CLEAN_ENDS: Final = frozenset({"caller_hangup", "stopped", "socket_closed"})
+
+
 @final
 class _StackObserver:
-    """Observes the in-process stack: the gateway's registry and the emulator's sessions."""
+    """Observes the in-process stack: the gateway's registry and call reports, the emulator."""
 
-    def __init__(self, gateway: RunningGateway, emulator: Emulator) -> None:
+    def __init__(
+        self, gateway: RunningGateway, emulator: Emulator, finished: FinishedCalls
+    ) -> None:
         self._gateway = gateway
         self._emulator = emulator
+        self._finished = finished
 
     def _registry_stats(self) -> Any:
         return self._gateway.app.state.gateway.registry.statistics()
@@ -210,32 +217,24 @@ class _StackObserver:
         return int(self._registry_stats().live_calls)
 
     async def wait_call_record(self, call_sid: str, timeout_s: float) -> CallRecord | None:
-        # The gateway keeps no per-call transcript record yet: build it from the emulator, which
-        # saw every session of this (only) call.
-        del timeout_s
+        # The transcript, handovers and end reason come from the gateway's own report of the call
+        # (assistant lines cut to what the caller heard); faults recovered are counted from the
+        # emulator, which knows which of its sessions it ended with an injected fault.
+        report = None
+        with anyio.move_on_after(timeout_s):
+            report = await self._finished.wait_report(call_sid)
+        if report is None:
+            return None
         sessions = self._emulator.sessions
-        transcript: list[str] = []
-        handovers = recovered = 0
-        for number, session in enumerate(sessions):
-            for index, said in enumerate(session.transcripts):
-                transcript.append(f"USER: {said}")
-                if index < len(session.replies):
-                    transcript.append(f"ASSISTANT: {session.replies[index]}")
-            transcript.extend(
-                f"ASSISTANT: {r}" for r in session.replies[len(session.transcripts) :]
-            )
-            if number + 1 < len(sessions):
-                if session.faults or session.end_reason not in (None, "closed", "input_ended"):
-                    recovered += 1
-                else:
-                    handovers += 1
+        recovered = sum(1 for session in sessions[:-1] if session.faults)
         return CallRecord(
             call_sid=call_sid,
-            transcript=transcript,
-            handovers=handovers,
+            transcript=[f"{line.role}: {line.text}" for line in report.transcript],
+            handovers=report.handovers,
             recovered_faults=recovered,
+            error=None if report.end_reason in _CLEAN_ENDS else report.end_reason,
             sessions=len(sessions),
-            source="emulator",
+            source="gateway",
         )
 
 
@@ -306,8 +305,11 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
                     pool=config.sonic.to_pool_settings(),
                 )
             )
+            finished = wiring.FinishedCalls()
             try:
-                call_factory = wiring.build_call_factory(config, connector)
+                call_factory = wiring.build_call_factory(
+                    config, connector, on_finished=finished.add
+                )
             except GatewayError as unwired:
                 raise StackUnavailable(
                     f"gateway.wiring cannot build a call factory: {unwired}"
@@ -318,7 +320,7 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
                     config=config,
                     emulator=emulator,
                     gateway=gateway,
-                    observer=_StackObserver(gateway, emulator),
+                    observer=_StackObserver(gateway, emulator, finished),
                 )
     except* (StackUnavailable, ScenarioError) as group:
         # Task groups in the emulator and connector wrap what we raise; hand back the error itself.
