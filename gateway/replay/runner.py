@@ -285,7 +285,7 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
                 {
                     "backend": "emulator",
                     "server": {"host": "127.0.0.1", "port": 0, "public_url": DEFAULT_PUBLIC_URL},
-                    "logging": {"level": "warning"},
+                    "logging": {"level": "error"},
                     # No warm pool: every Sonic session the emulator sees belongs to the call.
                     "sonic": {"pool_size": 0},
                 },
