@@ -73,6 +73,7 @@ class ConnectorStatistics(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     recycled: int
     fill_failures: int
     open_connections: int
+    nodelay_sockets: int
 
 
 @final
@@ -136,7 +137,9 @@ class SonicConnector:
             SonicFatalError: credentials could not be resolved, or the config is unusable.
         """
         try:
-            self._transport = BedrockTransport(self._settings.ca_bundle)
+            self._transport = BedrockTransport(
+                self._settings.ca_bundle, tcp_nodelay=self._settings.tcp_nodelay
+            )
             await self._cache.get()
             config = await AsyncBedrockRuntimeConfig.resolve(
                 region=self._settings.region,
@@ -232,6 +235,7 @@ class SonicConnector:
             recycled=self._recycled,
             fill_failures=self._fill_failures,
             open_connections=0 if self._transport is None else self._transport.open_connections(),
+            nodelay_sockets=0 if self._transport is None else self._transport.nodelay_sockets,
         )
 
     async def wait_warm(self) -> None:

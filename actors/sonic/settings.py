@@ -118,6 +118,8 @@ class SonicSettings:
         endpoint_uri: an endpoint override (``https://127.0.0.1:port`` for the emulator).
         ca_bundle: a PEM file trusted *for this client only* (the emulator's CA, a corporate
             proxy); the process trust store is left alone.
+        tcp_nodelay: set TCP_NODELAY on the client's sockets (awscrt cannot; see transport.py):
+            removes 20-25 ms p90 spikes of small events at 20 ms batching.
         audio_batch_ms: milliseconds of caller audio per ``audioInput`` event (multiple of 20).
         handover_after_s: age of a stream at which the next one is prepared (6 of the 8 minutes).
         handover_grace_s: how long to wait for a turn boundary after that before switching anyway.
@@ -147,6 +149,7 @@ class SonicSettings:
     tools: tuple[SonicTool, ...] = ()
     endpoint_uri: str | None = None
     ca_bundle: Path | None = None
+    tcp_nodelay: bool = True
     audio_batch_ms: int = 20
     handover_after_s: float = 360.0
     handover_grace_s: float = 60.0
