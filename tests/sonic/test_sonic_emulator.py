@@ -305,6 +305,7 @@ async def test_pool_connect_level_hit_and_disabled_miss() -> None:
     async with sonic_env(pool=PoolSettings(size=1, level="connect")) as (emu, connector):
         await connector.wait_warm()
         assert connector.statistics().open_connections == 1
+        assert connector.statistics().nodelay_sockets == 1  # TCP_NODELAY set on the CRT socket
         assert not emu.sessions  # pre-connecting opened no Bedrock stream
         stream = await connector.open_stream()
         await stream.close()
