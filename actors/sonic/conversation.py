@@ -134,6 +134,9 @@ class SonicConversation:
         self._closed = False
         self._audio_open = False
         self._last_user_pos: int | None = None
+        # Ring position when the assistant last finished a reply it was not interrupted in.
+        self._answered_pos: int | None = None
+        self._barged_turn: int | None = None
         self._handovers = 0
         self._recoveries = 0
         self._dropped_events = 0
@@ -310,6 +313,14 @@ class SonicConversation:
         """Make ``stream`` current (caller holds the lock): history, audio block, replay."""
         assert self._tg is not None
         replay = self._ring.snapshot() if reason is not None else b""
+        answered = self._answered_pos
+        if replay and answered is not None and answered >= (self._last_user_pos or 0):
+            # The last caller turn was answered in full: it is in the history as text, and
+            # replaying its audio would make the new session answer it a second time. Replay
+            # only what the caller said after that answer (the old session got all the rest).
+            since = self._ring.total_bytes - answered
+            if since < len(replay):
+                replay = replay[len(replay) - since :] if since else b""
         drop_user = (
             self._last_user_pos is not None
             and self._last_user_pos > self._ring.total_bytes - len(replay)
@@ -376,12 +387,18 @@ class SonicConversation:
                 self._last_user_pos = self._ring.total_bytes
             case AssistantText(stage="FINAL"):
                 self._history.add_assistant(event.text, turn_id=event.turn_id)
+                if event.turn_id != self._barged_turn:
+                    self._answered_pos = self._ring.total_bytes
             case AssistantAudioStarted():
                 self._audio_open = True
                 self._planner.assistant_turn(now=now, open_=True)
             case AssistantAudio():
                 self._planner.assistant_audio(now)
-            case AssistantAudioEnded() | BargeIn():
+            case BargeIn():
+                self._barged_turn = event.turn_id
+                self._audio_open = False
+                self._planner.assistant_turn(now=now, open_=False)
+            case AssistantAudioEnded():
                 self._audio_open = False
                 self._planner.assistant_turn(now=now, open_=False)
             case (
