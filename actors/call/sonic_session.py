@@ -164,7 +164,9 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         self.state = "connecting"
         task_status.started()
         try:
-            async with self._connector.conversation() as conv:
+            # A restarted session continues from what the caller heard so far, not from blank.
+            history = memory.history.shaped() if memory.sessions > 1 else ()
+            async with self._connector.conversation(history=history) as conv:
                 self._conv = conv
                 self.state = "open"
                 with self._work:

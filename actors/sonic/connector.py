@@ -48,12 +48,13 @@ from actors.sonic.stream import SonicStream
 from actors.sonic.transport import BedrockTransport, endpoint_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from types import TracebackType
 
     from anyio.abc import TaskGroup
 
     from actors.sonic.credentials import CredentialsProvider
+    from actors.sonic.history import HistoryTurn
     from actors.sonic.settings import SonicSettings
 
 __all__ = ["ConnectorStatistics", "SonicConnector"]
@@ -183,9 +184,17 @@ class SonicConnector:
             self._refill_tx.close()
             self._refill_rx.close()
 
-    def conversation(self, *, events_capacity: int = 256) -> SonicConversation:
-        """A new conversation on this connector (enter it with ``async with``)."""
-        return SonicConversation(self, events_capacity=events_capacity)
+    def conversation(
+        self, *, events_capacity: int = 256, history: Sequence[HistoryTurn] = ()
+    ) -> SonicConversation:
+        """A new conversation on this connector (enter it with ``async with``).
+
+        Args:
+            events_capacity: bound of the event channel to the consumer.
+            history: text turns of the same call to continue from (a restarted session); the
+                first session sends them after the system prompt, shaped like any history.
+        """
+        return SonicConversation(self, events_capacity=events_capacity, history=history)
 
     async def open_stream(self, *, turn_ids: Iterator[int] | None = None) -> SonicStream:
         """A ready stream (prelude sent, ``await_output()`` resolved): pooled if possible, else cold.

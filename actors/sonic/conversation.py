@@ -57,9 +57,10 @@ from actors.sonic.events import (
     UserTranscript,
 )
 from actors.sonic.handover import HandoverAction, HandoverPlanner
-from actors.sonic.history import CallerAudioRing, ConversationHistory
+from actors.sonic.history import CallerAudioRing, ConversationHistory, HistoryTurn
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from types import TracebackType
 
     from anyio.abc import TaskGroup
@@ -104,7 +105,13 @@ class SonicConversation:
             real time; the receive loop waits when the consumer lags).
     """
 
-    def __init__(self, connector: SonicConnector, *, events_capacity: int = 256) -> None:
+    def __init__(
+        self,
+        connector: SonicConnector,
+        *,
+        events_capacity: int = 256,
+        history: Sequence[HistoryTurn] = (),
+    ) -> None:
         self._connector = connector
         s = connector.settings
         self._settings = s
@@ -113,6 +120,7 @@ class SonicConversation:
             max_bytes_per_turn=s.history_max_bytes_per_turn,
             max_total_bytes=s.history_max_total_bytes,
         )
+        self._history.seed(history)
         self._ring = CallerAudioRing(s.replay_bytes)
         self._planner = HandoverPlanner(s)
         self._turn_ids = itertools.count(1)

@@ -20,10 +20,13 @@ snapshot can use).
 from __future__ import annotations
 
 import math
-from typing import Literal, final
+from typing import TYPE_CHECKING, Literal, final
 
 import attrs
 import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["CallerAudioRing", "ConversationHistory", "HistoryTurn", "Role"]
 
@@ -77,6 +80,14 @@ class ConversationHistory:
         self._entries: list[_Entry] = []
         self._pending_heard: dict[int, float] = {}
         self._last_assistant_turn: int | None = None
+
+    def seed(self, turns: Sequence[HistoryTurn]) -> None:
+        """Start from ``turns`` of an earlier conversation of the same call (already cut to what
+        was heard): a restarted session continues the conversation instead of starting blank."""
+        for turn in turns:
+            text = turn.text.strip()
+            if text:
+                self._append(_Entry(turn.role, text, None))
 
     def add_user(self, text: str) -> None:
         """Record a FINAL caller transcript (empty or blank text is ignored)."""

@@ -21,6 +21,7 @@ from actors.sonic import (
     AssistantAudioEnded,
     AssistantText,
     HandedOver,
+    HistoryTurn,
     PoolSettings,
     SessionClosed,
     SonicConnector,
@@ -227,6 +228,25 @@ async def test_retryable_error_mid_call_reopens_with_history() -> None:
         assert emu.sessions[1].end_reason == "closed"
         # The new session got the system prompt plus USER and ASSISTANT history blocks.
         assert emu.sessions[1].input_events.count("textInput") == 3
+
+
+async def test_a_conversation_seeded_with_history_sends_it_first() -> None:
+    # What a restarted SonicSession does: continue from the call's history, not from blank.
+    seed = [
+        HistoryTurn(role="ASSISTANT", text="Hello, how can I help?"),  # dropped: must start USER
+        HistoryTurn(role="USER", text="What are your opening hours?"),
+        HistoryTurn(role="ASSISTANT", text="Nine to five."),
+    ]
+    async with sonic_env() as (emu, connector):
+        async with connector.conversation(history=seed) as conv:
+            await conv.send_audio(bytes(FRAME) * 5)
+        # The orderly close (audio contentEnd, promptEnd, sessionEnd) came after everything else.
+        events = emu.sessions[0].input_events
+        # System prompt + USER + ASSISTANT history blocks, all before the audio block opens.
+        assert events.count("textInput") == 3
+        assert events.index("audioInput") > max(
+            i for i, name in enumerate(events) if name == "textInput"
+        )
 
 
 async def test_fatal_error_mid_call_raises_from_the_conversation() -> None:
