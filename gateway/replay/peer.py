@@ -290,10 +290,16 @@ class TwilioPeer:
             ),
         )
 
-    async def _send(self, build: Callable[[int], TwilioInbound]) -> None:
-        """Send one inbound frame; the lock keeps sequence numbers in send order."""
+    async def _send(self, build: Callable[[int], TwilioInbound], *, last: bool = False) -> None:
+        """Send one inbound frame; the lock keeps sequence numbers in send order.
+
+        After the caller hung up (``stop`` is the ``last`` frame) nothing else is sent: a frame
+        that was waiting for the lock behind ``stop`` is dropped, as Twilio sends nothing after it.
+        """
         assert self._ws is not None
         async with self._send_lock:
+            if self._hung_up and not last:
+                return
             self._sequence += 1
             await self._ws.send(encode_twilio_inbound(build(self._sequence)), text=True)
 
@@ -314,7 +320,7 @@ class TwilioPeer:
     async def _frames(self) -> None:
         """Stream 20 ms frames in real time on an absolute schedule; speech when queued."""
         deadline = anyio.current_time()
-        while True:
+        while not self._hung_up:
             speaking = bool(self._speech)
             frame = self._speech.popleft() if speaking else ULAW_SILENCE_FRAME
             self._chunk += 1
@@ -432,7 +438,8 @@ class TwilioPeer:
                     stop=StopMetadata(
                         account_sid=self._settings.account_sid, call_sid=self.result.call_sid
                     ),
-                )
+                ),
+                last=True,
             )
             self._record("stop sent", why)
             self.result.closed_by = self.result.closed_by or "peer"

@@ -37,12 +37,12 @@ from gateway.replay.peer import TwilioPeer
 from gateway.replay.report import CallRecord, build_report, format_report, format_summary
 from gateway.replay.scenario import BargeIn, Say, Scenario, ScenarioError, load_scenario
 from gateway.server import RunningGateway
+from gateway.wiring import FinishedCalls
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from gateway.replay.report import CallReport
-    from gateway.wiring import FinishedCalls
 
 __all__ = [
     "BUNDLED_SCENARIOS",
@@ -165,6 +165,8 @@ class ReplayStack:
     emulator: Emulator
     gateway: RunningGateway
     observer: CallObserver
+    finished: FinishedCalls
+    """The gateway's own reports of the calls it finished (latency split, barge-in stop times)."""
 
     @property
     def media_url(self) -> str:
@@ -321,6 +323,7 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
                     emulator=emulator,
                     gateway=gateway,
                     observer=_StackObserver(gateway, emulator, finished),
+                    finished=finished,
                 )
     except* (StackUnavailable, ScenarioError) as group:
         # Task groups in the emulator and connector wrap what we raise; hand back the error itself.
