@@ -7,7 +7,7 @@ Public surface (import only from here)::
     await call.run()                         # returns when the call has ended
     call.report()                            # CallReport; call.statistics() for /debug/actors
 
-See docs/architecture-call.md for the tree, the messages, the mailboxes and the latency points.
+See docs/call.md for the tree, the messages, the mailboxes and the latency points.
 """
 
 from __future__ import annotations

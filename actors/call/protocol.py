@@ -11,7 +11,7 @@ Rules:
   exhaustively and end with ``case _: assert_never(msg)``.
 * Wire schemas (Twilio frames, Nova Sonic events) are not here: the edge actors translate them.
 
-Who sends what (the arrows of docs/architecture-call.md)::
+Who sends what (the arrows of docs/call.md)::
 
     TwilioIngress  -> SonicSession.data      CallerAudio
                    -> SonicSession.control   CallerDtmf

@@ -1,6 +1,6 @@
 """CallSupervisor: one call's mailboxes and child specs, as data.
 
-Actor tree and message flow (docs/architecture-call.md has the full diagram)::
+Actor tree and message flow (docs/call.md has the full diagram)::
 
     CallSupervisor (one_for_one, 3 restarts / 30 s, auto_shutdown=any_significant)
     ├── playback_egress  transient, significant  socket writer: media/mark/clear, paced

@@ -16,7 +16,7 @@ Rules (reference nova-sonic.md §9, §10):
   sent on it, so nothing is billed.
 * TCP keep-alive is on for pooled connections so an idle warm connection notices a dead peer.
 * awscrt exposes no TCP_NODELAY option, and Nagle's algorithm meeting delayed ACKs put 20-25 ms
-  on the p90 of small events at 20 ms batching (docs/performance-sonic.md). With ``tcp_nodelay``
+  on the p90 of small events at 20 ms batching (docs/performance.md §4). With ``tcp_nodelay``
   (default on) each new connection's socket gets TCP_NODELAY from outside: the descriptors that
   appeared while the connection was built are found in ``/proc/self/fd``, and the option is set on
   a ``dup`` of each one whose peer port is the endpoint's (a socket option belongs to the socket,
