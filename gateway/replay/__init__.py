@@ -54,7 +54,6 @@ from gateway.replay.scenario import (
     load_scenario,
     parse_scenario,
 )
-from gateway.replay.signature import twilio_signature
 
 __all__ = [
     "BUNDLED_SCENARIOS",
@@ -102,5 +101,4 @@ __all__ = [
     "run_scenario",
     "speech_like_ulaw",
     "step_audio",
-    "twilio_signature",
 ]

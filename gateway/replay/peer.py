@@ -73,7 +73,7 @@ from gateway.replay.scenario import (
     Say,
     WaitForAnswer,
 )
-from gateway.replay.signature import twilio_signature
+from gateway.signature import compute_signature
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -217,7 +217,7 @@ class TwilioPeer:
         self._record("connect", self._url)
         headers: dict[str, str] = {}
         if self._token is not None and self._settings.sign_requests:
-            headers["X-Twilio-Signature"] = twilio_signature(self._token, self._public_url)
+            headers["X-Twilio-Signature"] = compute_signature(self._token, self._public_url)
         try:
             with anyio.fail_after(self._connect_timeout):
                 ws = await connect(

@@ -17,7 +17,7 @@ from actors.wire import encode_twilio_clear, encode_twilio_mark, encode_twilio_m
 from gateway.replay.audio import speech_like_ulaw
 from gateway.replay.peer import PeerResult, TwilioPeer
 from gateway.replay.scenario import BargeIn, Pause, PeerSettings, Say, WaitForAnswer
-from gateway.replay.signature import twilio_signature
+from gateway.signature import compute_signature
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -126,7 +126,7 @@ async def test_greeting_plays_in_real_time_marks_echo_after_their_audio_and_fram
     result = await run_peer(gateway, [WaitForAnswer(until="end"), Say(ms=300), Pause(ms=200)])
 
     assert result.error is None
-    assert gateway.signature == twilio_signature(TOKEN, PUBLIC_URL)
+    assert gateway.signature == compute_signature(TOKEN, PUBLIC_URL)
     # Twilio's opening: connected, start (with our parameters), then media.
     kinds = [f["event"] for _, f in gateway.frames]
     assert kinds[:2] == ["connected", "start"]
