@@ -114,6 +114,8 @@ class PlayoutStatistics:
     """Queued audio that never went out because of a clear."""
     ms_stale_audio: float = 0.0
     """Late audio of cleared turns, ignored."""
+    ms_dropped_overflow: float = 0.0
+    """Model audio beyond ``max_queued_ms`` held locally: dropped (newest first), counted."""
     underruns: int = 0
     """Twilio's buffer ran dry in the middle of a turn (the model was slower than real time)."""
     max_lead_ms: float = 0.0
@@ -146,17 +148,23 @@ class PlayoutQueue:
     Args:
         lead_ms: most audio to keep buffered at Twilio, in ms.
         chunk_ms: size of a media chunk in ms; a positive multiple of 20.
+        max_queued_ms: most audio held locally, not yet sent (model audio arrives faster than
+            real time; this bounds a runaway answer's memory). Audio beyond it is dropped and
+            counted in ``ms_dropped_overflow``: a 2-minute answer is far past any phone reply.
 
     Raises:
         ValueError: a setting is out of range.
     """
 
-    def __init__(self, *, lead_ms: float = 100.0, chunk_ms: int = 40) -> None:
+    def __init__(
+        self, *, lead_ms: float = 100.0, chunk_ms: int = 40, max_queued_ms: float = 120_000.0
+    ) -> None:
         if chunk_ms <= 0 or chunk_ms % FRAME_MS:
             raise ValueError(f"chunk_ms must be a positive multiple of {FRAME_MS}, got {chunk_ms}")
         if lead_ms < FRAME_MS:
             raise ValueError(f"lead_ms must be at least {FRAME_MS}, got {lead_ms}")
         self._lead_ms = float(lead_ms)
+        self._max_queued_bytes = int(max_queued_ms * BYTES_PER_MS)
         self._chunk_bytes = chunk_ms * BYTES_PER_MS
         self._generation = 0
         self._seq = 0
@@ -211,6 +219,10 @@ class PlayoutQueue:
         if self.is_stale(turn_id):
             self.count_stale(len(ulaw) / BYTES_PER_MS)
             return False
+        room = self._max_queued_bytes - sum(len(t.pending) for t in self._turns.values())
+        if len(ulaw) > room:
+            self.stats.ms_dropped_overflow += (len(ulaw) - max(room, 0)) / BYTES_PER_MS
+            ulaw = ulaw[: max(room, 0)]
         turn = self._turns.get(turn_id)
         if turn is None:
             turn = self._turns[turn_id] = _Turn(turn_id=turn_id, generation=self._generation)

@@ -219,5 +219,6 @@ class PlaybackEgress(Actor[PlaybackControl | PlaybackData]):
             clears=s.clears,
             ms_dropped_by_clear=s.ms_dropped_by_clear,
             ms_stale_audio=s.ms_stale_audio,
+            ms_dropped_overflow=s.ms_dropped_overflow,
             underruns=s.underruns,
         )

@@ -130,6 +130,8 @@ def seconds_left(identity: AWSCredentialsIdentity) -> float | None:
     """Seconds until ``identity`` expires (negative if expired), or None if it never does."""
     if identity.expiration is None:
         return None
+    # AWS states expiry as a wall-clock instant: the one place the wall clock is read. Callers turn
+    # the remaining seconds into an anyio deadline at once.
     return (identity.expiration - datetime.now(tz=UTC)).total_seconds()
 
 

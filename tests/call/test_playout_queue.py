@@ -99,6 +99,17 @@ def test_lone_frames_wait_until_the_buffer_is_about_to_run_dry() -> None:
     assert [len(m.payload) for m in media(q.poll(0.02))] == [FRAME_BYTES]
 
 
+def test_local_queue_is_bounded_and_overflow_is_counted() -> None:
+    q = PlayoutQueue(lead_ms=100, chunk_ms=40, max_queued_ms=200)
+    assert q.enqueue(1, ulaw(160))
+    assert q.enqueue(1, ulaw(100))  # only 40 ms of it fits
+    assert q.queued_ms == pytest.approx(200.0)
+    assert q.stats.ms_dropped_overflow == pytest.approx(60.0)
+    q.poll(0.0)  # sending frees room again
+    assert q.enqueue(1, ulaw(40))
+    assert q.stats.ms_dropped_overflow == pytest.approx(60.0)
+
+
 def test_end_turn_after_all_echoes_finishes_immediately() -> None:
     q = PlayoutQueue()
     q.enqueue(3, ulaw(40))
