@@ -8,10 +8,11 @@ background tasks: each media socket's call runs inside that socket's ASGI task, 
 Routes (paths are fixed: :data:`~gateway.config.VOICE_PATH`, :data:`~gateway.config.MEDIA_PATH`):
 
 * ``POST /twilio/voice``: signature check (with an auth token; 403 otherwise), then
-  ``<Connect><Stream>`` TwiML, or ``<Reject reason="busy"/>`` at the concurrency limit.
+  ``<Connect><Stream>`` TwiML, or ``<Reject reason="busy"/>`` at the concurrency limit or while
+  the event loop is overloaded.
 * ``WS /twilio/media``: see :mod:`gateway.media_ws`.
 * ``GET /healthz``: ``{"status": "ok", "live_calls": N, "version": "..."}``.
-* ``GET /debug/actors``: see :mod:`gateway.debug`.
+* ``GET /debug/actors``, ``GET /debug/load``: see :mod:`gateway.debug`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from gateway.config import MEDIA_PATH, VOICE_PATH, GatewayConfig
-from gateway.debug import DebugActorsEndpoint
+from gateway.debug import DebugActorsEndpoint, DebugLoadEndpoint
+from gateway.loop_lag import LoopLagMonitor
 from gateway.media_ws import MediaStreamEndpoint
-from gateway.registry import CallFactory, CallRegistry
+from gateway.registry import CallFactory, CallRegistry, RefusalReason
 from gateway.signature import validate_webhook_signature
 from gateway.twiml import reject_twiml, stream_parameters, stream_twiml
 from gateway.version import VERSION
@@ -62,6 +64,7 @@ class GatewayState:
     config: GatewayConfig
     registry: CallRegistry
     call_factory: CallFactory
+    loop_monitor: LoopLagMonitor | None = None
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -134,9 +137,16 @@ class VoiceWebhook:
         if not values.get("CallSid"):
             _log.warning("webhook.refused", reason="no_call_sid")
             return Response(b"CallSid missing", status_code=400, media_type="text/plain")
-        if self._registry.at_capacity():
-            self._registry.refuse("busy", values["CallSid"])
-            _log.warning("webhook.rejected", reason="busy", call_sid=values["CallSid"])
+        refusal: RefusalReason | None = (
+            "busy"
+            if self._registry.at_capacity()
+            else "overloaded"
+            if self._registry.is_overloaded()
+            else None
+        )
+        if refusal is not None:
+            self._registry.refuse(refusal, values["CallSid"])
+            _log.warning("webhook.rejected", reason=refusal, call_sid=values["CallSid"])
             return Response(reject_twiml("busy"), media_type=_TWIML)
         parameters = stream_parameters(
             values, pass_caller_numbers=self._config.twilio.pass_caller_numbers
@@ -148,18 +158,30 @@ class VoiceWebhook:
         return Response(twiml, media_type=_TWIML)
 
 
-def create_app(config: GatewayConfig, *, call_factory: CallFactory) -> Starlette:
+def create_app(
+    config: GatewayConfig,
+    *,
+    call_factory: CallFactory,
+    loop_monitor: LoopLagMonitor | None = None,
+) -> Starlette:
     """Build the gateway's ASGI app.
 
     Args:
         config: the validated gateway config.
         call_factory: builds a call for each accepted, identified media socket.
+        loop_monitor: the running server's event-loop lag monitor (its owner runs it); new calls
+            are refused while it reports overload, and ``/debug/load`` shows its histogram.
 
     Returns:
         A Starlette app with its :class:`GatewayState` on ``app.state.gateway``.
     """
-    registry = CallRegistry(config.limits.max_concurrent_calls)
-    state = GatewayState(config=config, registry=registry, call_factory=call_factory)
+    registry = CallRegistry(
+        config.limits.max_concurrent_calls,
+        overloaded=None if loop_monitor is None else loop_monitor.overloaded,
+    )
+    state = GatewayState(
+        config=config, registry=registry, call_factory=call_factory, loop_monitor=loop_monitor
+    )
 
     async def healthz(request: Request) -> Response:
         del request
@@ -173,6 +195,11 @@ def create_app(config: GatewayConfig, *, call_factory: CallFactory) -> Starlette
             Route("/healthz", healthz, methods=["GET"]),
             Route(
                 "/debug/actors", DebugActorsEndpoint(config.debug, registry).handle, methods=["GET"]
+            ),
+            Route(
+                "/debug/load",
+                DebugLoadEndpoint(config.debug, registry, loop_monitor).handle,
+                methods=["GET"],
             ),
         ],
     )

@@ -140,11 +140,15 @@ class LimitsConfig:
             webhook and refused on the WebSocket.
         ws_max_message_bytes: largest incoming WebSocket message; a bigger one ends that call.
         handshake_timeout_s: time allowed for ``connected`` + ``start`` after the socket opens.
+        admission_loop_lag_ms: while the event loop's recent lag (90th percentile of the last
+            2 s, sampled every 25 ms) exceeds this, new calls are refused like at the call limit;
+            None turns the check off. Live calls are never touched by it.
     """
 
     max_concurrent_calls: PositiveInt = 50
     ws_max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 65536
     handshake_timeout_s: PositiveSeconds = 10.0
+    admission_loop_lag_ms: Annotated[float, msgspec.Meta(gt=0)] | None = 25.0
 
 
 @attrs.frozen

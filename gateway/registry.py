@@ -8,7 +8,8 @@ Theory of operation:
   the slot, so no exit path leaks one. Slots are taken synchronously, so check-and-take cannot race.
 * Refusals raise :class:`CallRefused` with a static reason: ``"duplicate"`` (that CallSid already
   has a live stream), ``"busy"`` (``max_concurrent_calls`` reached), ``"handshakes"`` (too many
-  sockets between accept and ``start``).
+  sockets between accept and ``start``), ``"overloaded"`` (the ``overloaded`` check said the event
+  loop is behind: a new call would degrade every live one).
 * A call slot holds the :class:`LiveCall` once the factory built it, so ``/debug/actors`` can list
   every live call's ``statistics()``.
 
@@ -54,11 +55,15 @@ class LiveCall(Protocol):
         """A snapshot of the call's actor tree that ``msgspec.json.encode`` can encode."""
         ...
 
+    def caller_audio_dropped_ms(self) -> float:
+        """Caller audio this call has dropped so far because its reader fell behind (ms)."""
+        ...
+
 
 CallFactory = Callable[[TwilioSocket, CallIdentity], LiveCall]
 """Builds (does not start) a call for an accepted, identified socket. Must not block."""
 
-RefusalReason = Literal["duplicate", "busy", "handshakes"]
+RefusalReason = Literal["duplicate", "busy", "handshakes", "overloaded"]
 
 
 class CallRefused(GatewayError):
@@ -80,6 +85,9 @@ class RegistryStatistics(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     refused_duplicate: int
     refused_busy: int
     refused_handshakes: int
+    refused_overloaded: int
+    caller_audio_dropped_ms: float
+    """Caller audio dropped by calls that have ended plus the live ones, since start."""
 
 
 @final
@@ -116,16 +124,24 @@ class CallRegistry:
 
     Args:
         max_calls: most calls live at once; also the most sockets allowed in their handshake.
+        overloaded: called (synchronously) before a new call is admitted; True refuses it.
     """
 
-    def __init__(self, max_calls: int) -> None:
+    def __init__(self, max_calls: int, *, overloaded: Callable[[], bool] | None = None) -> None:
         if max_calls < 1:
             raise ValueError("max_calls must be at least 1")
         self._max_calls = max_calls
+        self._overloaded = overloaded
         self._calls: dict[str, CallSlot] = {}
         self._handshakes = 0
         self._started = 0
-        self._refused: dict[RefusalReason, int] = {"duplicate": 0, "busy": 0, "handshakes": 0}
+        self._ended_dropped_ms = 0.0
+        self._refused: dict[RefusalReason, int] = {
+            "duplicate": 0,
+            "busy": 0,
+            "handshakes": 0,
+            "overloaded": 0,
+        }
         # Set (and dropped) when the last call or handshake leaves; made lazily by wait_idle().
         self._idle: anyio.Event | None = None
 
@@ -137,6 +153,10 @@ class CallRegistry:
     def at_capacity(self) -> bool:
         """True when a new call would be refused as busy (the webhook answers ``<Reject>``)."""
         return len(self._calls) >= self._max_calls
+
+    def is_overloaded(self) -> bool:
+        """True when the ``overloaded`` check refuses new calls now."""
+        return self._overloaded is not None and self._overloaded()
 
     def refuse(self, reason: RefusalReason, call_sid: str | None = None) -> CallRefused:
         """Count a refusal decided elsewhere (the webhook's ``<Reject>``) and return its error."""
@@ -152,10 +172,13 @@ class CallRegistry:
         """Hold a handshake slot (socket accepted, ``start`` not read yet) for the block.
 
         Raises:
-            CallRefused: ``"handshakes"`` when live calls plus handshakes reach ``max_calls``.
+            CallRefused: ``"handshakes"`` when live calls plus handshakes reach ``max_calls``;
+                ``"overloaded"`` while the ``overloaded`` check says so.
         """
         if self._handshakes + len(self._calls) >= self._max_calls:
             raise self.refuse("handshakes")
+        if self.is_overloaded():
+            raise self.refuse("overloaded")
         self._handshakes += 1
         try:
             yield
@@ -179,7 +202,9 @@ class CallRegistry:
         return slot
 
     def _release(self, call_sid: str) -> None:
-        del self._calls[call_sid]
+        slot = self._calls.pop(call_sid)
+        if slot.call is not None:
+            self._ended_dropped_ms += slot.call.caller_audio_dropped_ms()
         self._maybe_idle()
 
     def _maybe_idle(self) -> None:
@@ -208,4 +233,7 @@ class CallRegistry:
             refused_duplicate=self._refused["duplicate"],
             refused_busy=self._refused["busy"],
             refused_handshakes=self._refused["handshakes"],
+            refused_overloaded=self._refused["overloaded"],
+            caller_audio_dropped_ms=self._ended_dropped_ms
+            + sum(s.call.caller_audio_dropped_ms() for s in self._calls.values() if s.call),
         )

@@ -6,6 +6,9 @@ real port before anything runs, and the caller learns it without polling), then 
 connections on the bound socket until uvicorn accepts them, so :attr:`RunningGateway.base_url` is
 usable as soon as the context is entered.
 
+A :class:`~gateway.loop_lag.LoopLagMonitor` runs beside the server in the same task group: it
+feeds ``/debug/load`` and refuses new calls while the loop lags (``limits.admission_loop_lag_ms``).
+
 Leaving the context asks uvicorn for a graceful stop (``should_exit``: stop accepting, close open
 WebSockets with 1012, wait up to ``shutdown_timeout_s`` for calls to end, then cancel them) and
 waits for it. Cancellation of the enclosing scope cancels the server task outright. The bound
@@ -28,6 +31,7 @@ import structlog
 import uvicorn
 
 from gateway.app import create_app
+from gateway.loop_lag import LoopLagMonitor
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -132,7 +136,8 @@ async def serve_gateway(
             "twilio.signature_check_disabled",
             hint="set twilio.auth_token (SONIC_GATEWAY_TWILIO__AUTH_TOKEN) in production",
         )
-    app = create_app(config, call_factory=call_factory)
+    monitor = LoopLagMonitor(admit_below_ms=config.limits.admission_loop_lag_ms)
+    app = create_app(config, call_factory=call_factory, loop_monitor=monitor)
     sock = bind_socket(config.server.host, config.server.port)
     try:
         port = int(sock.getsockname()[1])
@@ -147,12 +152,14 @@ async def serve_gateway(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(serve)
+            tg.start_soon(monitor.run)
             _log.info("gateway.listening", host=config.server.host, port=port)
             try:
                 yield running
             finally:
                 running.stop_nowait()
             await running.wait_stopped()
+            tg.cancel_scope.cancel()  # the monitor runs until the server is gone
     finally:
         sock.close()
     _log.info("gateway.stopped")

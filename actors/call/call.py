@@ -35,6 +35,8 @@ __all__ = ["Call"]
 
 _log = structlog.get_logger("actors.call")
 _CLOSE_TIMEOUT_S = 1.0
+# TwilioIngress sends one CallerAudio per Twilio media frame: 20 ms of the caller.
+_CALLER_FRAME_MS = 20
 
 
 @final
@@ -111,6 +113,10 @@ class Call:
         """The CallSupervisor's snapshot tree (msgspec-encodable; ``/debug/actors``)."""
         return self._supervisor.statistics()
 
+    def caller_audio_dropped_ms(self) -> float:
+        """Caller audio dropped because SonicSession fell behind (its drop-oldest mailbox), ms."""
+        return self._mailboxes.sonic_audio.statistics().dropped * _CALLER_FRAME_MS
+
     def report(self) -> CallReport:
         """What happened so far (final once :meth:`run` has returned)."""
         if self._report is not None:
@@ -133,7 +139,7 @@ class Call:
             heard_ms=report.heard_ms,
             handovers=report.handovers,
             sonic_restarts=report.sonic_restarts,
-            audio_dropped=self._mailboxes.sonic_audio.statistics().dropped,
+            caller_audio_dropped_ms=self.caller_audio_dropped_ms(),
             pii_transcript=[f"{line.role}: {line.text}" for line in report.transcript],
         )
         callback = self._deps.on_finished

@@ -65,6 +65,9 @@ class EchoCall:
         finally:
             self.ended.set()
 
+    def caller_audio_dropped_ms(self) -> float:
+        return 0.0
+
     def statistics(self) -> EchoStatistics:
         return EchoStatistics(
             call_sid=self.identity.call_sid, frames_in=self.frames_in, frames_out=self.frames_out

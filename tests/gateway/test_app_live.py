@@ -312,3 +312,68 @@ def test_config_is_frozen() -> None:
     config = make_config()
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         config.backend = "bedrock"  # type: ignore[misc]
+
+
+class TestLoad:
+    async def test_debug_load_reports_counters_and_loop_lag(self, call_log: Any) -> None:
+        config = make_config(debug=DebugConfig(enabled=True))
+        async with (
+            serve_gateway(config, call_log) as running,
+            httpx.AsyncClient(base_url=running.base_url) as client,
+        ):
+            await anyio.sleep(0.1)  # a few lag samples
+            response = await client.get("/debug/load")
+        assert response.status_code == 200
+        body = msgspec.json.decode(response.content)
+        assert body["live_calls"] == 0
+        assert body["refused_overloaded"] == 0
+        assert body["caller_audio_dropped_ms"] == 0
+        assert body["overloaded"] is False
+        lag = body["loop_lag"]
+        assert lag["count"] >= 1
+        assert len(lag["counts"]) == len(lag["bounds_ms"]) + 1
+        assert sum(lag["counts"]) == lag["count"]
+
+    async def test_debug_load_is_guarded_like_debug_actors(self, call_log: Any) -> None:
+        async with (
+            serve_gateway(make_config(), call_log) as running,
+            httpx.AsyncClient(base_url=running.base_url) as client,
+        ):
+            assert (await client.get("/debug/load")).status_code == 404
+        config = make_config(debug=DebugConfig(enabled=True, bearer_token="s3cret"))
+        async with (
+            serve_gateway(config, call_log) as running,
+            httpx.AsyncClient(base_url=running.base_url) as client,
+        ):
+            assert (await client.get("/debug/load")).status_code == 401
+            ok = await client.get("/debug/load", headers={"Authorization": "Bearer s3cret"})
+            assert ok.status_code == 200
+
+    async def test_a_lagging_loop_refuses_new_calls_and_keeps_live_ones(
+        self, call_log: Any, frames: Any
+    ) -> None:
+        config = make_config(debug=DebugConfig(enabled=True))
+        async with (
+            serve_gateway(config, call_log) as running,
+            httpx.AsyncClient(base_url=running.base_url) as client,
+            websockets.connect(running.ws_url + "/twilio/media") as live,
+        ):
+            await open_call(live, frames, "CA-live", "MZ-live")
+            await call_log.wait_for_calls(1)
+            monitor = running.app.state.gateway.loop_monitor
+            for _ in range(500):
+                monitor.record(500.0)  # as if the loop had been half a second behind for a while
+            webhook = await client.post("/twilio/voice", data={"CallSid": "CA-new"})
+            assert 'reason="busy"' in webhook.text
+            with pytest.raises(InvalidStatus) as refused:
+                async with websockets.connect(running.ws_url + "/twilio/media"):
+                    pass
+            assert refused.value.response.status_code == 403
+            load = msgspec.json.decode((await client.get("/debug/load")).content)
+            assert load["overloaded"] is True
+            assert load["refused_overloaded"] == 2
+            # The live call is untouched: it still echoes.
+            await live.send(frames.media("MZ-live", 2, b"\xff" * 160))
+            with anyio.fail_after(5):
+                echoed = msgspec.json.decode(await live.recv())
+            assert echoed["event"] == "media"
