@@ -13,6 +13,7 @@ naming the key (or flag) and the expected form.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -127,8 +128,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(config.logging)  # serve_gateway warns when signature checks are off
     from gateway.wiring import serve_command
 
-    anyio.run(serve_command, config)
+    anyio.run(serve_command, config, backend_options=_loop_options(config.server.uvloop))
     return 0
+
+
+def _loop_options(uvloop: bool) -> dict[str, bool]:
+    """anyio's asyncio backend options: uvloop when asked for and installed."""
+    return {"use_uvloop": uvloop and importlib.util.find_spec("uvloop") is not None}
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:

@@ -93,11 +93,14 @@ class ServerConfig:
         public_url: the public ``https://host[:port][/prefix]`` origin Twilio dials. The media
             stream URL ``wss://host[:port][/prefix]/twilio/media`` and the webhook URL used for
             signature checks are rebuilt from it, never from request headers.
+        uvloop: run ``serve`` on uvloop's event loop when it is installed (it is, with uvicorn's
+            standard extra, on Linux and macOS); docs/performance.md compares the two loops.
     """
 
     host: NonEmptyStr = "127.0.0.1"
     port: Port = 8080
     public_url: str | None = None
+    uvloop: bool = True
 
     def public_voice_url(self) -> str | None:
         """The webhook URL Twilio signs (``https://.../twilio/voice``), or None without a public URL."""

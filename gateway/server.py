@@ -14,8 +14,9 @@ WebSockets with 1012, wait up to ``shutdown_timeout_s`` for calls to end, then c
 waits for it. Cancellation of the enclosing scope cancels the server task outright. The bound
 socket is closed on every exit path.
 
-uvicorn settings: the ``websockets-sansio`` WebSocket implementation (uvicorn + websockets measured
-90 µs/message against 178 µs for wsproto, performance.md §6; the sans-I/O flavour is the one
+uvicorn settings: WebSockets through :class:`~gateway.ws_protocol.MediaWebSocketProtocol`, uvicorn's
+``websockets-sansio`` implementation without its reader pause/resume per message (uvicorn +
+websockets measured 90 µs/message against 178 µs for wsproto; the sans-I/O flavour is the one
 websockets keeps maintaining), ``ws_max_size`` from ``limits.ws_max_message_bytes``, lifespan on,
 ``log_config=None`` so structlog (gateway.logs) owns the output, access log per config.
 """
@@ -32,6 +33,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.loop_lag import LoopLagMonitor
+from gateway.ws_protocol import MediaWebSocketProtocol
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["RunningGateway", "bind_socket", "run_gateway", "serve_gateway"]
 
 SHUTDOWN_TIMEOUT_S: Final = 5.0
-_WS_IMPL: Final = "websockets-sansio"
 
 _log = structlog.get_logger(__name__)
 
@@ -71,7 +72,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def _uvicorn_config(app: Starlette, config: GatewayConfig) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        ws=_WS_IMPL,
+        ws=MediaWebSocketProtocol,
         ws_max_size=config.limits.ws_max_message_bytes,
         lifespan="on",
         log_config=None,
