@@ -270,13 +270,20 @@ class CallConfig:
 
     Attributes:
         greeting_wav: WAV file replacing the bundled greeting (None: the bundled clip).
-        playback_lead_ms: most assistant audio kept buffered at Twilio (multiple of 20).
+        playback_lead_ms: most assistant audio kept buffered at Twilio ahead of playback
+            (multiple of 20). The part above one chunk is the cushion against network delay and
+            jitter; a barge-in's ``clear`` drops whatever is buffered.
+        playback_chunk_ms: assistant audio per ``media`` message, each followed by one ``mark``
+            (multiple of 20, at most ``playback_lead_ms``). Fewer, larger messages cost less CPU;
+            heard-audio accounting reads the playback clock between marks, so it does not get
+            coarser with larger chunks.
         local_vad_barge_in: also barge in on local VAD, not only on Sonic's signal.
         min_barge_in_speech_ms: local VAD speech needed before a barge-in (guards coughs).
     """
 
     greeting_wav: Path | None = None
-    playback_lead_ms: Annotated[int, msgspec.Meta(ge=20, le=2000, multiple_of=20)] = 100
+    playback_lead_ms: Annotated[int, msgspec.Meta(ge=20, le=2000, multiple_of=20)] = 200
+    playback_chunk_ms: Annotated[int, msgspec.Meta(ge=20, le=1000, multiple_of=20)] = 100
     local_vad_barge_in: bool = False
     min_barge_in_speech_ms: Annotated[int, msgspec.Meta(ge=0, le=5000)] = 250
 
@@ -544,6 +551,12 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
     ):
         if value is not None and (len(value) < 8 or value.strip() != value):
             raise ConfigError(key(*path), "a secret of at least 8 characters, no spaces")
+    if config.call.playback_chunk_ms > config.call.playback_lead_ms:
+        raise ConfigError(
+            key("call", "playback_chunk_ms"),
+            f"at most call.playback_lead_ms ({config.call.playback_lead_ms})",
+            str(config.call.playback_chunk_ms),
+        )
     endpoint = config.sonic.endpoint_uri
     if endpoint is not None:
         parts = urllib.parse.urlsplit(endpoint)

@@ -127,6 +127,7 @@ def build_call_factory(
         sonic_settings=connector.settings,
         greeting_ulaw=load_greeting(call.greeting_wav),
         playback_lead_ms=float(call.playback_lead_ms),
+        playback_chunk_ms=call.playback_chunk_ms,
         local_vad_barge_in=call.local_vad_barge_in,
         # 0 in the config means "no guard": the smallest guard the VAD can express is one frame.
         min_barge_in_speech_ms=float(max(call.min_barge_in_speech_ms, 20)),

@@ -64,7 +64,7 @@ class CallDeps:
         connector: the process's Sonic connector (entered; owns the SDK client and warm pool).
         sonic_settings: the settings the connector uses (input/output rates).
         greeting_ulaw: the greeting, raw 8 kHz μ-law (:func:`load_greeting`); empty for none.
-        playback_lead_ms: most audio kept buffered at Twilio (what a barge-in can still leak).
+        playback_lead_ms: most audio kept buffered at Twilio ahead of playback.
         playback_chunk_ms: media chunk size, a multiple of 20 ms (one mark per chunk).
         local_vad_barge_in: let the local VAD interrupt the assistant (besides Sonic's signals).
         min_barge_in_speech_ms: continuous caller speech needed for a local-VAD barge-in.
@@ -74,8 +74,8 @@ class CallDeps:
     connector: SonicConnector
     sonic_settings: SonicSettings
     greeting_ulaw: bytes = attrs.field(factory=load_greeting, repr=False)
-    playback_lead_ms: float = attrs.field(default=100.0, validator=_positive)
-    playback_chunk_ms: int = attrs.field(default=40, validator=_chunk)
+    playback_lead_ms: float = attrs.field(default=200.0, validator=_positive)
+    playback_chunk_ms: int = attrs.field(default=100, validator=_chunk)
     local_vad_barge_in: bool = False
     min_barge_in_speech_ms: float = attrs.field(default=300.0, validator=_positive)
     on_finished: Callable[[CallReport], None] | None = None

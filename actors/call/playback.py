@@ -21,7 +21,11 @@ Theory of operation (twilio-media-streams.md §4-5):
   cannot have played more than the mark's position by the echo's arrival).
 * Clear (barge-in): :meth:`PlayoutQueue.clear` bumps the generation, drops queued audio, resets the
   clock (Twilio's buffer is empty afterwards) and reports every interrupted turn with the position
-  heard so far. Echoes arriving afterwards for marks of older generations mean "cleared", not
+  heard so far. Marks alone would make that position as coarse as a chunk (the last echo), so once
+  the playing segment has had an echo, the position is read from the clock instead: ``now -
+  origin``, where the echoes have already moved ``origin`` late enough that the clock never runs
+  ahead of Twilio's playback (an echo arrives after its audio played, plus the way back). Before a
+  segment's first echo the clock would include the forward network delay, so only marks count. Echoes arriving afterwards for marks of older generations mean "cleared", not
   "played": they are ignored (counted), as is late audio of the cleared turns.
 * Outputs are returned as values (:data:`PlayoutOutput`) for the shell to perform, in order.
 
@@ -61,6 +65,9 @@ BYTES_PER_MS: Final = 8
 FRAME_BYTES: Final = FRAME_MS * BYTES_PER_MS
 _SILENCE_FRAME: Final = bytes([ULAW_SILENCE]) * FRAME_BYTES
 _EPSILON_MS: Final = 1e-3  # float slack so that polling at a computed deadline always sends
+# The first chunk into an empty Twilio buffer is short, so that its mark echoes early and anchors
+# the clock that heard accounting reads at a clear (module docstring).
+_FIRST_CHUNK_MS: Final = 40
 
 
 class SendMedia(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -139,6 +146,7 @@ class _MarkRecord:
     turn_pos_ms: float
     segment: int
     segment_pos_ms: float
+    chunk_ms: float
 
 
 @final
@@ -166,6 +174,7 @@ class PlayoutQueue:
         self._lead_ms = float(lead_ms)
         self._max_queued_bytes = int(max_queued_ms * BYTES_PER_MS)
         self._chunk_bytes = chunk_ms * BYTES_PER_MS
+        self._first_chunk_bytes = min(self._chunk_bytes, _FIRST_CHUNK_MS * BYTES_PER_MS)
         self._generation = 0
         self._seq = 0
         self._dropped_through = -1
@@ -174,6 +183,7 @@ class PlayoutQueue:
         self._origin: float | None = None
         self._segment = 0
         self._segment_sent_ms = 0.0
+        self._segment_echoed = False
         self.stats = PlayoutStatistics()
 
     # ------------------------------------------------------------------ introspection
@@ -247,6 +257,7 @@ class PlayoutQueue:
         """
         if generation <= self._generation:
             return []
+        self._account_by_clock(now)
         old = self._generation
         out: list[PlayoutOutput] = [SendClear(generation=generation)]
         for turn in list(self._turns.values()):
@@ -262,6 +273,7 @@ class PlayoutQueue:
         self._seq = 0
         self._marks.clear()
         self._origin = None
+        self._segment_echoed = False
         self.stats.clears += 1
         return out
 
@@ -287,6 +299,7 @@ class PlayoutQueue:
             if rec.segment == self._segment and self._origin is not None:
                 # Twilio had played at most this far when the echo arrived: never assume more.
                 self._origin = max(self._origin, now - rec.segment_pos_ms / 1000.0)
+                self._segment_echoed = True
         for turn in touched.values():
             out.extend(self._finish_if_heard(turn, now))
         return out
@@ -298,8 +311,10 @@ class PlayoutQueue:
         out: list[PlayoutOutput] = []
         while True:
             turn = self._sending_turn()
-            due = None if turn is None else self._candidate(turn)
-            if turn is None or due is None or self.lead_ms(now) > due[1] + _EPSILON_MS:
+            lead = self.lead_ms(now)
+            limit = self._first_chunk_bytes if lead == 0.0 else self._chunk_bytes
+            due = None if turn is None else self._candidate(turn, limit)
+            if turn is None or due is None or lead > due[1] + _EPSILON_MS:
                 return out
             self._send(turn, due[0], now, out)
 
@@ -310,11 +325,13 @@ class PlayoutQueue:
         after the deadline sends at least one chunk.
         """
         turn = self._sending_turn()
-        due = None if turn is None else self._candidate(turn)
+        if turn is None:
+            return None
+        if self._origin is None or self.lead_ms(now) == 0.0:
+            return now if self._candidate(turn, self._first_chunk_bytes) is not None else None
+        due = self._candidate(turn, self._chunk_bytes)
         if due is None:
             return None
-        if self._origin is None:
-            return now
         return self._origin + (self._segment_sent_ms - due[1]) / 1000.0
 
     # ------------------------------------------------------------------ internals
@@ -326,16 +343,16 @@ class PlayoutQueue:
                 return turn
         return None
 
-    def _candidate(self, turn: _Turn) -> tuple[int, float] | None:
+    def _candidate(self, turn: _Turn, limit: int) -> tuple[int, float] | None:
         """The next chunk of ``turn``: (bytes, the highest lead at which it may go), or None.
 
-        A full chunk (or the turn's tail) goes when it fits under ``lead_ms``; fewer whole frames
-        of an unfinished turn go only when Twilio's buffer is about to run dry. Anything goes into
-        an empty buffer (threshold clamped at 0).
+        A full chunk of at most ``limit`` bytes (or the turn's tail) goes when it fits under
+        ``lead_ms``; fewer whole frames of an unfinished turn go only when Twilio's buffer is about
+        to run dry. Anything goes into an empty buffer (threshold clamped at 0).
         """
         have = len(turn.pending)
-        if have >= self._chunk_bytes or (turn.ended and have):
-            size = min(have, self._chunk_bytes)
+        if have >= limit or (turn.ended and have):
+            size = min(have, limit)
             padded = -(-size // FRAME_BYTES) * FRAME_BYTES
             return size, max(0.0, self._lead_ms - padded / BYTES_PER_MS)
         if have >= FRAME_BYTES:
@@ -355,6 +372,7 @@ class PlayoutQueue:
             self._origin = now
             self._segment += 1
             self._segment_sent_ms = 0.0
+            self._segment_echoed = False
         self._segment_sent_ms += ms
         turn.sent_ms += ms
         self._seq += 1
@@ -367,6 +385,7 @@ class PlayoutQueue:
                     turn_pos_ms=turn.sent_ms,
                     segment=self._segment,
                     segment_pos_ms=self._segment_sent_ms,
+                    chunk_ms=ms,
                 ),
             )
         )
@@ -378,6 +397,22 @@ class PlayoutQueue:
         if not turn.started:
             turn.started = True
             out.append(PlaybackStarted(turn_id=turn.turn_id, generation=self._generation, at=now))
+
+    def _account_by_clock(self, now: float) -> None:
+        """Advance heard positions to what the clock says Twilio has played (module docstring)."""
+        if self._origin is None or not self._segment_echoed:
+            return
+        played = (now - self._origin) * 1000.0
+        for _, rec in self._marks:  # unechoed marks, in send order
+            if rec.segment != self._segment:
+                continue
+            start = rec.segment_pos_ms - rec.chunk_ms
+            if played <= start:
+                return
+            turn = self._turns.get(rec.turn_id)
+            if turn is not None:
+                into = min(played, rec.segment_pos_ms) - start
+                turn.heard_ms = max(turn.heard_ms, rec.turn_pos_ms - rec.chunk_ms + into)
 
     def _finish_if_heard(self, turn: _Turn, now: float) -> list[PlayoutOutput]:
         if turn.ended and not turn.pending and turn.heard_ms >= turn.sent_ms:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import attrs
 import msgspec
 import pytest
 
@@ -305,8 +306,12 @@ async def test_greeting_first_then_a_turn_paced_within_lead_then_hangup_cleans_u
     assert turn.gateway_ms is not None
     assert 0 <= turn.gateway_ms < 50
     assert [line.role for line in report.transcript][:2] == ["USER", "ASSISTANT"]
-    # Paced: Twilio never held more than the lead plus one chunk (default 100 + 40 ms).
-    assert peer.max_queued_ms <= 140 + 1
+    # Paced: Twilio never held more than the lead plus one chunk (the defaults).
+    defaults = attrs.fields(CallDeps)
+    assert (
+        peer.max_queued_ms
+        <= defaults.playback_lead_ms.default + defaults.playback_chunk_ms.default + 1
+    )
     # Every mark echoed as played (no clear): heard = everything sent, greeting included.
     assert report.heard_ms > 1000
     assert all(not m.cleared for m in peer.echoed)

@@ -156,3 +156,14 @@ def test_sonic_settings_conversion() -> None:
     assert settings.voice_id == "tiffany"
     assert settings.endpoint_uri == "https://127.0.0.1:1"
     assert config.sonic.to_pool_settings().size == config.sonic.pool_size
+
+
+def test_playback_chunk_must_fit_in_the_lead(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        GatewayConfig.from_toml(
+            write(tmp_path, "[call]\nplayback_lead_ms = 100\nplayback_chunk_ms = 200\n")
+        )
+    assert caught.value.key == "call.playback_chunk_ms"
+    assert "playback_lead_ms" in caught.value.expected
+    ok = GatewayConfig.from_toml(write(tmp_path, "[call]\nplayback_chunk_ms = 60\n"))
+    assert (ok.call.playback_lead_ms, ok.call.playback_chunk_ms) == (200, 60)
