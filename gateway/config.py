@@ -207,6 +207,9 @@ class SonicConfig:
         pool_level: what the pool pre-opens: ``connect`` (TLS + HTTP/2, safe default) or
             ``stream`` (also the Bedrock stream).
         pool_max_idle_s: pooled streams older than this are recycled.
+        pool_streams_per_connection: most Sonic streams on one HTTP/2 connection (also kept
+            under the server's SETTINGS_MAX_CONCURRENT_STREAMS).
+        pool_max_connections: most HTTP/2 connections taking new streams.
     """
 
     region: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]+$")] = "us-east-1"
@@ -226,6 +229,8 @@ class SonicConfig:
     pool_size: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2
     pool_level: PoolLevel = "connect"
     pool_max_idle_s: Annotated[float, msgspec.Meta(ge=1.0, le=420.0)] = 60.0
+    pool_streams_per_connection: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    pool_max_connections: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
 
     def to_sonic_settings(
         self, *, endpoint_uri: str | None = None, ca_bundle: Path | None = None
@@ -260,7 +265,11 @@ class SonicConfig:
         from actors.sonic import PoolSettings
 
         return PoolSettings(
-            size=self.pool_size, level=self.pool_level, max_idle_s=self.pool_max_idle_s
+            size=self.pool_size,
+            level=self.pool_level,
+            max_idle_s=self.pool_max_idle_s,
+            streams_per_connection=self.pool_streams_per_connection,
+            max_connections=self.pool_max_connections,
         )
 
 

@@ -1,4 +1,4 @@
-"""The Sonic connector: one SDK client, resolved config and credentials, and a warm pool.
+"""The Sonic connector: one SDK client, resolved config and credentials, connections, a warm pool.
 
 Theory of operation (issue 3 §4). A call should not pay for config and credential resolution, TLS
 and HTTP/2 set-up, or stream opening when the connector can pay ahead:
@@ -6,11 +6,15 @@ and HTTP/2 set-up, or stream opening when the connector can pay ahead:
 * Entering :class:`SonicConnector` resolves the SDK config once (every field that would read files
   is given explicitly), builds the client on a :class:`BedrockTransport`, and loads credentials in
   a worker thread (:class:`CredentialCache`).
-* Pool level ``"connect"`` (the default, and the safe one): a background task keeps ONE warm TLS +
-  HTTP/2 connection in the transport's pool (:meth:`BedrockTransport.preconnect`; no Bedrock
-  request, nothing billed), re-checked after every take and every ``max_idle_s``. Every stream of
-  every call multiplexes over it, so ``size`` does not matter at this level. An open is a *hit*
-  when the connection was already up.
+* Streams spread over a pool of HTTP/2 connections kept by the transport: each new stream goes to
+  the accepting connection with the fewest open streams under ``streams_per_connection`` (and the
+  peer's SETTINGS_MAX_CONCURRENT_STREAMS); a connection that received GOAWAY takes no new stream
+  while its open ones finish; up to ``max_connections`` (see transport.py).
+* Pool level ``"connect"`` (the default, and the safe one): a background task keeps open
+  connections with room for ``size`` more streams (:meth:`BedrockTransport.preconnect`; no
+  Bedrock request, nothing billed), so the call after the one that fills a connection does not pay
+  for TLS; re-checked after every take and every ``max_idle_s``. An open is a *hit* when a
+  connection with room was already up.
 * Pool level ``"stream"``: up to ``size`` streams are pre-opened (invoke, prelude sent,
   ``await_output()`` resolved: everything before history and audio), handed out by
   :meth:`open_stream`, refilled in the background, and closed and replaced before ``max_idle_s``.
@@ -18,8 +22,10 @@ and HTTP/2 set-up, or stream opening when the connector can pay ahead:
   starts its 8-minute clock (and its credential pin) when opened, not when taken.
 * :meth:`open_stream` takes from the pool (hit) or opens cold (miss); :meth:`statistics` counts.
 
-All background work runs in the connector's own task group; leaving the connector closes pooled
-streams in order, then the client and its connections.
+The same background task closes draining connections once their last stream ended (checked after
+every take and every ``max_idle_s``, also with the warm pool disabled). All background work runs in
+the connector's own task group; leaving the connector closes pooled streams in order, then the
+client and its connections.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from actors.sonic.conversation import SonicConversation
 from actors.sonic.credentials import CredentialCache
 from actors.sonic.settings import PoolSettings
 from actors.sonic.stream import SonicStream
-from actors.sonic.transport import BedrockTransport, endpoint_of
+from actors.sonic.transport import BedrockTransport, ConnectionStatistics, endpoint_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -64,7 +70,15 @@ _MAX_FILL_BACKOFF_S: Final = 30.0
 
 
 class ConnectorStatistics(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """What the connector did so far."""
+    """What the connector did so far, and its HTTP/2 connections now.
+
+    Attributes:
+        open_connections: connections open now (draining ones included).
+        draining_connections: open connections that take no new stream (GOAWAY received).
+        connections: one entry per pooled connection (streams on it, bound, draining).
+        refused_streams: streams the CRT refused on a connection (GOAWAY), retried on another.
+        pool_full: opens refused because ``max_connections`` connections were full.
+    """
 
     level: str
     hits: int
@@ -74,7 +88,23 @@ class ConnectorStatistics(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     recycled: int
     fill_failures: int
     open_connections: int
+    draining_connections: int
     nodelay_sockets: int
+    refused_streams: int
+    pool_full: int
+    connections: tuple[ConnectionStatistics, ...]
+
+
+def _transport_error(err: SonicError) -> SonicError | None:
+    """A :class:`SonicError` raised by the transport under ``err`` (through the SDK's wrapping)."""
+    seen: set[int] = set()
+    current = err.__cause__
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, SonicError):
+            return current
+        current = current.__cause__
+    return None
 
 
 @final
@@ -96,7 +126,8 @@ class SonicConnector:
         settings: the Sonic settings every stream of this connector uses.
         credentials: where AWS credentials come from (``BotocoreCredentials()`` for AWS,
             ``StaticCredentials()`` for the emulator).
-        pool: warm-pool settings (level ``"connect"``, size 2 by default).
+        pool: warm-pool and connection-pool settings (level ``"connect"``, size 2, 50 streams
+            per connection, 8 connections by default).
     """
 
     def __init__(
@@ -139,7 +170,10 @@ class SonicConnector:
         """
         try:
             self._transport = BedrockTransport(
-                self._settings.ca_bundle, tcp_nodelay=self._settings.tcp_nodelay
+                self._settings.ca_bundle,
+                tcp_nodelay=self._settings.tcp_nodelay,
+                streams_per_connection=self._pool_settings.streams_per_connection,
+                max_connections=self._pool_settings.max_connections,
             )
             await self._cache.get()
             config = await AsyncBedrockRuntimeConfig.resolve(
@@ -160,8 +194,7 @@ class SonicConnector:
             await self._close_transport()
             raise classify_error(exc) from exc
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
-        if self._pool_settings.size > 0:
-            self._tg.start_soon(self._fill)
+        self._tg.start_soon(self._fill)
         return self
 
     async def __aexit__(
@@ -224,7 +257,7 @@ class SonicConnector:
             self._signal_refill()
             return await self._open_cold(turn_ids)
         assert self._transport is not None
-        warm = self._pool_settings.size > 0 and self._transport.open_connections() > 0
+        warm = self._pool_settings.size > 0 and self._transport.room(self._endpoint) > 0
         if warm:
             self._hits += 1
         else:
@@ -234,7 +267,9 @@ class SonicConnector:
         return stream
 
     def statistics(self) -> ConnectorStatistics:
-        """Pool hits and misses, pooled and recycled streams, open connections."""
+        """Pool hits and misses, pooled and recycled streams, connections and their streams."""
+        transport = self._transport
+        connections = () if transport is None else transport.connection_statistics()
         return ConnectorStatistics(
             level=self._pool_settings.level,
             hits=self._hits,
@@ -243,12 +278,16 @@ class SonicConnector:
             pre_opened=self._pre_opened,
             recycled=self._recycled,
             fill_failures=self._fill_failures,
-            open_connections=0 if self._transport is None else self._transport.open_connections(),
-            nodelay_sockets=0 if self._transport is None else self._transport.nodelay_sockets,
+            open_connections=sum(1 for c in connections if c.open),
+            draining_connections=sum(1 for c in connections if c.open and c.draining),
+            nodelay_sockets=0 if transport is None else transport.nodelay_sockets,
+            refused_streams=0 if transport is None else transport.refused_streams,
+            pool_full=0 if transport is None else transport.pool_full,
+            connections=connections,
         )
 
     async def wait_warm(self) -> None:
-        """Block until the pool is full (stream level) or the connection is up (connect level).
+        """Block until the pool is full (stream level) or connections have room (connect level).
 
         Returns at once when the pool is disabled. For start-up code and benchmarks.
         """
@@ -263,7 +302,15 @@ class SonicConnector:
 
     async def _open_cold(self, turn_ids: Iterator[int] | None) -> SonicStream:
         identity = await self._cache.get()
-        return await SonicStream.open(self._client, self._settings, identity, turn_ids=turn_ids)
+        try:
+            return await SonicStream.open(self._client, self._settings, identity, turn_ids=turn_ids)
+        except SonicError as err:
+            # The SDK wraps what the transport raised in a SmithyError ("unexpected" to
+            # classify_error); the transport's own SonicError (connectionPoolFull) is the truth.
+            own = _transport_error(err)
+            if own is None:
+                raise
+            raise own from err
 
     def _signal_refill(self) -> None:
         with contextlib.suppress(
@@ -272,14 +319,17 @@ class SonicConnector:
             self._refill_tx.send_nowait(None)
 
     async def _fill(self) -> None:
+        assert self._transport is not None
         failures = 0
         filled_once = False
         while True:
-            ok = await (
-                self._fill_streams(filled_once)
-                if self._pool_settings.level == "stream"
-                else self._fill_connection()
-            )
+            await self._transport.retire()
+            if self._pool_settings.size == 0:
+                ok = True
+            elif self._pool_settings.level == "stream":
+                ok = await self._fill_streams(filled_once)
+            else:
+                ok = await self._fill_connection()
             filled_once = True
             if ok:
                 failures = 0
@@ -297,7 +347,7 @@ class SonicConnector:
         assert self._transport is not None
         try:
             await self._cache.get()
-            await self._transport.preconnect(self._endpoint)
+            await self._transport.preconnect(self._endpoint, room=self._pool_settings.size)
         except Exception as exc:
             _log.info("sonic.pool_connect_failed", kind=classify_error(exc).kind)
             return False

@@ -72,22 +72,31 @@ class SonicTool:
 
 @attrs.frozen
 class PoolSettings:
-    """The warm pool of a :class:`~actors.sonic.connector.SonicConnector`.
+    """The warm pool and the HTTP/2 connection pool of a :class:`~actors.sonic.connector.SonicConnector`.
 
     Attributes:
-        size: how many warm entries to keep (0 disables the pool: every open is cold).
-        level: ``"connect"`` pre-resolves config and credentials and pre-opens the TLS + HTTP/2
-            connection (no Bedrock stream, nothing billed); ``"stream"`` also pre-opens Bedrock
-            streams (invoke + ``await_output()``), which saves ~one round trip per call but keeps
-            idle streams open (whether the service bills or keeps them is undocumented).
+        size: how many warm entries to keep (0 disables the warm pool: every open is cold). At
+            level ``"connect"`` an entry is room for one more stream on an open connection.
+        level: ``"connect"`` pre-resolves config and credentials and keeps TLS + HTTP/2
+            connections open with room for ``size`` more streams (no Bedrock stream, nothing
+            billed); ``"stream"`` also pre-opens ``size`` Bedrock streams (invoke +
+            ``await_output()``), which saves ~one round trip per call but keeps idle streams open
+            (whether the service bills or keeps them is undocumented).
         max_idle_s: a pre-opened stream older than this is closed and replaced.
         refill: open a replacement in the background after each take.
+        streams_per_connection: the most streams multiplexed over one HTTP/2 connection. The
+            peer's SETTINGS_MAX_CONCURRENT_STREAMS lowers it per connection once received.
+        max_connections: the most HTTP/2 connections accepting new streams (connections draining
+            after a GOAWAY are not counted). ``max_connections * streams_per_connection`` streams
+            at once; beyond that an open fails with the retryable ``connectionPoolFull``.
     """
 
     size: int = 2
     level: PoolLevel = "connect"
     max_idle_s: float = 60.0
     refill: bool = True
+    streams_per_connection: int = 50
+    max_connections: int = 8
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.size <= 64:
@@ -98,6 +107,14 @@ class PoolSettings:
             raise _fail(
                 "pool.max_idle_s", "seconds from 1 to 420 (below the 8-minute cap)", self.max_idle_s
             )
+        if not 1 <= self.streams_per_connection <= 1000:
+            raise _fail(
+                "pool.streams_per_connection",
+                "an integer from 1 to 1000",
+                self.streams_per_connection,
+            )
+        if not 1 <= self.max_connections <= 64:
+            raise _fail("pool.max_connections", "an integer from 1 to 64", self.max_connections)
 
 
 @attrs.frozen
