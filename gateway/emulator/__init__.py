@@ -4,7 +4,8 @@ Run it with :func:`run_emulator` (an async context manager yielding an :class:`E
 :func:`serve_forever` (the CLI). Point the real SDK client at ``Emulator.endpoint_uri`` and trust
 ``Emulator.ca_path`` for that endpoint only. Behaviour: strict validation as the service does it,
 turn detection from the caller's audio, a default persona, barge-in, scripted turns
-(:class:`ModelScript`) and faults (:class:`Fault`).
+(:class:`ModelScript`), stream faults (:class:`Fault`) and connection faults
+(:meth:`Emulator.inject_connection_fault`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gateway.emulator.script import (
     model_script_from_mapping,
     model_script_from_toml,
 )
-from gateway.emulator.server import Emulator, run_emulator, serve_forever
+from gateway.emulator.server import ConnectionFaultKind, Emulator, run_emulator, serve_forever
 from gateway.emulator.session import EmulatedSession
 from gateway.emulator.settings import EmulatorSettings
 from gateway.emulator.validator import CHAT_HISTORY_MESSAGE
@@ -38,6 +39,7 @@ __all__ = [
     "FAULT_KINDS",
     "SESSION_CAP_MESSAGE",
     "SYSTEM_INSTABILITY_MESSAGE",
+    "ConnectionFaultKind",
     "EmulatedSession",
     "Emulator",
     "EmulatorSettings",

@@ -1,54 +1,65 @@
-"""The emulator's HTTP/2 + TLS edge: a hypercorn ASGI app speaking Bedrock's bidirectional stream.
+"""The emulator's HTTP/2 + TLS edge: Bedrock's bidirectional stream on a lean h2 server.
 
-Theory of operation. :func:`run_emulator` makes TLS material (:mod:`gateway.emulator.tls`),
-pre-binds a listening socket (so port 0 yields a known ephemeral port before serving starts) and
-hands its file descriptor to hypercorn (``bind = ["fd://N"]``), then serves the ASGI app in a task
-of its own task group until the context exits, which sets the shutdown trigger.
+Theory of operation. :func:`run_emulator` makes TLS material (:mod:`gateway.emulator.tls`), binds
+a listening socket (so port 0 yields a known ephemeral port before serving starts) and serves it
+with :class:`~gateway.emulator.h2server.H2ServerConnection` (one asyncio protocol per connection)
+inside its own task group until the context exits.
 
-The ASGI app answers ``POST /model/{modelId}/invoke-with-bidirectional-stream`` with a 200
-``application/vnd.amazon.eventstream`` response and runs one :class:`SessionRunner` per stream
-(nova-sonic.md §9 handler shape): response start and an empty ``more_body`` chunk go out at once; a
-writer task drains the session's bounded outbound channel into body chunks; the response ends only
-after the request side ended. Other paths get 404, other methods 405, another content type 400.
-A ``reset`` fault resets the HTTP/2 stream (RST_STREAM) through hypercorn's h2 connection, which
-ASGI itself cannot express.
+Requests are answered when they arrive, in the connection's callback: ``POST
+/model/{modelId}/invoke-with-bidirectional-stream`` with ``application/vnd.amazon.eventstream``
+gets a :class:`SessionRunner` plugged into the stream as its input sink at once (request bytes are
+processed as they arrive), and a task in the emulator's task group that sends the 200 response
+headers (after ``first_byte_delay_s`` and any ``slow_first_byte`` fault), runs the session, and
+ends the response only after the request side ended (the SDK fails a stream whose response ends
+first). Other paths get 404, other methods 405, another content type 400. A ``reset`` fault resets
+the HTTP/2 stream (RST_STREAM INTERNAL_ERROR).
+
+Connections are numbered from 1 in accept order (``EmulatedSession.connection``);
+:meth:`Emulator.inject_connection_fault` sends GOAWAY on, or drops, the connection carrying a given
+session. Nothing recycles a connection after a number of requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import socket
 import ssl
-from typing import TYPE_CHECKING, Any, Final, Literal, final
+from typing import TYPE_CHECKING, Final, Literal, final
 
 import anyio
 import structlog
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
+from gateway.emulator.h2server import (
+    H2_REFUSED_STREAM,
+    H2ServerConnection,
+    H2ServerSettings,
+    Request,
+    ServerStream,
+)
 from gateway.emulator.session import EmulatedSession, ScriptCursor, SessionRunner
 from gateway.emulator.settings import EmulatorSettings
 from gateway.emulator.tls import make_tls_material
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
+
+    from anyio.abc import TaskGroup
 
     from gateway.emulator.faults import Fault
     from gateway.emulator.script import ModelScript
 
-__all__ = ["Emulator", "run_emulator", "serve_forever"]
+__all__ = ["ConnectionFaultKind", "Emulator", "record_request_id", "run_emulator", "serve_forever"]
 
 _log = structlog.get_logger("gateway.emulator")
 _PATH: Final = re.compile(r"^/model/(?P<model>[^/]+)/invoke-with-bidirectional-stream$")
 _EVENTSTREAM: Final = b"application/vnd.amazon.eventstream"
-_H2_INTERNAL_ERROR: Final = 2
 _SHUTDOWN_GRACE_S: Final = 2.0
+_BACKLOG: Final = 1024
 
-type Scope = dict[str, Any]
-type Receive = Callable[[], Awaitable[dict[str, Any]]]
-type Send = Callable[[dict[str, Any]], Awaitable[None]]
+type ConnectionFaultKind = Literal["goaway", "drop"]
 
 
 @final
@@ -65,6 +76,19 @@ class Emulator:
         self._next_faults: list[Fault] = []
         self._active: list[SessionRunner] = []
         self._rejected = 0
+        self._tg: TaskGroup | None = None
+        self._closing = False
+        self._connections: dict[int, H2ServerConnection] = {}
+        self._session_connection: dict[int, H2ServerConnection] = {}
+        self._connections_opened = 0
+        self._goaways = 0
+        self._drops = 0
+        self._idle = anyio.Event()
+        """Set while no session runs (shutdown waits for it)."""
+        self._idle.set()
+        self._disconnected = anyio.Event()
+        """Set while no connection is open (shutdown waits for it)."""
+        self._disconnected.set()
 
     @property
     def endpoint_uri(self) -> str:
@@ -94,14 +118,44 @@ class Emulator:
         for runner in self._active:
             runner.inject(fault)
 
+    def inject_connection_fault(self, kind: ConnectionFaultKind, *, session: int) -> None:
+        """Act now on the HTTP/2 connection carrying session number ``session`` (1-based).
+
+        ``goaway``: GOAWAY(NO_ERROR, last-stream-id = the highest stream id accepted so far): the
+        client opens no new stream there, open streams run to their end, then the connection
+        closes. ``drop``: close the TCP connection at once; every stream on it dies with no frame.
+        A connection already closed is left alone.
+
+        Raises:
+            LookupError: no session has that number.
+        """
+        conn = self._session_connection.get(session)
+        if conn is None:
+            raise LookupError(f"no emulated session number {session}")
+        if not conn.is_open:
+            return
+        _log.info("emulator.connection_fault", kind=kind, connection=conn.number, session=session)
+        if kind == "goaway":
+            if not conn.goaway_sent:
+                self._goaways += 1
+                conn.goaway()
+        elif kind == "drop":
+            self._drops += 1
+            conn.drop()
+
     def statistics(self) -> dict[str, int]:
-        """Counts: sessions seen, active, ended by reason, rejected requests, barge-ins."""
+        """Counts: sessions (seen, active, ended by reason), rejected requests, barge-ins, turns;
+        connections opened and open now, GOAWAYs sent, drops."""
         stats = {
             "sessions": len(self.sessions),
             "active": len(self._active),
             "rejected_requests": self._rejected,
             "barge_ins": sum(s.barge_ins for s in self.sessions),
             "turns": sum(s.turns for s in self.sessions),
+            "connections_opened": self._connections_opened,
+            "connections_open": len(self._connections),
+            "goaways_sent": self._goaways,
+            "drops": self._drops,
         }
         for session in self.sessions:
             if session.end_reason is not None:
@@ -110,38 +164,86 @@ class Emulator:
         return stats
 
     def shutdown_sessions(self) -> None:
-        """Stop every running session (the emulator is going away)."""
+        """Stop every running session and refuse new ones (the emulator is going away)."""
+        self._closing = True
         for runner in self._active:
             runner.shutdown()
 
-    # ------------------------------------------------------------------------------ ASGI
+    # ------------------------------------------------------------------------------ HTTP/2
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The ASGI application."""
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+    def _connection_factory(self) -> H2ServerConnection:
+        self._connections_opened += 1
+        number = self._connections_opened
+        conn = H2ServerConnection(
+            number=number,
+            settings=H2ServerSettings(
+                max_concurrent_streams=self.settings.max_concurrent_streams,
+                high_water_frames=self.settings.outbound_frames,
+            ),
+            on_request=self._on_request,
+            on_closed=self._on_connection_closed,
+        )
+        self._connections[number] = conn
+        if self._disconnected.is_set():
+            self._disconnected = anyio.Event()
+        return conn
+
+    def _on_connection_closed(self, conn: H2ServerConnection) -> None:
+        self._connections.pop(conn.number, None)
+        if not self._connections:
+            self._disconnected.set()
+
+    def _on_request(self, stream: ServerStream, request: Request) -> None:
+        """A new stream (called from the connection's callback: nothing here awaits)."""
+        if self._closing or self._tg is None:
+            stream.reset(H2_REFUSED_STREAM)
             return
-        if scope["type"] != "http":
-            return
-        match = _PATH.match(scope["path"])
+        match = _PATH.match(request.path)
         if match is None:
-            await self._reject(send, 404, "UnknownOperationException", "Not Found")
+            self._reject(stream, 404, "UnknownOperationException", "Not Found")
             return
-        if scope["method"] != "POST":
-            await self._reject(send, 405, "MethodNotAllowedException", "Method Not Allowed")
+        if request.method != "POST":
+            self._reject(stream, 405, "MethodNotAllowedException", "Method Not Allowed")
             return
-        headers = dict(scope["headers"])
-        if headers.get(b"content-type", b"").split(b";")[0].strip() != _EVENTSTREAM:
-            await self._reject(
-                send,
+        content_type = request.headers.get(b"content-type", b"").split(b";")[0].strip()
+        if content_type != _EVENTSTREAM:
+            self._reject(
+                stream,
                 400,
                 "ValidationException",
                 "content-type must be application/vnd.amazon.eventstream",
             )
             return
-        await self._stream(match["model"], receive, send)
+        faults = [*self.settings.faults, *self._next_faults]
+        self._next_faults = []
+        script = self._script
+        if script is not None:
+            faults.extend(script.faults)
+        record = EmulatedSession(
+            number=len(self.sessions) + 1,
+            model_id=match["model"],
+            started_at=anyio.current_time(),
+            connection=stream.connection.number,
+        )
+        self.sessions.append(record)
+        self._session_connection[record.number] = stream.connection
+        runner = SessionRunner(
+            settings=self.settings, record=record, script=script, out=stream, cursor=self._cursor
+        )
+        # Plugged in before this callback returns: request bytes in the same read reach it.
+        stream.sink = runner
+        self._active.append(runner)
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+        _log.info(
+            "emulator.session_started",
+            session=record.number,
+            model_id=record.model_id,
+            connection=record.connection,
+        )
+        self._tg.start_soon(self._serve_session, stream, runner, faults)
 
-    async def _reject(self, send: Send, status: int, error_type: str, message: str) -> None:
+    def _reject(self, stream: ServerStream, status: int, error_type: str, message: str) -> None:
         self._rejected += 1
         body = b'{"message":"' + message.encode() + b'"}'
         headers = [
@@ -151,96 +253,39 @@ class Emulator:
         ]
         if status == 405:
             headers.append((b"allow", b"POST"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        stream.respond(status, headers)
+        stream.send_nowait(body)
+        stream.end()
 
-    async def _stream(self, model_id: str, receive: Receive, send: Send) -> None:
-        faults = [*self.settings.faults, *self._next_faults]
-        self._next_faults = []
-        script = self._script
-        if script is not None:
-            faults.extend(script.faults)
-        record = EmulatedSession(
-            number=len(self.sessions) + 1, model_id=model_id, started_at=anyio.current_time()
-        )
-        self.sessions.append(record)
-        _log.info("emulator.session_started", session=record.number, model_id=model_id)
-        delay = self.settings.first_byte_delay_s + sum(
-            f.after_ms / 1000.0 for f in faults if f.kind == "slow_first_byte"
-        )
-        if delay > 0:
-            record.faults.append("slow_first_byte")
-            await anyio.sleep(delay)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", _EVENTSTREAM),
-                    (b"x-amzn-requestid", record_request_id(record)),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"", "more_body": True})
-        out_send, out_recv = anyio.create_memory_object_stream[bytes](self.settings.outbound_frames)
-        runner = SessionRunner(
-            settings=self.settings, record=record, script=script, out=out_send, cursor=self._cursor
-        )
-        self._active.append(runner)
+    async def _serve_session(
+        self, stream: ServerStream, runner: SessionRunner, faults: list[Fault]
+    ) -> None:
+        record = runner.record
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_write, out_recv, send)
-                await runner.run(receive, faults)
-                if runner.reset_requested:
-                    tg.cancel_scope.cancel()
+            delay = self.settings.first_byte_delay_s + sum(
+                f.after_ms / 1000.0 for f in faults if f.kind == "slow_first_byte"
+            )
+            if delay > 0:
+                record.faults.append("slow_first_byte")
+                await anyio.sleep(delay)
+            stream.respond(
+                200,
+                [(b"content-type", _EVENTSTREAM), (b"x-amzn-requestid", record_request_id(record))],
+            )
+            await runner.run(faults)
         finally:
             self._active.remove(runner)
-        if runner.reset_requested:
-            await _reset_stream(send)
-        else:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not self._active:
+                self._idle.set()
+            if runner.reset_requested:
+                stream.reset()
+            else:
+                stream.end()
 
 
 def record_request_id(record: EmulatedSession) -> bytes:
     """A request id header value for a session (stable, readable in logs)."""
     return f"emulator-{record.number:06d}".encode()
-
-
-async def _write(frames: Any, send: Send) -> None:
-    async with frames:
-        async for frame in frames:
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
-
-
-async def _reset_stream(send: Send) -> None:
-    """Reset the HTTP/2 stream behind an ASGI ``send`` (hypercorn 0.18 internals).
-
-    ``send`` is ``HTTPStream.app_send``; its ``send`` is ``H2Protocol.stream_send``, whose protocol
-    owns the h2 connection. Resetting there sends RST_STREAM(INTERNAL_ERROR). If the internals are
-    not where expected (another hypercorn, HTTP/1.1), the stream is abandoned unfinished instead.
-    """
-    stream = getattr(send, "__self__", None)
-    protocol = getattr(getattr(stream, "send", None), "__self__", None)
-    connection = getattr(protocol, "connection", None)
-    stream_id = getattr(stream, "stream_id", None)
-    if connection is None or stream_id is None or not hasattr(connection, "reset_stream"):
-        _log.warning("emulator.reset_unsupported")
-        return
-    with contextlib.suppress(Exception):
-        connection.reset_stream(stream_id, error_code=_H2_INTERNAL_ERROR)
-        await protocol._flush()  # type: ignore[union-attr]
-    # Mark the ASGI stream closed so hypercorn does not try to finish it.
-    stream.closed = True  # type: ignore[union-attr]
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def _listen_socket(host: str, port: int) -> socket.socket:
@@ -250,10 +295,19 @@ def _listen_socket(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
+        sock.listen(_BACKLOG)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _tls_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    # The bidirectional stream is HTTP/2 only (the SDK's CRT transport negotiates h2).
+    context.set_alpn_protocols(["h2"])
+    return context
 
 
 @contextlib.asynccontextmanager
@@ -262,47 +316,49 @@ async def run_emulator(
 ) -> AsyncIterator[Emulator]:
     """Run an emulator for the duration of the ``async with`` block.
 
-    Blocks on entry until the socket is bound and hypercorn serves; on exit stops the sessions,
-    stops hypercorn and removes the TLS files.
+    Blocks on entry until the socket listens; on exit stops the sessions (their streams end or
+    reset), closes the connections (aborting those still open after a short grace) and removes
+    the TLS files.
     """
     settings = settings or EmulatorSettings()
     with make_tls_material() as tls:
+        context = _tls_context(tls.cert_path, tls.key_path)
         sock = _listen_socket(settings.host, settings.port)
         port: int = sock.getsockname()[1]
         emulator = Emulator(settings, port=port, ca_path=tls.ca_path)
         emulator.use_script(script)
-        config = Config()
-        config.certfile = str(tls.cert_path)
-        config.keyfile = str(tls.key_path)
-        config.alpn_protocols = ["h2", "http/1.1"]
-        config.graceful_timeout = _SHUTDOWN_GRACE_S
-        config.accesslog = None
-        config.errorlog = None
-        # hypercorn adopts the descriptor (and closes it when it stops serving).
-        config.bind = [f"fd://{sock.detach()}"]
-        stop = anyio.Event()
-
-        async def trigger() -> None:
-            await stop.wait()
-
+        loop = asyncio.get_running_loop()
+        try:
+            server = await loop.create_server(
+                emulator._connection_factory, sock=sock, ssl=context, backlog=_BACKLOG
+            )
+        except BaseException:
+            sock.close()
+            raise
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_serve, emulator, config, trigger)
+            emulator._tg = tg
             _log.info("emulator.started", endpoint=emulator.endpoint_uri, ca_path=str(tls.ca_path))
             try:
                 yield emulator
             finally:
                 emulator.shutdown_sessions()
-                stop.set()
+                server.close()
+                with anyio.CancelScope(shield=True):
+                    await _close_connections(emulator)
 
 
-async def _serve(app: Emulator, config: Config, trigger: Callable[[], Awaitable[None]]) -> None:
-    try:
-        asgi_app: Any = app  # hypercorn's ASGI TypedDicts vs our plain-dict signature
-        await serve(asgi_app, config, shutdown_trigger=trigger, mode="asgi")
-    except* (ssl.SSLError, ConnectionError) as group:
-        # A client still holding its pooled connection when we close TLS makes hypercorn's
-        # shutdown see "application data after close notify": harmless at this point.
-        _log.info("emulator.unclean_connection_close", error=str(group.exceptions[0]))
+async def _close_connections(emulator: Emulator) -> None:
+    # Sessions end their streams first; then every connection closes (GOAWAY, TLS close), and
+    # the ones still open after the grace are aborted (a client that stopped reading would hold
+    # the TLS close forever).
+    with anyio.move_on_after(_SHUTDOWN_GRACE_S):
+        await emulator._idle.wait()
+    for conn in list(emulator._connections.values()):
+        conn.close()
+    with anyio.move_on_after(_SHUTDOWN_GRACE_S):
+        await emulator._disconnected.wait()
+    for conn in list(emulator._connections.values()):
+        conn.drop()
 
 
 async def serve_forever(

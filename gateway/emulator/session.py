@@ -3,27 +3,30 @@
 Theory of operation. :class:`SessionRunner` is the async shell around the sans-I/O parts
 (:class:`~gateway.emulator.framing.FrameSplitter`, :class:`~gateway.emulator.validator.SessionValidator`,
 :class:`~gateway.emulator.turns.TurnDetector`, :class:`~gateway.emulator.persona.OutputEvents`).
-It runs inside the ASGI handler and owns one task group:
 
-* the *reader* (the runner's own task) pulls request body chunks, splits and decodes frames,
-  validates each event, records it, feeds caller audio to the turn detector and hands finished
-  turns to the responder over a small bounded channel;
-* the *responder* answers turns one at a time (transcript, optional tool call, think time,
-  speculative text, paced audio, final text, usage). Its current reply runs in a cancel scope:
-  caller speech inside the reply's real-time playback window cancels it (barge-in) and the
-  responder then emits the service's interruption sequence;
-* *timers*: the session cap and scheduled faults.
+* *Input* is synchronous: the HTTP/2 connection calls :meth:`SessionRunner.feed` with request body
+  bytes as they arrive (and :meth:`~SessionRunner.end_input` / :meth:`~SessionRunner.abort`). Each
+  call splits and decodes frames, validates each event, records it, feeds caller audio to the turn
+  detector and hands finished turns to the responder over a small bounded channel. No task hop per
+  event: that is most of the emulator's cost per call-second.
+* :meth:`SessionRunner.run` owns one task group for the stream's life: the *responder* answers
+  turns one at a time (transcript, optional tool call, think time, speculative text, paced audio,
+  final text, usage); its current reply runs in a cancel scope that caller speech inside the
+  reply's real-time playback window cancels (barge-in), and the responder then emits the service's
+  interruption sequence. *Timers*: the session cap and scheduled faults. ``run`` returns when the
+  request side is done (ended, aborted, or shut down).
 
-Every output frame goes through :meth:`SessionRunner._emit` into the bounded outbound channel the
-ASGI writer drains, so a slow client back-pressures the persona. After a terminal error (exception
-frame, stall) nothing more is emitted; the reader keeps draining the request until the client ends
-its side (at most ``close_grace_s``), because hypercorn must not end the response first.
+Every output frame goes to the stream's output (:class:`FrameOutput`): the responder waits while the
+output is above its high water, so a slow client back-pressures the persona; frames produced while
+handling input (an exception frame, ``completionEnd``) are queued without waiting. After a terminal
+error (exception frame, stall) nothing more is emitted; the stream stays open until the client
+ends its side (at most ``close_grace_s``), because the response must not end first.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, Final, assert_never, final
+from typing import TYPE_CHECKING, Final, Protocol, assert_never, final
 
 import anyio
 import attrs
@@ -72,20 +75,26 @@ from gateway.emulator.turns import SpeechOnset, TurnDetector, TurnEnded
 from gateway.emulator.validator import SessionValidator, SessionViolation
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from anyio.abc import TaskGroup
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+    from anyio.streams.memory import MemoryObjectReceiveStream
 
     from gateway.emulator.script import ModelScript
     from gateway.emulator.settings import EmulatorSettings
 
-__all__ = ["EmulatedSession", "SessionRunner"]
+__all__ = ["EmulatedSession", "FrameOutput", "SessionRunner"]
 
 _log = structlog.get_logger("gateway.emulator")
 _TURN_QUEUE: Final = 8
 
-type Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+class FrameOutput(Protocol):
+    """Where a session's response frames go (an HTTP/2 stream)."""
+
+    def send_nowait(self, data: bytes) -> None:
+        """Queue a frame without waiting."""
+
+    async def send(self, data: bytes) -> None:
+        """Queue a frame, waiting first while the output is above its high water."""
 
 
 @attrs.define
@@ -98,6 +107,8 @@ class EmulatedSession:
     number: int
     model_id: str
     started_at: float
+    connection: int = 0
+    """The HTTP/2 connection carrying the stream (a small number per connection)."""
     input_rate: int | None = None
     output_rate: int | None = None
     input_events: list[str] = attrs.Factory(list)
@@ -152,7 +163,7 @@ class SessionRunner:
         settings: EmulatorSettings,
         record: EmulatedSession,
         script: ModelScript | None,
-        out: MemoryObjectSendStream[bytes],
+        out: FrameOutput,
         cursor: ScriptCursor | None = None,
     ) -> None:
         self._settings = settings
@@ -175,6 +186,10 @@ class SessionRunner:
         self._terminated = False
         self._tool_waits: dict[str, anyio.Event] = {}
         self.reset_requested = False
+        self._input_done = anyio.Event()
+        self._turns_send, self._turns_recv = anyio.create_memory_object_stream[TurnEnded](
+            _TURN_QUEUE
+        )
         cap = settings.session_cap_s
         if script is not None and script.session_cap_s is not None:
             cap = script.session_cap_s
@@ -190,25 +205,23 @@ class SessionRunner:
         """The session's record."""
         return self._record
 
-    async def run(self, receive: Receive, faults: list[Fault]) -> None:
-        """Serve the stream until the request side ends; blocks for the whole session.
+    async def run(self, faults: list[Fault]) -> None:
+        """Serve the stream until the request side is done; blocks for the whole session.
 
         Args:
-            receive: the ASGI receive callable.
             faults: session-wide faults, each fired ``after_ms`` from now.
         """
-        turns_send, turns_recv = anyio.create_memory_object_stream[TurnEnded](_TURN_QUEUE)
-        async with self._out, turns_recv, anyio.create_task_group() as tg:
+        async with self._turns_recv, anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(self._respond, turns_recv)
+            tg.start_soon(self._respond, self._turns_recv)
             tg.start_soon(self._cap_timer)
             for fault in faults:
                 if fault.kind != "slow_first_byte":
                     tg.start_soon(self._fire_after, fault)
-            async with turns_send:
-                with self._read_scope:
-                    await self._read(receive, turns_send)
+            with self._read_scope:
+                await self._input_done.wait()
             tg.cancel_scope.cancel()
+        self._turns_send.close()
         self._tg = None
         self._record.ended_at = anyio.current_time()
         if self._record.end_reason is None:
@@ -235,28 +248,32 @@ class SessionRunner:
 
     # ------------------------------------------------------------------------------ reading
 
-    async def _read(self, receive: Receive, turns: MemoryObjectSendStream[TurnEnded]) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                if self._record.end_reason is None:
-                    self._record.end_reason = "disconnected"
-                return
-            body: bytes = message.get("body", b"")
-            if body and not self._terminated:
-                try:
-                    for frame in self._splitter.feed(body):
-                        await self._on_frame(frame, turns)
-                        if self.terminated:
-                            break
-                except SessionViolation as exc:
-                    await self._fail("validationException", exc.message)
-                except RemoteProtocolError as exc:
-                    await self._fail("validationException", f"Invalid input request: {exc}")
-            if not message.get("more_body", False):
-                return
+    def feed(self, data: bytes) -> None:
+        """Request body bytes as they arrive (called by the connection, never awaits)."""
+        if self._terminated or self._input_done.is_set():
+            return
+        try:
+            for frame in self._splitter.feed(data):
+                self._on_frame(frame)
+                if self.terminated:
+                    break
+        except SessionViolation as exc:
+            self._fail("validationException", exc.message)
+        except RemoteProtocolError as exc:
+            self._fail("validationException", f"Invalid input request: {exc}")
 
-    async def _on_frame(self, frame: bytes, turns: MemoryObjectSendStream[TurnEnded]) -> None:
+    def end_input(self) -> None:
+        """The client ended its side of the stream."""
+        self._input_done.set()
+
+    def abort(self) -> None:
+        """The stream died under us (reset by the client, connection lost)."""
+        if self._record.end_reason is None:
+            self._record.end_reason = "disconnected"
+        self._terminated = True
+        self._input_done.set()
+
+    def _on_frame(self, frame: bytes) -> None:
         chunk = decode_outer_frame(frame)
         if chunk.payload is None:
             return  # end of input; the HTTP/2 stream end follows
@@ -281,15 +298,15 @@ class SessionRunner:
                         threshold_dbfs=self._settings.vad_threshold_dbfs,
                     )
             case AudioInput():
-                await self._on_audio(event.content, turns)
+                self._on_audio(event.content)
             case ToolResult():
                 self._on_tool_result(event)
             case SessionEnd():
-                await self._on_session_end()
+                self._on_session_end()
             case _:
                 assert_never(event)
 
-    async def _on_audio(self, pcm: bytes, turns: MemoryObjectSendStream[TurnEnded]) -> None:
+    def _on_audio(self, pcm: bytes) -> None:
         now = anyio.current_time()
         record = self._record
         record.caller_pcm_bytes += len(pcm)
@@ -303,7 +320,12 @@ class SessionRunner:
                     self._maybe_barge_in(now)
                 case TurnEnded():
                     record.turns += 1
-                    await turns.send(turn_event)
+                    try:
+                        self._turns_send.send_nowait(turn_event)
+                    except anyio.WouldBlock:
+                        # The responder is _TURN_QUEUE turns behind (audio sent much faster
+                        # than real time): this turn gets no answer.
+                        _log.warning("emulator.turn_dropped", session=record.number)
                 case _:
                     assert_never(turn_event)
 
@@ -321,10 +343,10 @@ class SessionRunner:
         if waiter is not None:
             waiter.set()
 
-    async def _on_session_end(self) -> None:
+    def _on_session_end(self) -> None:
         self._responder_scope.cancel()
         if self._completion_started and self._events is not None:
-            await self._emit(self._events.completion_end())
+            self._emit_nowait(self._events.completion_end())
         self._record.end_reason = "closed"
         self._terminated = True
 
@@ -461,20 +483,20 @@ class SessionRunner:
 
     async def _cap_timer(self) -> None:
         await anyio.sleep(self._cap_s)
-        await self._fail("modelTimeoutException", SESSION_CAP_MESSAGE)
+        self._fail("modelTimeoutException", SESSION_CAP_MESSAGE)
 
     async def _fire_after(self, fault: Fault) -> None:
         await anyio.sleep(fault.after_ms / 1000.0)
-        await self._apply(fault)
+        self._apply(fault)
 
-    async def _apply(self, fault: Fault) -> None:
+    def _apply(self, fault: Fault) -> None:
         if self._terminated:
             return
         self._record.faults.append(fault.kind)
         _log.info("emulator.fault", session=self._record.number, kind=fault.kind)
         kind = fault.kind
         if is_exception_kind(kind):
-            await self._fail(kind, fault.exception_message())
+            self._fail(kind, fault.exception_message())
         elif kind == "reset":
             self._terminated = True
             self.reset_requested = True
@@ -487,8 +509,8 @@ class SessionRunner:
             self._responder_scope.cancel()
         # slow_first_byte only means something before the response starts (the server handles it).
 
-    async def _fail(self, kind: ExceptionKind, message: str) -> None:
-        """Send one exception frame and stop answering; the reader drains the rest (bounded)."""
+    def _fail(self, kind: ExceptionKind, message: str) -> None:
+        """Send one exception frame and stop answering; wait (bounded) for the client's end."""
         if self._terminated:
             return
         self._terminated = True
@@ -496,11 +518,14 @@ class SessionRunner:
         self._record.error_message = message
         self._read_scope.deadline = anyio.current_time() + self._settings.close_grace_s
         _log.info("emulator.exception_sent", session=self._record.number, kind=kind)
-        frame = encode_exception_frame(kind, encode_exception_payload(message))
-        # Shielded: the caller may be the responder, which the next line cancels.
-        with anyio.move_on_after(self._settings.close_grace_s, shield=True):
-            await self._out.send(frame)
+        self._out.send_nowait(encode_exception_frame(kind, encode_exception_payload(message)))
         self._responder_scope.cancel()
+
+    def _emit_nowait(self, body: OutputEventBody) -> None:
+        if self._terminated:
+            return
+        payload = encode_chunk_payload(encode_output_event(body))
+        self._out.send_nowait(encode_event_frame(payload))
 
     async def _emit(self, body: OutputEventBody) -> None:
         if self._terminated:

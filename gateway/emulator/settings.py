@@ -47,7 +47,10 @@ class EmulatorSettings:
             before the reply goes on without it.
         close_grace_s: after an error frame, how long to wait for the client to end its side
             before ending the response anyway.
-        outbound_frames: size of each session's bounded outbound frame channel.
+        outbound_frames: response frames a session may queue (waiting for HTTP/2 flow control)
+            before its persona waits.
+        max_concurrent_streams: SETTINGS_MAX_CONCURRENT_STREAMS advertised on every HTTP/2
+            connection (100, the RFC 9113 recommended floor; Bedrock's figure is not documented).
         faults: faults injected into every session (``after_ms`` from the response start).
     """
 
@@ -65,4 +68,5 @@ class EmulatorSettings:
     tool_result_timeout_s: float = attrs.field(default=10.0, validator=_positive)
     close_grace_s: float = attrs.field(default=5.0, validator=_positive)
     outbound_frames: int = attrs.field(default=32, validator=_positive)
+    max_concurrent_streams: int = attrs.field(default=100, validator=_positive)
     faults: tuple[Fault, ...] = ()

@@ -79,7 +79,13 @@ class SonicTestClient:
     """One stream through the real SDK; ``events`` collects decoded output events in order."""
 
     def __init__(
-        self, endpoint: str, ca_path: str, *, in_rate: int = 16000, out_rate: int = 24000
+        self,
+        endpoint: str,
+        ca_path: str,
+        *,
+        in_rate: int = 16000,
+        out_rate: int = 24000,
+        transport: CaTrustingTransport | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.ca_path = ca_path
@@ -91,10 +97,13 @@ class SonicTestClient:
         self.client: Any = None
         self.stream: Any = None
         self.output: Any = None
-        self.transport: Any = None
+        self.transport: Any = transport
+        # A transport handed in is shared (its connections serve several clients): not ours to close.
+        self._owns_transport = transport is None
 
     async def open(self) -> None:
-        self.transport = CaTrustingTransport(self.ca_path)
+        if self.transport is None:
+            self.transport = CaTrustingTransport(self.ca_path)
         config = await AsyncBedrockRuntimeConfig.resolve(
             endpoint_uri=self.endpoint,
             region="us-east-1",
@@ -231,7 +240,7 @@ class SonicTestClient:
                 with contextlib.suppress(Exception):
                     await self.stream.input_stream.close()
                 await self.stream.close()
-            if self.transport is not None:
+            if self.transport is not None and self._owns_transport:
                 await self.transport.close()
 
 
@@ -247,3 +256,9 @@ def pcm_helpers() -> Any:
         silence = staticmethod(silence_pcm)
 
     return _Pcm
+
+
+@pytest.fixture
+def transport_class() -> type[CaTrustingTransport]:
+    """The SDK transport class trusting one CA (share one instance to share its connection)."""
+    return CaTrustingTransport

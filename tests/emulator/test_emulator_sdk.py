@@ -403,7 +403,9 @@ async def test_scripted_turn_fault(sonic_client_class: Any, pcm_helpers: Any) ->
 
 async def test_wrong_path_method_and_content_type(emulator: Emulator) -> None:
     context = ssl.create_default_context(cafile=str(emulator.ca_path))
-    async with httpx.AsyncClient(verify=context, base_url=emulator.endpoint_uri) as http:
+    async with httpx.AsyncClient(
+        verify=context, base_url=emulator.endpoint_uri, http2=True
+    ) as http:
         assert (await http.post("/model/x/invoke", content=b"")).status_code == 404
         path = "/model/x/invoke-with-bidirectional-stream"
         response = await http.get(path)

@@ -266,9 +266,9 @@ async def test_handover_before_the_cap_loses_no_caller_audio(
     received: dict[int, bytearray] = {}
     original = SessionRunner._on_audio
 
-    async def recording(self: SessionRunner, pcm: bytes, turns: Any) -> None:
+    def recording(self: SessionRunner, pcm: bytes) -> None:
         received.setdefault(self.record.number, bytearray()).extend(pcm)
-        await original(self, pcm, turns)
+        original(self, pcm)
 
     monkeypatch.setattr(SessionRunner, "_on_audio", recording)
     sent = b"".join(caller_audio(1400, seed) for seed in range(4))  # 5.6 s, a turn every 1.4 s
