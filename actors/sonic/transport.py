@@ -37,8 +37,8 @@ keeps up to ``max_connections`` accepting connections and spreads streams over t
   does not refuse streams beyond the peer's limit: they hang unanswered and then fail, so the
   bound must never exceed it.
 * Open streams are counted from the CRT streams themselves: a stream counts until its
-  ``completion_future`` resolves (closed in order, reset, or its connection lost), pruned lazily
-  when a connection is chosen.
+  ``completion_future`` resolves (closed in order, reset, or its connection lost); the count is
+  O(1) per open (see :class:`_Connection`).
 * GOAWAY. awscrt has no GOAWAY callback and ``is_open()`` stays True after one; the CRT instead
   refuses to create a stream on that connection (``RuntimeError`` "AWS_ERROR_HTTP_GOAWAY_RECEIVED"
   from ``request()``, before anything is sent and before any body task exists). :meth:`send` then
@@ -57,6 +57,7 @@ awscrt is untyped; this module is its only importer in the package besides ``cla
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import os
@@ -123,10 +124,16 @@ class ConnectionStatistics(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 @final
 class _Connection:
-    """One pooled CRT HTTP/2 connection and the CRT streams open on it."""
+    """One pooled CRT HTTP/2 connection and the count of CRT streams open on it.
+
+    Counting is O(1) per open: each stream's ``completion_future`` callback (on whichever thread
+    completes it) appends to a deque, atomic in CPython, which only the asyncio thread drains.
+    """
 
     __slots__ = (
+        "_completed",
         "_loop",
+        "_streams",
         "crt",
         "draining",
         "id",
@@ -135,7 +142,6 @@ class _Connection:
         "opened",
         "peer_max",
         "preface",
-        "streams",
     )
 
     def __init__(self, key: _Key, limit: int) -> None:
@@ -143,7 +149,8 @@ class _Connection:
         self.key = key
         self.limit = limit
         self.crt: Any = None  # AIOHttp2ClientConnection once connected
-        self.streams: list[Any] = []  # AIOHttp2ClientStream
+        self._streams = 0  # streams added (asyncio thread only) ...
+        self._completed: collections.deque[None] = collections.deque()  # ... and completed
         self.draining = False
         self.peer_max: int | None = None
         self.opened = 0
@@ -168,11 +175,21 @@ class _Connection:
     def is_open(self) -> bool:
         return self.crt is not None and bool(self.crt.is_open())
 
+    def add_stream(self, crt_stream: Any) -> None:
+        """Count ``crt_stream`` (an ``AIOHttp2ClientStream``) until its completion."""
+        self._streams += 1
+        self.opened += 1
+        crt_stream.completion_future.add_done_callback(self._stream_completed)
+
+    def _stream_completed(self, _: object) -> None:
+        self._completed.append(None)  # any thread
+
     def open_streams(self) -> int:
-        streams = self.streams
-        if streams and any(s.completion_future.done() for s in streams):
-            self.streams = streams = [s for s in streams if not s.completion_future.done()]
-        return len(streams)
+        completed = self._completed
+        while completed:
+            completed.popleft()
+            self._streams -= 1
+        return self._streams
 
     def room(self) -> int:
         """Streams this connection still takes (0 when draining or no longer open)."""
@@ -278,8 +295,7 @@ class BedrockTransport(AWSCRTHTTPClient):
                 self.refused_streams += 1
                 await body.aclose()  # never started: request.body stays untouched
                 continue
-            connection.streams.append(crt_stream)
-            connection.opened += 1
+            connection.add_stream(crt_stream)
             try:
                 return await self._await_response(crt_stream)
             except AwsCrtError as exc:

@@ -9,6 +9,7 @@ another connection with their history.
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from actors.sonic import (
     SonicStream,
     StaticCredentials,
 )
+from actors.sonic.transport import _Connection
 from gateway.emulator import EmulatorSettings, run_emulator
 
 if TYPE_CHECKING:
@@ -283,3 +285,20 @@ async def test_dropped_connection_restarts_only_its_conversations() -> None:
         assert session.end_reason == "closed"
     assert c.end_reason == "closed"
     assert {a.end_reason, b.end_reason} != {"closed"}
+
+
+async def test_stream_count_follows_crt_completions_from_another_thread() -> None:
+    class CrtStream:
+        def __init__(self) -> None:
+            self.completion_future: Future[int] = Future()
+
+    connection = _Connection(("https", "h", 443), limit=3)
+    streams = [CrtStream() for _ in range(3)]
+    for stream in streams:
+        connection.add_stream(stream)
+    assert connection.open_streams() == 3
+    # The CRT completes streams on its own thread (successfully or not).
+    await anyio.to_thread.run_sync(streams[0].completion_future.set_result, 200)
+    await anyio.to_thread.run_sync(streams[2].completion_future.set_exception, OSError("reset"))
+    assert connection.open_streams() == 1
+    assert connection.opened == 3
