@@ -42,7 +42,7 @@ from actors.sonic.history import CallerAudioRing, ConversationHistory, HistoryTu
 from actors.sonic.protocol import InputState, SonicProtocol
 from actors.sonic.settings import PoolSettings, SonicSettings, SonicTool
 from actors.sonic.stream import SonicStream
-from actors.sonic.transport import BedrockTransport, endpoint_of
+from actors.sonic.transport import BedrockTransport, ConnectionStatistics, endpoint_of
 
 __all__ = [
     "AssistantAudio",
@@ -55,6 +55,7 @@ __all__ = [
     "BotocoreCredentials",
     "CallerAudioRing",
     "CompletionEnded",
+    "ConnectionStatistics",
     "ConnectorStatistics",
     "ConversationHistory",
     "CredentialCache",
