@@ -1,0 +1,955 @@
+"""Load benchmark: how many real-time calls one gateway process carries, and what each costs.
+
+Starts three processes on 127.0.0.1: the Nova Sonic emulator (``sonic-gateway emulator``), the
+gateway (``sonic-gateway serve --backend bedrock`` pointed at the emulator with its CA bundle and
+dummy static AWS credentials; JSON logs, ``/debug/*`` on, a call limit above N) and the load
+generator (``scripts/loadgen.py``: N simulated Twilio callers from one process and one timer).
+
+Per step N: a fresh gateway; one warm-up call (the gateway's lazy set-up happens there); N calls
+ramped in over ``--ramp-s``; ``--settle-s``; then a measured window of ``--window-s`` seconds;
+then every caller hangs up and the gateway stops (its ``call.summary`` lines are read). Each caller
+hears the greeting, says a 1.5 s utterance, listens to the answer, pauses 1 s, and speaks again.
+
+One table row per step:
+
+* gateway CPU per call-second (``utime + stime`` from ``/proc/<pid>/stat`` over the window, divided
+  by the call-seconds live in it) and its share of one core; RSS per call (RSS at the end of the
+  window minus idle RSS after the warm-up call, over N);
+* event-loop lag p50/p99 of the gateway over the window (``GET /debug/load``, difference of two
+  cumulative histograms; a percentile is its bucket's upper bound; ``n/a`` without the endpoint);
+* response time at the peer (last speech frame sent -> first answer media received), for turns
+  whose utterance ended in the window; gateway time per turn (``call.summary`` ``gateway_ms``);
+  greeting time at the gateway (``greeting_ms``) and at the peer (``start`` sent -> first media);
+* playback underruns at the peer in the window (a gap > 40 ms within an answer), caller audio
+  dropped by the gateway (``audio_dropped`` messages summed over calls; ms from ``/debug/load``);
+* the generator's and the emulator's CPU per call-second, the generator's pacing lateness;
+  a row is flagged when generator lateness p99 > 10 ms or a process other than the gateway uses
+  more than 90 % of a core (then the gateway is not what limits the row).
+
+``--search`` runs N=1, then 10, 20, ... until a step misses the service level (no caller audio
+dropped, response p95 within 50 ms of N=1's, loop lag p99 <= 10 ms, no underruns the gateway
+caused, every call connected), then bisects; it reports the highest N that met it.
+
+Usage::
+
+    .venv/bin/python scripts/bench_load.py                      # steps 1,10,20,40
+    .venv/bin/python scripts/bench_load.py --steps 1,30 --window-s 20 --json load.json
+    .venv/bin/python scripts/bench_load.py --search --search-max 60
+    .venv/bin/python scripts/bench_load.py --gateway-root ../before   # another checkout's .venv
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import httpx
+import msgspec
+from anyio.streams.buffered import BufferedByteReceiveStream
+from loadgen_core import CallResult
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from anyio.abc import ByteReceiveStream, Process, TaskGroup
+
+REPO: Final = Path(__file__).resolve().parents[1]
+LOADGEN: Final = Path(__file__).resolve().with_name("loadgen.py")
+CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+WARMUP_PREFIX: Final = "CAffffffff"
+START_TIMEOUT_S: Final = 60.0
+STOP_TIMEOUT_S: Final = 15.0
+GEN_LATE_FLAG_MS: Final = 10.0
+CORE_FLAG_PCT: Final = 90.0
+SLO_RESPONSE_MARGIN_MS: Final = 50.0
+SLO_LOOP_LAG_P99_MS: Final = 10.0
+MAX_LINE: Final = 1 << 28
+GENERATOR_NICE: Final = -5
+
+
+# ---------------------------------------------------------------------------- results
+
+
+class Pcts(msgspec.Struct, kw_only=True):
+    """Percentiles of a sample (ms); None when empty."""
+
+    n: int
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+class Row(msgspec.Struct, kw_only=True):
+    """One step's figures (see the module docstring)."""
+
+    calls: int
+    connected: int
+    failed_calls: int
+    refused: int | None
+    window_s: float
+    call_s: float
+    gw_cpu_ms_per_call_s: float | None
+    gw_cpu_pct: float
+    gw_rss_idle_mb: float
+    gw_rss_mb: float
+    gw_rss_kb_per_call: float | None
+    loop_lag_p50_ms: float | None
+    loop_lag_p99_ms: float | None
+    loop_lag_max_ms: float | None
+    response_ms: Pcts
+    turns_unanswered: int
+    gw_turn_ms: Pcts
+    model_ms: Pcts
+    greeting_gw_ms: Pcts
+    greeting_peer_ms: Pcts
+    underruns: int
+    underruns_gateway: int
+    unexpected_answers: int
+    caller_audio_dropped: int
+    caller_audio_dropped_ms: float | None
+    gen_cpu_ms_per_call_s: float | None
+    gen_cpu_pct: float
+    gen_late_ms: Pcts
+    gen_skipped_frames: int
+    emu_cpu_ms_per_call_s: float | None
+    emu_cpu_pct: float
+    emu_stats: dict[str, Any] | None
+    gen_gc_max_ms: float
+    flags: list[str]
+    errors: list[str]
+    slo_ok: bool | None = None
+    slo_misses: list[str] = msgspec.field(default_factory=list)
+
+
+class Report(msgspec.Struct, kw_only=True):
+    """What ``--json`` writes."""
+
+    command: list[str]
+    gateway_root: str
+    window_s: float
+    ramp_s: float
+    settle_s: float
+    gateway_cpus: list[int] | None
+    other_cpus: list[int] | None
+    rows: list[Row]
+    best_calls: int | None = None
+    search_note: str | None = None
+
+
+def _pcts(values: list[float]) -> Pcts:
+    if not values:
+        return Pcts(n=0)
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 1)
+
+    return Pcts(n=len(ordered), p50=at(0.5), p95=at(0.95), p99=at(0.99), max=round(ordered[-1], 1))
+
+
+# ---------------------------------------------------------------------------- /proc
+
+
+class ProcSample(msgspec.Struct, frozen=True):
+    """CPU seconds used so far and resident memory of one process."""
+
+    at: float
+    cpu_s: float
+    rss_bytes: int
+
+
+def proc_sample(pid: int) -> ProcSample:
+    """Read ``/proc/<pid>/stat`` (utime + stime, all threads) and ``/proc/<pid>/status`` (VmRSS)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    rss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+    return ProcSample(at=time.monotonic(), cpu_s=cpu, rss_bytes=rss)
+
+
+# ---------------------------------------------------------------------------- /debug/load
+
+
+def lag_percentiles(
+    start: dict[str, Any] | None, end: dict[str, Any] | None
+) -> tuple[float | None, float | None, float | None]:
+    """Loop-lag p50, p99 and max (ms) over a window from two cumulative ``/debug/load`` reads.
+
+    A percentile (and the max) is the upper bound of the bucket it falls in (``inf`` for the last
+    bucket).
+    """
+    if start is None or end is None or not start.get("loop_lag") or not end.get("loop_lag"):
+        return None, None, None
+    bounds = list(end["loop_lag"]["bounds_ms"])
+    counts = [
+        b - a for a, b in zip(start["loop_lag"]["counts"], end["loop_lag"]["counts"], strict=True)
+    ]
+    total = sum(counts)
+    if total <= 0:
+        return None, None, None
+    top = max(i for i, c in enumerate(counts) if c > 0)
+
+    def at(q: float) -> float:
+        seen = 0
+        for i, c in enumerate(counts):
+            seen += c
+            if seen >= q * total:
+                return float(bounds[i]) if i < len(bounds) else math.inf
+        return math.inf
+
+    return at(0.5), at(0.99), float(bounds[top]) if top < len(bounds) else math.inf
+
+
+async def read_load(client: httpx.AsyncClient, base: str) -> dict[str, Any] | None:
+    """``GET /debug/load``; None when the gateway has no such endpoint (404)."""
+    response = await client.get(base + "/debug/load")
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+async def _lines(stream: ByteReceiveStream) -> AsyncIterator[bytes]:
+    buffered = BufferedByteReceiveStream(stream)
+    while True:
+        try:
+            yield await buffered.receive_until(b"\n", MAX_LINE)
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.ClosedResourceError):
+            return
+
+
+async def _pump(stream: ByteReceiveStream | None, on_line: Callable[[bytes], None]) -> None:
+    if stream is None:
+        return
+    async for line in _lines(stream):
+        on_line(line)
+
+
+def pinned(command: list[str], cpus: set[int] | None, *, nice: int = 0) -> list[str]:
+    """``command`` run with its CPU affinity set to ``cpus`` (all its threads inherit it) and,
+    where permitted, its niceness lowered by ``-nice`` (a higher priority)."""
+    if not cpus and not nice:
+        return command
+    prelude = "import contextlib, os, sys\n"
+    if cpus:
+        prelude += f"os.sched_setaffinity(0, {sorted(cpus)!r})\n"
+    if nice:
+        prelude += f"with contextlib.suppress(OSError):\n    os.nice({nice})\n"
+    prelude += "os.execv(sys.argv[1], sys.argv[1:])\n"
+    return [sys.executable, "-c", prelude, *command]
+
+
+async def stop_process(process: Process, name: str) -> None:
+    """SIGINT (the gateway and emulator stop cleanly on it), then SIGKILL after a bound."""
+    with anyio.CancelScope(shield=True):
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
+            with anyio.move_on_after(STOP_TIMEOUT_S):
+                await process.wait()
+        if process.returncode is None:
+            print(f"bench_load: {name} ignored SIGINT; killing it", file=sys.stderr)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+class Emulator(msgspec.Struct, kw_only=True):
+    """The running emulator."""
+
+    process: Any
+    endpoint: str = ""
+    ca_bundle: str = ""
+    stats_file: Path | None = None
+    log: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+    def statistics(self) -> dict[str, Any] | None:
+        """The emulator's latest ``--stats-file`` snapshot (None without one)."""
+        if self.stats_file is None:
+            return None
+        try:
+            return _json_line(self.stats_file.read_bytes())
+        except OSError:
+            return None
+
+
+def _json_line(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@contextlib.asynccontextmanager
+async def run_emulator(
+    tg: TaskGroup, root: Path, cpus: set[int] | None, workdir: Path
+) -> AsyncIterator[Emulator]:
+    """Start ``sonic-gateway emulator --port 0`` from ``root``'s venv; yield once it serves.
+
+    When that emulator has ``--stats-file``, its statistics are written to ``workdir``.
+    """
+    command = [str(root / ".venv/bin/sonic-gateway"), "emulator", "--port", "0"]
+    helped = await anyio.run_process([*command, "--help"], cwd=root, check=False)
+    stats_file: Path | None = None
+    if b"--stats-file" in helped.stdout:
+        stats_file = workdir / "emulator-stats.json"
+        command += ["--stats-file", str(stats_file)]
+    process = await anyio.open_process(pinned(command, cpus), cwd=root)
+    emulator = Emulator(process=process, stats_file=stats_file)
+    ready = anyio.Event()
+
+    def on_stdout(line: bytes) -> None:
+        text = line.decode(errors="replace").strip()
+        key, _, value = text.partition(": ")
+        if key == "endpoint":
+            emulator.endpoint = value
+        elif key == "ca_bundle":
+            emulator.ca_bundle = value
+        if emulator.endpoint and emulator.ca_bundle:
+            ready.set()
+
+    def on_stderr(line: bytes) -> None:
+        record = _json_line(line)
+        if record is not None:
+            emulator.log.append(record)
+
+    tg.start_soon(_pump, process.stdout, on_stdout)
+    tg.start_soon(_pump, process.stderr, on_stderr)
+    try:
+        with anyio.fail_after(START_TIMEOUT_S):
+            await ready.wait()
+        yield emulator
+    finally:
+        await stop_process(process, "emulator")
+
+
+class Gateway(msgspec.Struct, kw_only=True):
+    """The running gateway and what its log said."""
+
+    process: Any
+    port: int = 0
+    summaries: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    problems: list[str] = msgspec.field(default_factory=list)
+
+
+def gateway_toml(emulator: Emulator, max_calls: int, overrides: list[str]) -> str:
+    """The gateway's configuration for a step (keys from ``docs/gateway.example.toml``).
+
+    ``overrides`` are ``section.key=value`` strings with a TOML value (``--set``); they replace or
+    add keys, so a checkout with more (or fewer) settings can be configured as needed.
+    """
+    sections: dict[str, dict[str, str]] = {
+        "": {"backend": '"bedrock"'},
+        "server": {"host": '"127.0.0.1"', "port": "0"},
+        "limits": {"max_concurrent_calls": str(max_calls)},
+        "debug": {"enabled": "true"},
+        "logging": {"format": '"json"', "level": '"info"'},
+        "sonic": {
+            "endpoint_uri": msgspec.json.encode(emulator.endpoint).decode(),
+            "ca_bundle": msgspec.json.encode(emulator.ca_bundle).decode(),
+        },
+    }
+    for item in overrides:
+        dotted, _, value = item.partition("=")
+        section, _, key = dotted.strip().rpartition(".")
+        sections.setdefault(section, {})[key] = value.strip()
+    lines = [f"{k} = {v}" for k, v in sections.pop("").items()]
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {v}" for k, v in values.items())
+    return "\n".join(lines) + "\n"
+
+
+def _gateway_env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SONIC_GATEWAY_", "AWS_")) and k != "PYTHONPATH"
+    }
+    env.update(
+        AWS_ACCESS_KEY_ID="AKIDBENCHLOAD0000000",
+        AWS_SECRET_ACCESS_KEY="bench-load-dummy-secret",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return env
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(
+    tg: TaskGroup,
+    root: Path,
+    emulator: Emulator,
+    max_calls: int,
+    workdir: Path,
+    overrides: list[str],
+    cpus: set[int] | None,
+) -> AsyncIterator[Gateway]:
+    """Start ``sonic-gateway serve`` from ``root``'s venv; yield once it listens.
+
+    On exit the gateway is stopped (SIGINT) and its remaining log lines are read, so
+    ``summaries`` is complete afterwards.
+    """
+    config = workdir / "gateway.toml"
+    config.write_text(gateway_toml(emulator, max_calls, overrides))
+    process = await anyio.open_process(
+        pinned([str(root / ".venv/bin/sonic-gateway"), "serve", "--config", str(config)], cpus),
+        cwd=root,
+        env=_gateway_env(),
+    )
+    gateway = Gateway(process=process)
+    listening = anyio.Event()
+    drained = anyio.Event()
+
+    def on_stderr(line: bytes) -> None:
+        record = _json_line(line)
+        if record is None:
+            if line.strip():
+                gateway.problems.append(line.decode(errors="replace").strip()[:300])
+            return
+        event = record.get("event")
+        if event == "gateway.listening":
+            gateway.port = int(record["port"])
+            listening.set()
+        elif event == "call.summary":
+            gateway.summaries.append(record)
+        elif record.get("level") in ("warning", "error", "critical") and event not in (
+            "twilio.signature_check_disabled",
+        ):
+            gateway.problems.append(f"{event}: {record.get('outcome') or record.get('reason')}")
+
+    async def pump_stderr() -> None:
+        await _pump(process.stderr, on_stderr)
+        drained.set()
+
+    tg.start_soon(_pump, process.stdout, lambda line: None)
+    tg.start_soon(pump_stderr)
+    try:
+        with anyio.fail_after(START_TIMEOUT_S):
+            await listening.wait()
+        yield gateway
+    finally:
+        await stop_process(process, "gateway")
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
+            await drained.wait()
+
+
+class Generator:
+    """The load generator process and its event lines."""
+
+    def __init__(self, process: Process, events: Any) -> None:
+        self.process = process
+        self._events = events
+
+    async def send(self, command: str) -> None:
+        """Send one command line (go, window, stop)."""
+        assert self.process.stdin is not None
+        await self.process.stdin.send(command.encode() + b"\n")
+
+    async def expect(self, event: str, within_s: float) -> dict[str, Any]:
+        """Wait up to ``within_s`` for the next event named ``event`` (others are skipped)."""
+        with anyio.fail_after(within_s):
+            async for record in self._events:
+                if record.get("event") == event:
+                    return dict(record)
+        raise RuntimeError(f"load generator exited before {event!r}")
+
+
+@contextlib.asynccontextmanager
+async def run_generator(
+    tg: TaskGroup, url: str, calls: int, args: argparse.Namespace
+) -> AsyncIterator[Generator]:
+    """Start ``scripts/loadgen.py`` (this repo's venv) for ``calls`` callers."""
+    command = [
+        sys.executable,
+        str(LOADGEN),
+        "--url",
+        url,
+        "--calls",
+        str(calls),
+        "--ramp-s",
+        str(args.ramp_s if calls > 1 else 0.0),
+        "--max-s",
+        str(args.ramp_s + args.settle_s + args.window_s + args.tail_s + 120),
+        "--run-id",
+        str(calls),
+    ]
+    # The generator stands in for Twilio, which does not share the gateway's CPU: it runs at a
+    # higher priority where the OS allows it, so other work on its core delays it less.
+    process = await anyio.open_process(
+        pinned(command, args.other_cpus, nice=GENERATOR_NICE), cwd=REPO, stderr=None
+    )
+    send, receive = anyio.create_memory_object_stream[dict[str, Any]](16)
+
+    async def pump() -> None:
+        async with send:
+            assert process.stdout is not None
+            async for line in _lines(process.stdout):
+                record = _json_line(line)
+                if record is not None:
+                    await send.send(record)
+
+    tg.start_soon(pump)
+    try:
+        yield Generator(process, receive)
+    finally:
+        with anyio.CancelScope(shield=True):
+            if process.stdin is not None:
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await process.stdin.aclose()
+            with anyio.move_on_after(STOP_TIMEOUT_S):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            receive.close()
+
+
+# ---------------------------------------------------------------------------- one step
+
+
+class Samples(msgspec.Struct, kw_only=True):
+    """/proc samples of the three processes and a /debug/load read."""
+
+    gateway: ProcSample
+    emulator: ProcSample
+    generator: ProcSample
+    load: dict[str, Any] | None
+    emulator_stats: dict[str, Any] | None
+
+
+async def _sample(
+    client: httpx.AsyncClient, base: str, pids: tuple[int, int, int], emulator: Emulator
+) -> Samples:
+    load = await read_load(client, base)
+    return Samples(
+        gateway=proc_sample(pids[0]),
+        emulator=proc_sample(pids[1]),
+        generator=proc_sample(pids[2]),
+        load=load,
+        emulator_stats=emulator.statistics(),
+    )
+
+
+async def run_step(tg: TaskGroup, args: argparse.Namespace, calls: int) -> Row:
+    """Run one step of ``calls`` calls with a fresh emulator and gateway (see module docstring)."""
+    root = args.gateway_root
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        async with (
+            run_emulator(tg, root, args.other_cpus, Path(tmp)) as emulator,
+            run_gateway(
+                tg,
+                root,
+                emulator,
+                max(calls + 10, 2 * calls),
+                Path(tmp),
+                args.set,
+                args.gateway_cpus,
+            ) as gateway,
+            httpx.AsyncClient(timeout=10.0) as client,
+        ):
+            base = f"http://127.0.0.1:{gateway.port}"
+            url = f"ws://127.0.0.1:{gateway.port}/twilio/media"
+            async with run_generator(tg, url, calls, args) as gen:
+                pids = (gateway.process.pid, emulator.process.pid, gen.process.pid)
+                await gen.expect("ready", START_TIMEOUT_S)
+                idle = proc_sample(pids[0])
+                idle_load = await read_load(client, base)
+                await gen.send("go")
+                await gen.expect("ramped", args.ramp_s + 30.0)
+                await anyio.sleep(args.settle_s)
+                first = await _sample(client, base, pids, emulator)
+                await gen.send("window")
+                await anyio.sleep(args.window_s)
+                last = await _sample(client, base, pids, emulator)
+                await gen.send("end")
+                # Turns that ended in the window get time to be answered before the hang-up.
+                await anyio.sleep(args.tail_s)
+                await gen.send("stop")
+                result = await gen.expect("result", 60.0)
+    return build_row(calls, idle, idle_load, first, last, result, gateway)
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def build_row(
+    calls: int,
+    idle: ProcSample,
+    idle_load: dict[str, Any] | None,
+    first: Samples,
+    last: Samples,
+    result: dict[str, Any],
+    gateway: Gateway,
+) -> Row:
+    """Turn one step's samples, generator result and gateway log into a row."""
+    w0, w1 = first.gateway.at, last.gateway.at
+    window = w1 - w0
+    results = msgspec.convert(result["results"], list[CallResult])
+    call_s = 0.0
+    for r in results:
+        if r.open_at is not None:
+            call_s += _overlap(r.open_at, r.ended_at if r.ended_at is not None else w1, w0, w1)
+
+    def per_call_s(before: ProcSample, after: ProcSample) -> tuple[float | None, float]:
+        used = after.cpu_s - before.cpu_s
+        pct = 100.0 * used / max(after.at - before.at, 1e-9)
+        return (round(1000.0 * used / call_s, 2) if call_s > 0 else None), round(pct, 1)
+
+    gw_cpu, gw_pct = per_call_s(first.gateway, last.gateway)
+    gen_cpu, gen_pct = per_call_s(first.generator, last.generator)
+    emu_cpu, emu_pct = per_call_s(first.emulator, last.emulator)
+    lag50, lag99, lagmax = lag_percentiles(first.load, last.load)
+
+    response: list[float] = []
+    unanswered = 0
+    greeting_peer: list[float] = []
+    underruns = underruns_gw = unexpected = 0
+    errors: list[str] = []
+    for r in results:
+        if r.error is not None:
+            errors.append(f"{r.call_sid[-4:]}: {r.error}")
+        if r.open_at is not None and r.greeting_first_media is not None:
+            greeting_peer.append(1000 * (r.greeting_first_media - r.open_at))
+        for turn in r.turns:
+            if not w0 <= turn.speech_end <= w1:
+                continue
+            if turn.first_media is not None:
+                response.append(1000 * (turn.first_media - turn.speech_end))
+            else:
+                unanswered += 1
+        for u in r.underruns:
+            if w0 <= u.at <= w1:
+                underruns += 1
+                underruns_gw += u.generator_late * 1000 <= GEN_LATE_FLAG_MS
+        unexpected += r.unexpected_answers
+
+    summaries = [
+        s for s in gateway.summaries if not str(s.get("call_sid", "")).startswith(WARMUP_PREFIX)
+    ]
+    gw_turn = [
+        t["gateway_ms"]
+        for s in summaries
+        for t in s.get("turns", [])
+        if t.get("gateway_ms") is not None and t.get("model_ms") is not None
+    ]
+    model = [
+        t["model_ms"]
+        for s in summaries
+        for t in s.get("turns", [])
+        if t.get("model_ms") is not None
+    ]
+    greeting_gw = [s["greeting_ms"] for s in summaries if s.get("greeting_ms") is not None]
+    dropped = sum(int(s.get("audio_dropped") or 0) for s in summaries)
+    dropped_ms: float | None = None
+    if first.load is not None and last.load is not None and "caller_audio_dropped_ms" in last.load:
+        dropped_ms = float(last.load["caller_audio_dropped_ms"]) - float(
+            first.load.get("caller_audio_dropped_ms", 0)
+        )
+    elif any("caller_audio_dropped_ms" in s for s in summaries):
+        dropped_ms = float(sum(s.get("caller_audio_dropped_ms") or 0 for s in summaries))
+
+    late = result["lateness_ms"]
+    gen_late = Pcts(n=late["count"], p50=_r(late["p50"]), p99=_r(late["p99"]), max=_r(late["max"]))
+    flags: list[str] = []
+    if late["p99"] is not None and late["p99"] > GEN_LATE_FLAG_MS:
+        flags.append("generator late")
+    if gen_pct > CORE_FLAG_PCT:
+        flags.append("generator saturated")
+    if emu_pct > CORE_FLAG_PCT:
+        flags.append("emulator saturated")
+    refused: int | None = None
+    if idle_load is not None and last.load is not None:
+        refused = sum(
+            int(last.load[k]) - int(idle_load.get(k, 0))
+            for k in last.load
+            if k.startswith("refused_")
+        )
+    connected = sum(r.open_at is not None for r in results)
+    failed = sum(r.open_at is None or r.error is not None for r in results)
+    errors.extend(gateway.problems[:20])
+    return Row(
+        calls=calls,
+        connected=connected,
+        failed_calls=failed,
+        refused=refused,
+        window_s=round(window, 2),
+        call_s=round(call_s, 1),
+        gw_cpu_ms_per_call_s=gw_cpu,
+        gw_cpu_pct=gw_pct,
+        gw_rss_idle_mb=round(idle.rss_bytes / 2**20, 1),
+        gw_rss_mb=round(last.gateway.rss_bytes / 2**20, 1),
+        gw_rss_kb_per_call=round((last.gateway.rss_bytes - idle.rss_bytes) / 1024 / calls, 1),
+        loop_lag_p50_ms=lag50,
+        loop_lag_p99_ms=lag99,
+        loop_lag_max_ms=lagmax,
+        response_ms=_pcts(response),
+        turns_unanswered=unanswered,
+        gw_turn_ms=_pcts(gw_turn),
+        model_ms=_pcts(model),
+        greeting_gw_ms=_pcts(greeting_gw),
+        greeting_peer_ms=_pcts(greeting_peer),
+        underruns=underruns,
+        underruns_gateway=underruns_gw,
+        unexpected_answers=unexpected,
+        caller_audio_dropped=dropped,
+        caller_audio_dropped_ms=dropped_ms,
+        gen_cpu_ms_per_call_s=gen_cpu,
+        gen_cpu_pct=gen_pct,
+        gen_late_ms=gen_late,
+        gen_skipped_frames=int(result.get("skipped_frames", 0)),
+        emu_cpu_ms_per_call_s=emu_cpu,
+        emu_cpu_pct=emu_pct,
+        emu_stats=(
+            None
+            if last.emulator_stats is None
+            else {"window_start": first.emulator_stats, "window_end": last.emulator_stats}
+        ),
+        gen_gc_max_ms=float(result.get("gc_pauses", {}).get("max_ms", 0.0)),
+        flags=flags,
+        errors=errors,
+    )
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+# ---------------------------------------------------------------------------- service level
+
+
+def check_slo(row: Row, baseline: Row | None) -> None:
+    """Fill ``slo_ok`` / ``slo_misses`` (see the module docstring)."""
+    misses: list[str] = []
+    if row.failed_calls:
+        misses.append(f"{row.failed_calls} calls failed")
+    if row.caller_audio_dropped or (row.caller_audio_dropped_ms or 0) > 0:
+        misses.append("caller audio dropped")
+    if row.response_ms.n == 0:
+        misses.append("no answered turn in the window")
+    elif baseline is not None and baseline.response_ms.p95 is not None:
+        limit = baseline.response_ms.p95 + SLO_RESPONSE_MARGIN_MS
+        if (row.response_ms.p95 or 0) > limit:
+            misses.append(f"response p95 {row.response_ms.p95} > {limit:.0f} ms")
+    if row.turns_unanswered:
+        misses.append(f"{row.turns_unanswered} turns unanswered")
+    if row.loop_lag_p99_ms is not None and row.loop_lag_p99_ms > SLO_LOOP_LAG_P99_MS:
+        misses.append(f"loop lag p99 {row.loop_lag_p99_ms} ms")
+    if row.underruns_gateway:
+        misses.append(f"{row.underruns_gateway} underruns")
+    if row.flags:
+        misses.append("not gateway-bound: " + ", ".join(row.flags))
+    row.slo_ok = not misses
+    row.slo_misses = misses
+
+
+# ---------------------------------------------------------------------------- table
+
+
+def _f(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "n/a"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}"
+
+
+def _trio(p: Pcts, keys: tuple[str, ...] = ("p50", "p95", "p99")) -> str:
+    if p.n == 0:
+        return "-"
+    return "/".join(_f(getattr(p, k)) for k in keys)
+
+
+def markdown(rows: list[Row]) -> str:
+    """The rows as a Markdown table."""
+    head = (
+        "| N | gw CPU ms/call-s | gw % core | gw RSS KiB/call | loop lag p50/p99 ms "
+        "| response p50/p95/p99 ms | gw turn p50/p99 ms | greeting gw p50/p99 ms "
+        "| greeting peer p50/p99 ms | underruns | caller audio dropped "
+        "| gen CPU ms/call-s | gen late p50/p99/max ms | emu CPU ms/call-s | emu % core | flags |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lag = (
+            "n/a"
+            if r.loop_lag_p99_ms is None
+            else f"{_f(r.loop_lag_p50_ms, 1)}/{_f(r.loop_lag_p99_ms, 1)}"
+        )
+        dropped = str(r.caller_audio_dropped)
+        if r.caller_audio_dropped_ms is not None:
+            dropped += f" ({r.caller_audio_dropped_ms:.0f} ms)"
+        flags = ", ".join(r.flags)
+        if r.slo_ok is not None:
+            flags = ", ".join(
+                filter(
+                    None, [flags, "SLO ok" if r.slo_ok else "SLO miss: " + "; ".join(r.slo_misses)]
+                )
+            )
+        if r.failed_calls:
+            flags = ", ".join(filter(None, [flags, f"{r.failed_calls} failed"]))
+        lines.append(
+            f"| {r.calls} | {_f(r.gw_cpu_ms_per_call_s, 1)} | {_f(r.gw_cpu_pct)} "
+            f"| {_f(r.gw_rss_kb_per_call)} | {lag} | {_trio(r.response_ms)} "
+            f"| {_trio(r.gw_turn_ms, ('p50', 'p99'))} | {_trio(r.greeting_gw_ms, ('p50', 'p99'))} "
+            f"| {_trio(r.greeting_peer_ms, ('p50', 'p99'))} | {r.underruns} | {dropped} "
+            f"| {_f(r.gen_cpu_ms_per_call_s, 1)} "
+            f"| {_f(r.gen_late_ms.p50, 1)}/{_f(r.gen_late_ms.p99, 1)}/{_f(r.gen_late_ms.max, 1)} "
+            f"| {_f(r.emu_cpu_ms_per_call_s, 1)} | {_f(r.emu_cpu_pct)} | {flags} |"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- main
+
+
+async def _main(args: argparse.Namespace) -> Report:
+    rows: list[Row] = []
+    report = Report(
+        command=[Path(sys.argv[0]).name, *sys.argv[1:]],
+        gateway_root=str(args.gateway_root),
+        window_s=args.window_s,
+        ramp_s=args.ramp_s,
+        settle_s=args.settle_s,
+        gateway_cpus=sorted(args.gateway_cpus) if args.gateway_cpus else None,
+        other_cpus=sorted(args.other_cpus) if args.other_cpus else None,
+        rows=rows,
+    )
+
+    async with anyio.create_task_group() as tg:
+
+        async def step(n: int, baseline: Row | None) -> Row:
+            print(f"bench_load: N={n} ...", file=sys.stderr, flush=True)
+            row = await run_step(tg, args, n)
+            check_slo(row, baseline)
+            rows.append(row)
+            print(markdown([row]).splitlines()[-1], file=sys.stderr, flush=True)
+            return row
+
+        if args.search:
+            await _search(args, step, report)
+        else:
+            baseline: Row | None = None
+            for n in args.steps:
+                row = await step(n, baseline)
+                if n == 1:
+                    baseline = row
+        tg.cancel_scope.cancel()
+    return report
+
+
+async def _search(
+    args: argparse.Namespace, step: Callable[[int, Row | None], Any], report: Report
+) -> None:
+    baseline: Row = await step(1, None)
+    best = 1 if baseline.slo_ok else 0
+    failed: int | None = None
+    n = args.search_start
+    while n <= args.search_max:
+        row: Row = await step(n, baseline)
+        if not row.slo_ok:
+            failed = n
+            break
+        best = n
+        n += args.search_step
+    while failed is not None and failed - best > args.search_resolution:
+        mid = (best + failed) // 2
+        row = await step(mid, baseline)
+        if row.slo_ok:
+            best = mid
+        else:
+            failed = mid
+    report.best_calls = best
+    if failed is None:
+        report.search_note = f"every step up to {args.search_max} met the service level"
+    else:
+        report.search_note = f"highest N meeting the service level: {best} (missed at {failed})"
+
+
+def _steps(text: str) -> list[int]:
+    steps = [int(part) for part in text.split(",") if part.strip()]
+    if not steps or min(steps) < 1:
+        raise argparse.ArgumentTypeError("a comma-separated list of call counts >= 1")
+    return steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the Markdown table; write ``--json``."""
+    parser = argparse.ArgumentParser(
+        description="Load benchmark: gateway CPU, memory, loop lag and latency per concurrent call."
+    )
+    parser.add_argument("--steps", type=_steps, default=[1, 10, 20, 40], help="e.g. 1,10,20")
+    parser.add_argument("--search", action="store_true", help="find the highest N meeting the SLO")
+    parser.add_argument("--search-start", type=int, default=10)
+    parser.add_argument("--search-step", type=int, default=10)
+    parser.add_argument("--search-max", type=int, default=200)
+    parser.add_argument("--search-resolution", type=int, default=5)
+    parser.add_argument("--window-s", type=float, default=30.0, help="measured window per step")
+    parser.add_argument("--ramp-s", type=float, default=5.0, help="calls start over this long")
+    parser.add_argument("--settle-s", type=float, default=3.0, help="wait after the ramp")
+    parser.add_argument(
+        "--tail-s", type=float, default=3.0, help="callers stay after the window (late answers)"
+    )
+    parser.add_argument(
+        "--pin",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="gateway alone on CPU 0, emulator and generator on the others (auto: with >= 2 CPUs)",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write results as JSON")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="extra gateway setting, VALUE in TOML (e.g. limits.admission_loop_lag_ms=100)",
+    )
+    parser.add_argument(
+        "--gateway-root",
+        type=lambda p: Path(p).resolve(),
+        default=REPO,
+        metavar="PATH",
+        help="checkout whose .venv runs the gateway and emulator (default: this repo)",
+    )
+    args = parser.parse_args(argv)
+    if not (args.gateway_root / ".venv/bin/sonic-gateway").exists():
+        parser.error(f"{args.gateway_root}/.venv/bin/sonic-gateway not found")
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = args.pin == "on" or (args.pin == "auto" and len(cpus) >= 2)
+    if pin and len(cpus) < 2:
+        parser.error("--pin on needs at least 2 CPUs")
+    args.gateway_cpus = {cpus[0]} if pin else None
+    args.other_cpus = set(cpus[1:]) if pin else None
+    # Children must get the default SIGINT disposition (a shell may start us with it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    report = anyio.run(_main, args)
+    print(markdown(report.rows))
+    if report.search_note:
+        print(f"\n{report.search_note}")
+    for row in report.rows:
+        for error in row.errors[:5]:
+            print(f"N={row.calls}: {error}", file=sys.stderr)
+    if args.json is not None:
+        args.json.write_bytes(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

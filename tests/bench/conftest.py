@@ -1,0 +1,11 @@
+"""The load benchmark's modules live in scripts/ (run as scripts, not installed): import them from
+there."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
