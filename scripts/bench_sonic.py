@@ -3,6 +3,7 @@
 Run from the repository root::
 
     .venv/bin/python scripts/bench_sonic.py [--events 300] [--pings 150] [--rounds 10]
+    .venv/bin/python scripts/bench_sonic.py --input-only [--events 300]
 
 The server side runs in a SUBPROCESS (so ``time.process_time`` counts the client only): the
 emulator for CPU and set-up figures, and a small TLS + HTTP/2 echo server (same hypercorn stack,
@@ -12,7 +13,11 @@ Measures:
 
 * CPU per ``audioInput`` event at 20, 40 and 60 ms of 16 kHz audio per event: JSON + base64
   (msgspec), event-stream framing, SigV4 event signing, CRT write; sent unpaced, CPU of the whole
-  window (including a short settle) divided by the event count.
+  window (including a short settle) divided by the event count. For the lean input path
+  (``actors.sonic.event_writer``: our framing and signing, one write per unit) and for the SDK
+  publisher on the same kind of stream; at 20 ms also paced in real time (what a call does:
+  one event, one loop wake-up, one CRT write every 20 ms). ``--input-only`` stops there. Also the
+  lean core alone (frame + sign one event, no I/O).
 * CPU per ``audioOutput`` event received (100 ms of 24 kHz audio each): CRT read, event-stream
   decode, JSON + base64 decode, the protocol core, the conversation's event channel.
 * Stream set-up latency: cold (new connector: TCP + TLS + HTTP/2 + request), with the
@@ -46,12 +51,14 @@ import audiocodec
 from actors.sonic import (
     AssistantAudio,
     AssistantAudioEnded,
+    ChunkSigner,
     PoolSettings,
+    SdkInputWriter,
     SonicConnector,
     SonicSettings,
     StaticCredentials,
 )
-from actors.wire import TextInput, encode_input_event
+from actors.wire import TextInput, encode_audio_input, encode_input_event
 
 # ---------------------------------------------------------------------------- server subprocess
 
@@ -168,24 +175,121 @@ def settings_for(info: dict[str, str], **kw: Any) -> SonicSettings:
 # ---------------------------------------------------------------------------- measurements
 
 
-async def cpu_per_input_event(info: dict[str, str], batch_ms: int, events: int) -> float:
+async def cpu_per_input_event(
+    info: dict[str, str], batch_ms: int, events: int, *, lean: bool = True, paced: bool = False
+) -> dict[str, float]:
+    """ms of CPU per event: the process, the event-loop thread, and (paced) ``send_unit`` alone."""
     settings = settings_for(info, audio_batch_ms=batch_ms)
     async with SonicConnector(
         settings, credentials=StaticCredentials(), pool=PoolSettings(size=0)
     ) as conn:
         stream = await conn.open_stream()
+        assert stream.statistics()["lean_input"] == 1, "the lean input path is not available"
+        if not lean:  # the SDK publisher from here on (it continues the same signature chain)
+            stream._input = SdkInputWriter(stream._duplex.input_stream)
         await stream.send_unit(stream.protocol.open_audio())
         pcm = bytes(settings.batch_bytes)  # digital silence: the emulator stays quiet
         for _ in range(20):  # warm-up
             await stream.send_unit(stream.protocol.audio(pcm))
         await anyio.sleep(0.2)
-        start = time.process_time()
+        start, loop_start, in_send = time.process_time(), time.thread_time(), 0.0
+        next_at = anyio.current_time()
         for _ in range(events):
-            await stream.send_unit(stream.protocol.audio(pcm))
+            unit = stream.protocol.audio(pcm)
+            before = time.thread_time()
+            await stream.send_unit(unit)  # paced, the buffer has room: it never blocks
+            in_send += time.thread_time() - before
+            if paced:
+                next_at += batch_ms / 1000
+                await anyio.sleep_until(next_at)
         await anyio.sleep(0.1)  # let the CRT thread finish writing
-        cpu = time.process_time() - start
+        cpu, loop_cpu = time.process_time() - start, time.thread_time() - loop_start
         await stream.close()
-    return cpu / events * 1000
+    return {
+        "process": cpu / events * 1000,
+        "loop": loop_cpu / events * 1000,
+        "send_unit": in_send / events * 1000,
+    }
+
+
+async def cpu_per_input_event_many(
+    info: dict[str, str], streams: int, events: int, *, lean: bool
+) -> dict[str, float]:
+    """Like :func:`cpu_per_input_event`, paced at 20 ms on ``streams`` streams at once, staggered."""
+    settings = settings_for(info, audio_batch_ms=20)
+    async with SonicConnector(
+        settings, credentials=StaticCredentials(), pool=PoolSettings(size=0)
+    ) as conn:
+        opened = [await conn.open_stream() for _ in range(streams)]
+        for stream in opened:
+            if not lean:
+                stream._input = SdkInputWriter(stream._duplex.input_stream)
+            await stream.send_unit(stream.protocol.open_audio())
+        pcm = bytes(settings.batch_bytes)
+        in_send = 0.0
+
+        async def feed(stream: Any, offset: float) -> None:
+            nonlocal in_send
+            next_at = anyio.current_time() + offset
+            for _ in range(events):
+                await anyio.sleep_until(next_at)
+                next_at += 0.02
+                unit = stream.protocol.audio(pcm)
+                before = time.thread_time()
+                await stream.send_unit(unit)
+                in_send += time.thread_time() - before
+
+        await anyio.sleep(0.2)
+        start, loop_start = time.process_time(), time.thread_time()
+        async with anyio.create_task_group() as tg:
+            for i, stream in enumerate(opened):
+                tg.start_soon(feed, stream, 0.02 * i / streams)
+        await anyio.sleep(0.1)
+        cpu, loop_cpu = time.process_time() - start, time.thread_time() - loop_start
+        for stream in opened:
+            await stream.close()
+    total = streams * events
+    return {
+        "process": cpu / total * 1000,
+        "loop": loop_cpu / total * 1000,
+        "send_unit": in_send / total * 1000,
+    }
+
+
+def cpu_of_lean_core(events: int) -> float:
+    """µs to frame and sign one 20 ms audioInput event (no I/O)."""
+    event = encode_audio_input("p" * 36, "c" * 36, bytes(640))
+    core = ChunkSigner(secret_access_key="dummy", region="us-east-1", service="bedrock")
+    prior, now_us = b"0" * 64, time.time_ns() // 1000
+    start = time.process_time()
+    for i in range(events):
+        _, prior = core.sign_frames([event], now_us + i * 20_000, prior)
+    return (time.process_time() - start) / events * 1e6
+
+
+async def input_figures(info: dict[str, str], events: int, streams: int) -> None:
+    print("CPU per audioInput event, µs (process: all threads, CRT included; loop: the event-loop")
+    print(
+        "thread; send_unit: the gateway's send path alone, measured paced where it never blocks):"
+    )
+    print(f"  lean core alone (frame + sign, no I/O): {cpu_of_lean_core(events * 20):6.1f}")
+    for batch_ms, paced in ((20, False), (40, False), (60, False), (20, True)):
+        label = f"{batch_ms} ms/event{', paced' if paced else ', unpaced'}"
+        n = min(events, 250) if paced else events
+        for name, lean in (("SDK publisher", False), ("lean", True)):
+            r = await cpu_per_input_event(info, batch_ms, n, lean=lean, paced=paced)
+            send = f"  send_unit {r['send_unit'] * 1000:6.1f}" if paced else ""
+            print(
+                f"  {label:20s} {name:13s} process {r['process'] * 1000:6.1f}"
+                f"  loop {r['loop'] * 1000:6.1f}{send}"
+            )
+    label = f"20 ms/event, paced, {streams} streams"
+    for name, lean in (("SDK publisher", False), ("lean", True)):
+        r = await cpu_per_input_event_many(info, streams, 150, lean=lean)
+        print(
+            f"  {label:20s} {name:13s} process {r['process'] * 1000:6.1f}"
+            f"  loop {r['loop'] * 1000:6.1f}  send_unit {r['send_unit'] * 1000:6.1f}"
+        )
 
 
 async def cpu_per_output_event(info: dict[str, str]) -> tuple[float, int]:
@@ -297,12 +401,9 @@ def summary(values: list[float]) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     with server("emulator") as info:
-        print("CPU per audioInput event (ms of client CPU, SigV4 + framing + CRT write included):")
-        for batch_ms in (20, 40, 60):
-            ms = await cpu_per_input_event(info, batch_ms, args.events)
-            print(
-                f"  {batch_ms} ms/event: {ms:.3f} ms per event, {ms / batch_ms * 1000:.1f} ms CPU per s of audio"
-            )
+        await input_figures(info, args.events, args.streams)
+        if args.input_only:
+            return
         ms, count = await cpu_per_output_event(info)
         print(f"CPU per audioOutput event (100 ms @ 24 kHz): {ms:.3f} ms (n={count})")
         latency = await setup_latency(info, args.rounds)
@@ -325,6 +426,8 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--pings", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--input-only", action="store_true", help="only the audioInput CPU figures")
+    parser.add_argument("--streams", type=int, default=20, help="streams of the concurrent figure")
     parser.add_argument("--serve", choices=["emulator", "echo"], help=argparse.SUPPRESS)
     parser.add_argument("--info", help=argparse.SUPPRESS)
     ns = parser.parse_args()

@@ -22,6 +22,13 @@ from actors.sonic.credentials import (
     PinnedIdentityResolver,
     StaticCredentials,
 )
+from actors.sonic.event_writer import (
+    ChunkSigner,
+    InputWriter,
+    LeanInputWriter,
+    SdkInputWriter,
+    open_input_writer,
+)
 from actors.sonic.events import (
     AssistantAudio,
     AssistantAudioEnded,
@@ -54,6 +61,7 @@ __all__ = [
     "BedrockTransport",
     "BotocoreCredentials",
     "CallerAudioRing",
+    "ChunkSigner",
     "CompletionEnded",
     "ConnectionStatistics",
     "ConnectorStatistics",
@@ -65,8 +73,11 @@ __all__ = [
     "HandoverPlanner",
     "HistoryTurn",
     "InputState",
+    "InputWriter",
+    "LeanInputWriter",
     "PinnedIdentityResolver",
     "PoolSettings",
+    "SdkInputWriter",
     "SessionClosed",
     "SonicConnector",
     "SonicConversation",
@@ -81,4 +92,5 @@ __all__ = [
     "UserTranscript",
     "classify_error",
     "endpoint_of",
+    "open_input_writer",
 ]

@@ -15,7 +15,10 @@ Theory of operation (reference nova-sonic.md §7, §10):
   fails the stream when nothing arrives for ``stall_timeout_s`` while audio is flowing.
 * :meth:`SonicStream.send_unit` sends a list of encoded events as one unit under the stream's
   lock: the single writer. It raises the stream's :class:`SonicError` once the stream failed and
-  :class:`ClosedByUs` once it was closed.
+  :class:`ClosedByUs` once it was closed. Right after the request is up, the SDK's publisher is
+  taken over by :class:`LeanInputWriter` (our framing and chunk signing, a unit in ONE write, the
+  SDK's signature chain kept current, see :mod:`actors.sonic.event_writer`); where the SDK is not
+  as expected the SDK publisher sends every event instead.
 * :meth:`SonicStream.close` is the orderly, bounded end: audio contentEnd, promptEnd, sessionEnd,
   a short wait for ``completionEnd`` if a completion is in flight, then the input stream is closed
   (a signed empty frame and END_STREAM) and the response drained; all within ``close_timeout_s``
@@ -34,8 +37,6 @@ from typing import TYPE_CHECKING, Any, Final, final
 import anyio
 import structlog
 from aws_sdk_bedrock_runtime.models import (  # type: ignore[import-untyped]  # no py.typed in 0.12
-    BidirectionalInputPayloadPart,
-    InvokeModelWithBidirectionalStreamInputChunk,
     InvokeModelWithBidirectionalStreamOperationInput,
     InvokeModelWithBidirectionalStreamOutputChunk,
 )
@@ -43,6 +44,7 @@ from aws_sdk_bedrock_runtime.models import (  # type: ignore[import-untyped]  # 
 from actors.errors import ClosedByUs, SonicError, SonicRetryableError
 from actors.sonic.classify import classify_error
 from actors.sonic.credentials import PinnedIdentityResolver, seconds_left
+from actors.sonic.event_writer import InputWriter, SdkInputWriter, open_input_writer
 from actors.sonic.protocol import InputState, SonicProtocol
 
 if TYPE_CHECKING:
@@ -59,12 +61,6 @@ _log = structlog.get_logger("actors.sonic.stream")
 _stream_numbers: Final = itertools.count(1)
 
 type Deliver = Callable[[SonicStream, list[SonicEvent]], Awaitable[None]]
-
-
-def _chunk(data: bytes) -> Any:
-    return InvokeModelWithBidirectionalStreamInputChunk(
-        value=BidirectionalInputPayloadPart(bytes_=data)
-    )
 
 
 @final
@@ -88,8 +84,12 @@ class SonicStream:
         self.opened_at = opened_at
         #: anyio time at which the stream's credentials expire (None: they do not).
         self.credentials_expire_at = None if expires_in_s is None else opened_at + expires_in_s
-        self._send_lock = anyio.Lock()
-        self._send_scopes: set[anyio.CancelScope] = set()
+        self._input: InputWriter = SdkInputWriter(duplex.input_stream)
+        # One writer per stream: the lock only orders close() after a send in flight, so take it
+        # without a checkpoint when it is free (~1 µs instead of ~6 µs per unit).
+        self._send_lock = anyio.Lock(fast_acquire=True)
+        # The unit in flight, cancelled when the stream fails (the lock allows only one).
+        self._send_scope: anyio.CancelScope | None = None
         self._failure: SonicError | None = None
         self._closing = False
         self._closed = False
@@ -109,6 +109,7 @@ class SonicStream:
         identity: AWSCredentialsIdentity,
         *,
         turn_ids: Iterator[int] | None = None,
+        lean_input: bool = True,
     ) -> SonicStream:
         """Open a stream and send the prelude; returns when ``await_output()`` resolved.
 
@@ -120,6 +121,7 @@ class SonicStream:
             settings: the conversation's settings.
             identity: the credentials this stream is signed with for its whole life.
             turn_ids: the conversation's assistant-turn counter (may be attached later).
+            lean_input: False keeps the SDK publisher for every event (benchmarks compare).
 
         Raises:
             SonicRetryableError / SonicFatalError: the open failed or timed out (``openTimeout``).
@@ -145,8 +147,8 @@ class SonicStream:
                     opened_at=opened_at,
                     expires_in_s=seconds_left(identity),
                 )
-                for event in protocol.prelude():
-                    await duplex.input_stream.send(_chunk(event))
+                stream._input = await open_input_writer(duplex, lean=lean_input)
+                await stream._input.send(protocol.prelude())
                 _, stream._receiver = await duplex.await_output()
         except TimeoutError as exc:
             if stream is not None:
@@ -183,6 +185,7 @@ class SonicStream:
         return {
             "number": self.number,
             "events_sent": self._events_sent,
+            "lean_input": int(self._input.lean),
             "failure": None if self._failure is None else self._failure.kind,
             **self.protocol.statistics(),
         }
@@ -277,8 +280,8 @@ class SonicStream:
                 kind=error.kind,
                 retryable=error.retryable,
             )
-        for scope in self._send_scopes:
-            scope.cancel()
+        if self._send_scope is not None:
+            self._send_scope.cancel()
 
     # ---------------------------------------------------------------- send
 
@@ -299,17 +302,15 @@ class SonicStream:
 
     async def _send_locked(self, events: list[bytes]) -> None:
         self._check_sendable()
-        publisher = self._duplex.input_stream
-        with anyio.CancelScope() as scope:
-            self._send_scopes.add(scope)
+        with anyio.CancelScope() as scope:  # ~3 µs; lets a failure end a send blocked on the buffer
+            self._send_scope = scope
             try:
-                for event in events:
-                    await publisher.send(_chunk(event))
-                    self._events_sent += 1
+                await self._input.send(events)
+                self._events_sent += len(events)
             except OSError as exc:
                 self._fail(classify_error(exc), exc)
             finally:
-                self._send_scopes.discard(scope)
+                self._send_scope = None
         self._check_sendable()
 
     def _check_sendable(self) -> None:
@@ -369,8 +370,8 @@ class SonicStream:
         """Release the SDK stream without ceremony (after close, or when open failed)."""
         self._closing = True
         self._closed = True
-        for scope in self._send_scopes:
-            scope.cancel()
+        if self._send_scope is not None:
+            self._send_scope.cancel()
         with anyio.move_on_after(0.5, shield=True):
             with contextlib.suppress(Exception):
                 await self._duplex.input_stream.close()
