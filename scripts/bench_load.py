@@ -13,8 +13,11 @@ hears the greeting, says a 1.5 s utterance, listens to the answer, pauses 1 s, a
 One table row per step:
 
 * gateway CPU per call-second (``utime + stime`` from ``/proc/<pid>/stat`` over the window, divided
-  by the call-seconds live in it) and its share of one core; RSS per call (RSS at the end of the
-  window minus idle RSS after the warm-up call, over N);
+  by the call-seconds live in it) and its share of one core; how much of the window its main
+  thread (the event loop) spent runnable but waiting for a CPU (``/proc/<pid>/schedstat``: the
+  machine, not the gateway, was short of CPU); RSS per call (RSS at the end of the window minus
+  idle RSS after the warm-up call, over N); its idle CPU (``--idle-s`` before the ramp) is in the
+  JSON, to tell the fixed cost from the per-call one at small N;
 * event-loop lag p50/p99 of the gateway over the window (``GET /debug/load``, difference of two
   cumulative histograms; a percentile is its bucket's upper bound; ``n/a`` without the endpoint);
 * response time at the peer (last speech frame sent -> first answer media received), for turns
@@ -23,8 +26,13 @@ One table row per step:
 * playback underruns at the peer in the window (a gap > 40 ms within an answer), caller audio
   dropped by the gateway (``audio_dropped`` messages summed over calls; ms from ``/debug/load``);
 * the generator's and the emulator's CPU per call-second, the generator's pacing lateness;
-  a row is flagged when generator lateness p99 > 10 ms or a process other than the gateway uses
-  more than 90 % of a core (then the gateway is not what limits the row).
+  a row is flagged when generator lateness p99 > 10 ms, a process other than the gateway uses
+  more than 90 % of a core, or processes outside the benchmark used more than 20 % of a core
+  (``/proc/stat``): then the gateway is not (only) what limits the row.
+
+With two or more CPUs the gateway runs alone on the first one and the emulator and generator share
+the others (``--pin``, so "% core" means one core); the generator runs at a higher priority where
+the OS allows it (it stands in for Twilio, which does not share the gateway's CPU).
 
 ``--search`` runs N=1, then 10, 20, ... until a step misses the service level (no caller audio
 dropped, response p95 within 50 ms of N=1's, loop lag p99 <= 10 ms, no underruns the gateway
@@ -69,6 +77,7 @@ WARMUP_PREFIX: Final = "CAffffffff"
 START_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 15.0
 GEN_LATE_FLAG_MS: Final = 10.0
+OTHERS_FLAG_PCT: Final = 20.0
 CORE_FLAG_PCT: Final = 90.0
 SLO_RESPONSE_MARGIN_MS: Final = 50.0
 SLO_LOOP_LAG_P99_MS: Final = 10.0
@@ -100,6 +109,9 @@ class Row(msgspec.Struct, kw_only=True):
     call_s: float
     gw_cpu_ms_per_call_s: float | None
     gw_cpu_pct: float
+    gw_wait_pct: float
+    gw_idle_cpu_pct: float
+    others_cpu_pct: float
     gw_rss_idle_mb: float
     gw_rss_mb: float
     gw_rss_kb_per_call: float | None
@@ -119,6 +131,7 @@ class Row(msgspec.Struct, kw_only=True):
     caller_audio_dropped_ms: float | None
     gen_cpu_ms_per_call_s: float | None
     gen_cpu_pct: float
+    gen_wait_pct: float
     gen_late_ms: Pcts
     gen_skipped_frames: int
     emu_cpu_ms_per_call_s: float | None
@@ -161,23 +174,38 @@ def _pcts(values: list[float]) -> Pcts:
 
 
 class ProcSample(msgspec.Struct, frozen=True):
-    """CPU seconds used so far and resident memory of one process."""
+    """CPU seconds used so far, run-queue wait of the main thread, resident memory."""
 
     at: float
     cpu_s: float
+    wait_s: float
     rss_bytes: int
 
 
 def proc_sample(pid: int) -> ProcSample:
-    """Read ``/proc/<pid>/stat`` (utime + stime, all threads) and ``/proc/<pid>/status`` (VmRSS)."""
+    """Read ``/proc/<pid>/stat`` (utime + stime, all threads), ``/proc/<pid>/schedstat`` (time
+    the main thread, which runs the event loop, was runnable but waiting for a CPU) and
+    ``/proc/<pid>/status`` (VmRSS)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    try:
+        wait = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        wait = 0.0
     rss = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1]) * 1024
-    return ProcSample(at=time.monotonic(), cpu_s=cpu, rss_bytes=rss)
+    return ProcSample(at=time.monotonic(), cpu_s=cpu, wait_s=wait, rss_bytes=rss)
+
+
+def machine_busy_s() -> float:
+    """CPU seconds used by everything on the machine so far (``/proc/stat``, all CPUs)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / CLK_TCK
 
 
 # ---------------------------------------------------------------------------- /debug/load
@@ -531,6 +559,7 @@ class Samples(msgspec.Struct, kw_only=True):
     gateway: ProcSample
     emulator: ProcSample
     generator: ProcSample
+    machine_busy_s: float
     load: dict[str, Any] | None
     emulator_stats: dict[str, Any] | None
 
@@ -543,6 +572,7 @@ async def _sample(
         gateway=proc_sample(pids[0]),
         emulator=proc_sample(pids[1]),
         generator=proc_sample(pids[2]),
+        machine_busy_s=machine_busy_s(),
         load=load,
         emulator_stats=emulator.statistics(),
     )
@@ -570,6 +600,8 @@ async def run_step(tg: TaskGroup, args: argparse.Namespace, calls: int) -> Row:
             async with run_generator(tg, url, calls, args) as gen:
                 pids = (gateway.process.pid, emulator.process.pid, gen.process.pid)
                 await gen.expect("ready", START_TIMEOUT_S)
+                idle_start = proc_sample(pids[0])
+                await anyio.sleep(args.idle_s)
                 idle = proc_sample(pids[0])
                 idle_load = await read_load(client, base)
                 await gen.send("go")
@@ -584,7 +616,7 @@ async def run_step(tg: TaskGroup, args: argparse.Namespace, calls: int) -> Row:
                 await anyio.sleep(args.tail_s)
                 await gen.send("stop")
                 result = await gen.expect("result", 60.0)
-    return build_row(calls, idle, idle_load, first, last, result, gateway)
+    return build_row(calls, idle_start, idle, idle_load, first, last, result, gateway)
 
 
 def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
@@ -593,6 +625,7 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
 
 def build_row(
     calls: int,
+    idle_start: ProcSample,
     idle: ProcSample,
     idle_load: dict[str, Any] | None,
     first: Samples,
@@ -613,6 +646,9 @@ def build_row(
         used = after.cpu_s - before.cpu_s
         pct = 100.0 * used / max(after.at - before.at, 1e-9)
         return (round(1000.0 * used / call_s, 2) if call_s > 0 else None), round(pct, 1)
+
+    def wait_pct(before: ProcSample, after: ProcSample) -> float:
+        return round(100.0 * (after.wait_s - before.wait_s) / max(window, 1e-9), 1)
 
     gw_cpu, gw_pct = per_call_s(first.gateway, last.gateway)
     gen_cpu, gen_pct = per_call_s(first.generator, last.generator)
@@ -676,6 +712,10 @@ def build_row(
         flags.append("generator saturated")
     if emu_pct > CORE_FLAG_PCT:
         flags.append("emulator saturated")
+    machine_pct = 100.0 * (last.machine_busy_s - first.machine_busy_s) / max(window, 1e-9)
+    others_pct = round(max(0.0, machine_pct - gw_pct - gen_pct - emu_pct), 1)
+    if others_pct > OTHERS_FLAG_PCT:
+        flags.append(f"other processes used {others_pct:.0f} % of a core")
     refused: int | None = None
     if idle_load is not None and last.load is not None:
         refused = sum(
@@ -695,6 +735,11 @@ def build_row(
         call_s=round(call_s, 1),
         gw_cpu_ms_per_call_s=gw_cpu,
         gw_cpu_pct=gw_pct,
+        gw_wait_pct=wait_pct(first.gateway, last.gateway),
+        gw_idle_cpu_pct=round(
+            100.0 * (idle.cpu_s - idle_start.cpu_s) / max(idle.at - idle_start.at, 1e-9), 1
+        ),
+        others_cpu_pct=others_pct,
         gw_rss_idle_mb=round(idle.rss_bytes / 2**20, 1),
         gw_rss_mb=round(last.gateway.rss_bytes / 2**20, 1),
         gw_rss_kb_per_call=round((last.gateway.rss_bytes - idle.rss_bytes) / 1024 / calls, 1),
@@ -714,6 +759,7 @@ def build_row(
         caller_audio_dropped_ms=dropped_ms,
         gen_cpu_ms_per_call_s=gen_cpu,
         gen_cpu_pct=gen_pct,
+        gen_wait_pct=wait_pct(first.generator, last.generator),
         gen_late_ms=gen_late,
         gen_skipped_frames=int(result.get("skipped_frames", 0)),
         emu_cpu_ms_per_call_s=emu_cpu,
@@ -781,7 +827,8 @@ def _trio(p: Pcts, keys: tuple[str, ...] = ("p50", "p95", "p99")) -> str:
 def markdown(rows: list[Row]) -> str:
     """The rows as a Markdown table."""
     head = (
-        "| N | gw CPU ms/call-s | gw % core | gw RSS KiB/call | loop lag p50/p99 ms "
+        "| N | gw CPU ms/call-s | gw % core | gw loop waiting % | gw RSS KiB/call "
+        "| loop lag p50/p99 ms "
         "| response p50/p95/p99 ms | gw turn p50/p99 ms | greeting gw p50/p99 ms "
         "| greeting peer p50/p99 ms | underruns | caller audio dropped "
         "| gen CPU ms/call-s | gen late p50/p99/max ms | emu CPU ms/call-s | emu % core | flags |"
@@ -807,7 +854,7 @@ def markdown(rows: list[Row]) -> str:
             flags = ", ".join(filter(None, [flags, f"{r.failed_calls} failed"]))
         lines.append(
             f"| {r.calls} | {_f(r.gw_cpu_ms_per_call_s, 1)} | {_f(r.gw_cpu_pct)} "
-            f"| {_f(r.gw_rss_kb_per_call)} | {lag} | {_trio(r.response_ms)} "
+            f"| {_f(r.gw_wait_pct)} | {_f(r.gw_rss_kb_per_call)} | {lag} | {_trio(r.response_ms)} "
             f"| {_trio(r.gw_turn_ms, ('p50', 'p99'))} | {_trio(r.greeting_gw_ms, ('p50', 'p99'))} "
             f"| {_trio(r.greeting_peer_ms, ('p50', 'p99'))} | {r.underruns} | {dropped} "
             f"| {_f(r.gen_cpu_ms_per_call_s, 1)} "
@@ -904,6 +951,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-s", type=float, default=30.0, help="measured window per step")
     parser.add_argument("--ramp-s", type=float, default=5.0, help="calls start over this long")
     parser.add_argument("--settle-s", type=float, default=3.0, help="wait after the ramp")
+    parser.add_argument(
+        "--idle-s", type=float, default=2.0, help="gateway idle CPU measured this long"
+    )
     parser.add_argument(
         "--tail-s", type=float, default=3.0, help="callers stay after the window (late answers)"
     )
