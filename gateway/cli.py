@@ -86,6 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     emulator.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+    emulator.add_argument(
+        "--realtime-factor",
+        type=float,
+        default=4.0,
+        metavar="F",
+        help="reply audio goes out F times faster than real time (default 4; 1 = real time; "
+        "0 = as fast as the stream takes it)",
+    )
+    emulator.add_argument(
+        "--stats-file",
+        type=Path,
+        metavar="PATH",
+        help="write the emulator's statistics to PATH as one JSON object every second (the file "
+        "is replaced whole each time): session and connection counts, and reply_lateness_ms "
+        "(how late paced reply audio went out: count, p50, p99, max, cumulative buckets)",
+    )
 
     replay = commands.add_parser(
         "replay",
@@ -145,8 +161,10 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         print(f"endpoint: {emulator.endpoint_uri}", flush=True)
         print(f"ca_bundle: {emulator.ca_path}", flush=True)
 
-    settings = EmulatorSettings(host=args.host, port=args.port)
-    anyio.run(lambda: serve_forever(settings, on_ready=on_ready))
+    settings = EmulatorSettings(
+        host=args.host, port=args.port, realtime_factor=args.realtime_factor
+    )
+    anyio.run(lambda: serve_forever(settings, on_ready=on_ready, stats_file=args.stats_file))
     return 0
 
 

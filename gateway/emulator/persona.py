@@ -7,8 +7,9 @@ block shapes of nova-sonic.md §4: a TEXT block is ``contentStart`` (with ``addi
 ``contentStart``, ``audioOutput`` chunks, ``contentEnd``; a TOOL block is ``contentStart``,
 ``toolUse``, ``contentEnd`` with ``TOOL_USE``. :class:`Reply` is the plan of one answer (transcript,
 reply text, audio length, think time, tool call), from a script turn or the default persona. The
-reply audio is a deterministic speech-like signal (:func:`reply_audio`). Pure, synchronous code; the
-async shell paces and sends what these functions build.
+reply audio (a deterministic speech-like signal per reply text) is rendered and framed by
+:mod:`gateway.emulator.voice`. Pure, synchronous code; the async shell paces and sends what these
+functions build.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from actors.wire import (
     UsageDetails,
     UsageEvent,
 )
-from audiocodec import speech_like
 
 if TYPE_CHECKING:
     from gateway.emulator.script import ScriptedTurn
@@ -48,7 +48,6 @@ __all__ = [
     "Reply",
     "TokenMeter",
     "default_reply",
-    "reply_audio",
     "scripted_reply",
 ]
 
@@ -99,11 +98,6 @@ def scripted_reply(turn: ScriptedTurn, *, index: int, answer_ms: int, think_ms: 
         tool_name=None if tool is None else tool.name,
         tool_arguments=None if tool is None else _ENCODER.encode(tool.arguments),
     )
-
-
-def reply_audio(rate: int, ms: int, seed: int) -> bytes:
-    """The reply's audio: ``ms`` of deterministic speech-like LPCM16 at ``rate``."""
-    return speech_like(rate, ms, seed)
 
 
 @final

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
 import ssl
+import time
 from typing import TYPE_CHECKING, Final, Literal, final
 
 import anyio
+import msgspec
 import structlog
 
 from gateway.emulator.h2server import (
@@ -40,7 +43,9 @@ from gateway.emulator.h2server import (
 )
 from gateway.emulator.session import EmulatedSession, ScriptCursor, SessionRunner
 from gateway.emulator.settings import EmulatorSettings
+from gateway.emulator.stats import LatenessHistogram
 from gateway.emulator.tls import make_tls_material
+from gateway.emulator.voice import VoiceCache
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -89,6 +94,8 @@ class Emulator:
         self._disconnected = anyio.Event()
         """Set while no connection is open (shutdown waits for it)."""
         self._disconnected.set()
+        self._voices = VoiceCache()
+        self._lateness = LatenessHistogram()
 
     @property
     def endpoint_uri(self) -> str:
@@ -163,6 +170,23 @@ class Emulator:
                 stats[key] = stats.get(key, 0) + 1
         return stats
 
+    def reply_lateness(self) -> dict[str, object]:
+        """How late paced reply audio went out against its schedule, since start.
+
+        ``{"count", "p50", "p99", "max", "buckets"}`` in milliseconds (percentiles are bucket
+        upper bounds, see :mod:`gateway.emulator.stats`); measured when each ``audioOutput`` chunk
+        is handed to its stream, so it shows the emulator's own delays, not the client's.
+        """
+        return self._lateness.snapshot()
+
+    def snapshot(self) -> dict[str, object]:
+        """:meth:`statistics` plus ``reply_lateness_ms`` and ``replies_rendered`` (JSON-ready)."""
+        return {
+            **self.statistics(),
+            "replies_rendered": self._voices.renders,
+            "reply_lateness_ms": self.reply_lateness(),
+        }
+
     def shutdown_sessions(self) -> None:
         """Stop every running session and refuse new ones (the emulator is going away)."""
         self._closing = True
@@ -228,7 +252,13 @@ class Emulator:
         self.sessions.append(record)
         self._session_connection[record.number] = stream.connection
         runner = SessionRunner(
-            settings=self.settings, record=record, script=script, out=stream, cursor=self._cursor
+            settings=self.settings,
+            record=record,
+            script=script,
+            out=stream,
+            cursor=self._cursor,
+            voices=self._voices,
+            lateness=self._lateness,
         )
         # Plugged in before this callback returns: request bytes in the same read reach it.
         stream.sink = runner
@@ -366,8 +396,37 @@ async def serve_forever(
     *,
     on_ready: Callable[[Emulator], None],
     script: ModelScript | None = None,
+    stats_file: Path | None = None,
+    stats_interval_s: float = 1.0,
 ) -> None:
-    """Run the emulator until cancelled (the CLI's ``sonic-gateway emulator``)."""
+    """Run the emulator until cancelled (the CLI's ``sonic-gateway emulator``).
+
+    With ``stats_file``, :meth:`Emulator.snapshot` is written there as one JSON object every
+    ``stats_interval_s`` and once more on the way out; each write replaces the file whole (a
+    temporary file renamed over it), so a reader in another process never sees half of one. The
+    object carries ``at``, the writer's ``time.monotonic()`` (system-wide, comparable across
+    processes on the same host).
+    """
     async with run_emulator(settings, script) as emulator:
         on_ready(emulator)
-        await anyio.sleep_forever()
+        if stats_file is None:
+            await anyio.sleep_forever()
+            return
+        try:
+            while True:
+                await _write_stats(emulator, stats_file)
+                await anyio.sleep(stats_interval_s)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _write_stats(emulator, stats_file)
+
+
+async def _write_stats(emulator: Emulator, path: Path) -> None:
+    data = msgspec.json.encode({"at": time.monotonic(), **emulator.snapshot()})
+    await anyio.to_thread.run_sync(_replace_file, path, data)
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data + b"\n")
+    os.replace(temporary, path)

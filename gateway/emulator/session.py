@@ -68,11 +68,11 @@ from gateway.emulator.persona import (
     Reply,
     TokenMeter,
     default_reply,
-    reply_audio,
     scripted_reply,
 )
 from gateway.emulator.turns import SpeechOnset, TurnDetector, TurnEnded
 from gateway.emulator.validator import SessionValidator, SessionViolation
+from gateway.emulator.voice import AudioFrameEncoder, RenderedReply, VoiceCache, reply_seed
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -80,6 +80,7 @@ if TYPE_CHECKING:
 
     from gateway.emulator.script import ModelScript
     from gateway.emulator.settings import EmulatorSettings
+    from gateway.emulator.stats import LatenessHistogram
 
 __all__ = ["EmulatedSession", "FrameOutput", "SessionRunner"]
 
@@ -165,12 +166,16 @@ class SessionRunner:
         script: ModelScript | None,
         out: FrameOutput,
         cursor: ScriptCursor | None = None,
+        voices: VoiceCache | None = None,
+        lateness: LatenessHistogram | None = None,
     ) -> None:
         self._settings = settings
         self._record = record
         self._script = script
         self._cursor = cursor if cursor is not None else ScriptCursor()
         self._out = out
+        self._voices = voices if voices is not None else VoiceCache()
+        self._lateness = lateness
         self._splitter = FrameSplitter()
         self._validator = SessionValidator()
         self._detector: TurnDetector | None = None
@@ -363,7 +368,7 @@ class SessionRunner:
                     return
                 with anyio.CancelScope() as scope:
                     self._reply_scope = scope
-                    await self._reply(reply, index)
+                    await self._reply(reply)
                 self._reply_scope = None
                 if scope.cancelled_caught:
                     await self._interrupted()
@@ -382,7 +387,7 @@ class SessionRunner:
             return reply, turn.fault
         return default_reply(index, answer_ms=settings.answer_ms, think_ms=settings.think_ms), None
 
-    async def _reply(self, reply: Reply, index: int) -> None:
+    async def _reply(self, reply: Reply) -> None:
         events = self._events
         if events is None:
             return
@@ -396,12 +401,15 @@ class SessionRunner:
         self._record.transcripts.append(reply.transcript)
         if reply.tool_name is not None and reply.tool_arguments is not None:
             await self._use_tool(events, reply.tool_name, reply.tool_arguments)
-        await anyio.sleep(reply.think_ms / 1000.0)
+        # Think time runs while the reply audio renders (a worker thread, first use only).
+        think_until = anyio.current_time() + reply.think_ms / 1000.0
+        audio = await self._render(events, reply)
+        await anyio.sleep(max(0.0, think_until - anyio.current_time()))
         for body in events.text_block(
             role="ASSISTANT", stage=SPECULATIVE, text=reply.text, stop_reason="PARTIAL_TURN"
         ):
             await self._emit(body)
-        await self._speak(events, reply, index)
+        await self._speak(events, reply, audio)
         if self._playback_end is not None:
             # The FINAL text says what was spoken: it comes when playback would have finished.
             await anyio.sleep(max(0.0, self._playback_end - anyio.current_time()))
@@ -437,29 +445,43 @@ class SessionRunner:
             self._tool_waits.pop(tool_use_id, None)
             _log.warning("emulator.tool_result_missing", session=self._record.number, tool=name)
 
-    async def _speak(self, events: OutputEvents, reply: Reply, index: int) -> None:
+    async def _render(self, events: OutputEvents, reply: Reply) -> RenderedReply:
+        chunk_bytes = max(2, events.output_rate * self._settings.output_chunk_ms // 1000 * 2)
+        return await self._voices.get(
+            events.output_rate, reply.answer_ms, reply_seed(reply.text), chunk_bytes
+        )
+
+    async def _speak(self, events: OutputEvents, reply: Reply, audio: RenderedReply) -> None:
         rate = events.output_rate
-        pcm = reply_audio(rate, reply.answer_ms, seed=index)
-        chunk_bytes = max(2, rate * self._settings.output_chunk_ms // 1000 * 2)
         factor = self._settings.realtime_factor
         block = events.audio_start()
         await self._emit(block)
         self._open_audio = block
+        encoder = AudioFrameEncoder(
+            session_id=events.session_id,
+            prompt_name=events.prompt_name,
+            completion_id=events.completion_id,
+            content_id=block.content_id,
+        )
+        lateness = self._lateness
         started = anyio.current_time()
         sent_bytes = 0
-        for offset in range(0, len(pcm), chunk_bytes):
+        for size, tail in zip(audio.pcm_sizes, audio.tails, strict=True):
             if factor > 0:
                 due = started + sent_bytes / 2 / rate / factor
                 await anyio.sleep(max(0.0, due - anyio.current_time()))
+                if lateness is not None:
+                    lateness.add(anyio.current_time() - due)
             else:
                 await anyio.lowlevel.checkpoint()
-            chunk = pcm[offset : offset + chunk_bytes]
-            await self._emit(events.audio_chunk(block, chunk))
+            if self._terminated:
+                return
+            await self._out.send(encoder.frame(tail))
             if self._playback_end is None:
                 # The caller starts hearing the answer now; it lasts the answer's duration.
                 self._playback_end = anyio.current_time() + reply.answer_ms / 1000.0
-            sent_bytes += len(chunk)
-            self._record.reply_audio_bytes += len(chunk)
+            sent_bytes += size
+            self._record.reply_audio_bytes += size
         await self._emit(events.audio_end(block, "END_TURN"))
         self._open_audio = None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.emulator.persona import reply_audio
+from audiocodec import speech_like
 from gateway.emulator.turns import SpeechOnset, TurnDetector, TurnEnded
 
 
@@ -49,7 +49,7 @@ def test_short_clicks_and_quiet_noise_are_not_speech() -> None:
 
 def test_the_persona_audio_counts_as_speech() -> None:
     detector = TurnDetector(24000)
-    events = detector.feed(reply_audio(24000, 500, seed=1) + silence(24000, 700))
+    events = detector.feed(speech_like(24000, 500, seed=1) + silence(24000, 700))
     assert [type(e) for e in events] == [SpeechOnset, TurnEnded]
 
 
