@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from bench_load import Emulator, gateway_toml, lag_percentiles
+from bench_load import Emulator, emulator_lateness, gateway_toml, lag_percentiles
 
 from gateway.config import load_config
 
@@ -42,3 +42,19 @@ def test_lag_percentiles_come_from_the_window_difference() -> None:
     assert lag_percentiles(start, load([200, 0, 0, 0])) == (1.0, 1.0, 1.0)
     assert lag_percentiles(None, end) == (None, None, None)
     assert lag_percentiles(start, start) == (None, None, None)
+
+
+def emulator_stats(buckets: dict[str, int], max_ms: float) -> dict[str, object]:
+    return {
+        "reply_lateness_ms": {"count": sum(buckets.values()), "max": max_ms, "buckets": buckets}
+    }
+
+
+def test_emulator_lateness_over_the_window() -> None:
+    start = emulator_stats({"le_0.5": 10, "le_1": 0, "le_10": 0, "gt_last": 0}, 0.4)
+    end = emulator_stats({"le_0.5": 20, "le_1": 89, "le_10": 0, "gt_last": 1}, 250.0)
+    late = emulator_lateness(start, end)
+    assert late is not None
+    assert (late.n, late.p50, late.p99, late.max) == (100, 1.0, 1.0, 250.0)
+    assert emulator_lateness(None, end) is None
+    assert emulator_lateness(start, {"sessions": 1}) is None
