@@ -769,6 +769,10 @@ def build_row(
         )
     connected = sum(r.open_at is not None for r in results)
     failed = sum(r.open_at is None or r.error is not None for r in results)
+    if result.get("unknown_messages"):
+        errors.append(f"generator: {result['unknown_messages']} messages of unknown events")
+    if result.get("skipped_frames"):
+        errors.append(f"generator: {result['skipped_frames']} frames skipped (over 1 s late)")
     errors.extend(gateway.problems[:20])
     return Row(
         calls=calls,

@@ -12,7 +12,9 @@ Theory of operation:
   ``sequenceNumber`` is shared with the caller's ``mark`` echoes and the speech/silence choice
   follows the conversation. So each call renders its JSON templates once, every audio payload is
   base64-encoded once for the whole process, and a send formats three integers into the template
-  and masks it (about 1.5 µs for a 20 ms frame; one ``transport.write`` per frame).
+  and masks it: about 2 µs for a 20 ms ``media`` frame on a 2-core development VM, where framing
+  and masking alone take 1.3 µs against 2.7 µs for ``websockets``' ``Frame.serialize`` (tests
+  check the bytes are the same); one ``transport.write`` per frame.
 * **Frames in.** :class:`FrameReader` cuts the gateway's unmasked frames out of the byte stream;
   :func:`parse_gateway_message` keeps only what the caller model needs from a Twilio outbound
   message (``media`` payload length, ``mark`` name, ``clear``) and never decodes base64.
