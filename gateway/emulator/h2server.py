@@ -14,8 +14,15 @@ Connection rules:
 
 * SETTINGS_MAX_CONCURRENT_STREAMS is advertised once (``max_concurrent_streams``); there is no
   recycling after N requests (the failure mode of servers that GOAWAY after a request count).
-* Received data is acknowledged at once with large windows (``receive_window``), so WINDOW_UPDATE
-  frames are rare; the data was already consumed when it is acknowledged.
+* Flow control costs next to nothing per DATA frame: the peer gets the largest windows HTTP/2
+  allows (2^31-1 per stream and for the connection) and received bytes are handed back to ``h2``
+  in batches of ``ack_batch_bytes`` per connection (``h2`` then sends a WINDOW_UPDATE only after
+  half a window). The data was consumed before it is acknowledged; the windows bound nothing the
+  emulator needs bounded.
+* ``h2`` formats every received frame for a trace log line even when nothing logs (``repr`` of the
+  frame, hex of its payload: about a third of its cost per DATA frame); :class:`_QuietH2Connection`
+  leaves that line out (``tests/emulator/test_emulator_h2server.py`` pins the copied method to
+  ``h2``'s source).
 * :meth:`H2ServerConnection.goaway` sends GOAWAY(NO_ERROR, last-stream-id = highest stream id
   seen) *without* moving ``h2`` to its closed state (``h2`` 4.x refuses to send anything after its
   own ``close_connection``), so streams already open run to their end; a stream the peer opens
@@ -40,10 +47,15 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import structlog
-from hyperframe.frame import GoAwayFrame
+from h2.errors import ErrorCodes
+from h2.exceptions import StreamClosedError, StreamIDTooLowError
+from hyperframe.frame import GoAwayFrame, RstStreamFrame
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from h2.events import Event
+    from hyperframe.frame import Frame
 
 __all__ = [
     "H2_INTERNAL_ERROR",
@@ -62,6 +74,39 @@ H2_NO_ERROR: Final = 0
 H2_INTERNAL_ERROR: Final = 2
 H2_REFUSED_STREAM: Final = 7
 _DEFAULT_WINDOW: Final = 65_535
+MAX_WINDOW: Final = 2**31 - 1
+
+
+class _QuietH2Connection(h2.connection.H2Connection):
+    """``h2``'s connection without the eagerly formatted trace line per received frame."""
+
+    def _receive_frame(self, frame: Frame) -> list[Event]:
+        # h2 4.4.1 H2Connection._receive_frame, minus its first statement:
+        #   self.config.logger.trace("Received frame: %s", repr(frame))
+        events: list[Event]
+        try:
+            frames, events = self._frame_dispatch_table[frame.__class__](frame)
+        except StreamClosedError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                f = RstStreamFrame(e.stream_id)
+                f.error_code = e.error_code
+                self._prepare_for_sending([f])
+                events = e._events
+            else:
+                raise
+        except StreamIDTooLowError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                f = RstStreamFrame(e.stream_id)
+                f.error_code = ErrorCodes.STREAM_CLOSED
+                self._prepare_for_sending([f])
+                events = []
+            elif self._stream_is_closed_by_end(e.stream_id):
+                raise StreamClosedError(e.stream_id) from e
+            else:
+                raise
+        else:
+            self._prepare_for_sending(frames)
+        return events
 
 
 class StreamSink(Protocol):
@@ -96,20 +141,25 @@ class H2ServerSettings:
     Attributes:
         max_concurrent_streams: SETTINGS_MAX_CONCURRENT_STREAMS advertised to the peer.
         receive_window: initial stream window and connection window granted to the peer (bytes).
+        ack_batch_bytes: received bytes handed back to flow control at once, per connection.
         high_water_frames: queued response chunks above which ``ServerStream.send`` waits.
     """
 
-    __slots__ = ("high_water_frames", "max_concurrent_streams", "receive_window")
+    __slots__ = ("ack_batch_bytes", "high_water_frames", "max_concurrent_streams", "receive_window")
 
     def __init__(
         self,
         *,
         max_concurrent_streams: int = 100,
-        receive_window: int = 1 << 20,
+        receive_window: int = MAX_WINDOW,
+        ack_batch_bytes: int = 16 << 20,
         high_water_frames: int = 32,
     ) -> None:
+        if not 0 < ack_batch_bytes <= receive_window // 2:
+            raise ValueError("ack_batch_bytes must be positive and at most half the window")
         self.max_concurrent_streams = max_concurrent_streams
         self.receive_window = receive_window
+        self.ack_batch_bytes = ack_batch_bytes
         self.high_water_frames = high_water_frames
 
 
@@ -220,9 +270,11 @@ class H2ServerConnection(asyncio.Protocol):
         self._settings = settings
         self._on_request = on_request
         self._on_closed = on_closed
-        self._h2 = h2.connection.H2Connection(
+        self._h2 = _QuietH2Connection(
             config=h2.config.H2Configuration(client_side=False, header_encoding=None)
         )
+        self._unacked: dict[int, int] = {}
+        self._unacked_bytes = 0
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, ServerStream] = {}
         self._blocked: set[int] = set()
@@ -273,8 +325,14 @@ class H2ServerConnection(asyncio.Protocol):
                         _log.exception("emulator.stream_handler_failed", stream=event.stream_id)
                         self._abort_stream(event.stream_id)
                         self.reset(stream, H2_INTERNAL_ERROR)
-                # Consumed already: hand the window back (h2 batches the WINDOW_UPDATEs).
-                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                # Consumed already; the window goes back to h2 in batches (module docstring).
+                size = event.flow_controlled_length
+                if size:
+                    unacked = self._unacked
+                    unacked[event.stream_id] = unacked.get(event.stream_id, 0) + size
+                    self._unacked_bytes += size
+                    if self._unacked_bytes >= self._settings.ack_batch_bytes:
+                        self._acknowledge()
             elif isinstance(event, h2.events.StreamEnded):
                 self._input_ended(event.stream_id)
             elif isinstance(event, h2.events.RequestReceived):
@@ -467,6 +525,13 @@ class H2ServerConnection(asyncio.Protocol):
             stream = self._streams.get(sid)
             if stream is not None:
                 self.pump(stream)
+
+    def _acknowledge(self) -> None:
+        conn = self._h2
+        for stream_id, size in self._unacked.items():
+            conn.acknowledge_received_data(size, stream_id)
+        self._unacked.clear()
+        self._unacked_bytes = 0
 
     def _maybe_finish_goaway(self) -> None:
         if self._goaway_last is not None and not self._streams and not self._lost:

@@ -301,6 +301,7 @@ class SessionRunner:
                         end_of_turn_silence_ms=self._settings.end_of_turn_silence_ms,
                         onset_ms=self._settings.vad_onset_ms,
                         threshold_dbfs=self._settings.vad_threshold_dbfs,
+                        block_ms=self._settings.vad_block_ms,
                     )
             case AudioInput():
                 self._on_audio(event.content)

@@ -36,6 +36,9 @@ class EmulatorSettings:
         end_of_turn_silence_ms: caller silence (audio time) that ends a turn.
         vad_onset_ms: voiced audio needed before speech counts as started (barge-in too).
         vad_threshold_dbfs: RMS level above which an analysis frame is voiced.
+        vad_block_ms: caller audio is analysed in blocks of this much audio (cheaper per event);
+            turn ends and barge-ins are decided up to this much later in wall time, never in
+            audio time. 0 analyses every audioInput as it arrives.
         think_ms: wall time from the end of a caller turn to the assistant's reply.
         answer_ms: length of the default persona's spoken reply.
         output_chunk_ms: audio per ``audioOutput`` event.
@@ -59,6 +62,7 @@ class EmulatorSettings:
     end_of_turn_silence_ms: float = attrs.field(default=600.0, validator=_positive)
     vad_onset_ms: float = attrs.field(default=60.0, validator=_positive)
     vad_threshold_dbfs: float = -40.0
+    vad_block_ms: float = attrs.field(default=100.0, validator=_not_negative)
     think_ms: int = attrs.field(default=200, validator=_not_negative)
     answer_ms: int = attrs.field(default=2000, validator=_not_negative)
     output_chunk_ms: int = attrs.field(default=100, validator=_positive)

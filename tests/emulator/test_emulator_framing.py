@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 
 import pytest
@@ -13,6 +14,7 @@ from actors.errors import RemoteProtocolError
 from gateway.emulator.framing import (
     FrameSplitter,
     decode_outer_frame,
+    decode_outer_frame_slow,
     encode_event_frame,
     encode_exception_frame,
 )
@@ -117,3 +119,64 @@ def test_output_frames_carry_the_bedrock_headers() -> None:
     assert error.message.headers[":message-type"] == "exception"
     assert error.message.headers[":exception-type"] == "throttlingException"
     assert error.message.payload == b'{"message":"x"}'
+
+
+# The fast path of decode_outer_frame against the SDK's codec (decode_outer_frame_slow).
+
+
+def both(frame: bytes) -> tuple[object, object]:
+    """Each path's result: the inner payload, or the error class."""
+    results: list[object] = []
+    for decode in (decode_outer_frame, decode_outer_frame_slow):
+        try:
+            results.append(("ok", decode(frame).payload))
+        except RemoteProtocolError:
+            results.append("error")
+    return results[0], results[1]
+
+
+HEADER_VALUES = st.one_of(
+    st.booleans(),
+    st.binary(max_size=40),
+    st.text(max_size=20),
+    st.integers(min_value=-(2**31), max_value=2**31 - 1),
+    st.uuids(),
+    st.datetimes(timezones=st.just(datetime.UTC), min_value=datetime.datetime(2000, 1, 1)),
+)
+NAMES = st.sampled_from([":date", ":chunk-signature", ":message-type", ":event-type", "x-other"])
+
+
+@settings(max_examples=200)
+@given(
+    outer=st.dictionaries(NAMES, HEADER_VALUES, max_size=4),
+    inner=st.dictionaries(
+        NAMES | st.sampled_from([":content-type"]),
+        HEADER_VALUES | st.sampled_from(["event", "chunk", "exception", "application/json"]),
+        max_size=4,
+    ),
+    payload=st.binary(max_size=60),
+    empty=st.booleans(),
+)
+def test_fast_path_agrees_with_the_sdk_codec(
+    outer: dict[str, object], inner: dict[str, object], payload: bytes, empty: bool
+) -> None:
+    inner_frame = b"" if empty else EventMessage(headers=inner, payload=payload).encode()  # type: ignore[arg-type]
+    frame = EventMessage(headers=outer, payload=inner_frame).encode()  # type: ignore[arg-type]
+    fast, slow = both(frame)
+    assert fast == slow
+
+
+@settings(max_examples=300)
+@given(position=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7))
+def test_fast_path_agrees_on_corrupted_frames(position: int, bit: int) -> None:
+    frame = bytearray(signed(inner_chunk(b'{"bytes":"e30="}')))
+    frame[position % len(frame)] ^= 1 << bit
+    fast, slow = both(bytes(frame))
+    assert fast == slow
+
+
+def test_fast_path_agrees_on_the_sdk_frames() -> None:
+    valid = signed(inner_chunk(b'{"bytes":"e30="}'))
+    for frame in (valid, FRAMES[1], valid[:-1], valid + b"\x00", inner_chunk(b"{}")):
+        fast, slow = both(frame)
+        assert fast == slow

@@ -41,6 +41,21 @@ def test_tiny_chunks_give_the_same_events_as_one_big_chunk() -> None:
     assert [type(e) for e in whole] == [SpeechOnset, TurnEnded]
 
 
+def test_blocks_give_the_same_events_at_the_same_audio_times() -> None:
+    audio = silence(16000, 100) + noise(16000, 300) + silence(16000, 700) + noise(16000, 200)
+    whole = TurnDetector(16000).feed(audio)
+    blocked = TurnDetector(16000, block_ms=100)
+    out: list[object] = []
+    fed_ms: list[int] = []
+    for i in range(0, len(audio), 640):  # 20 ms events
+        events = blocked.feed(audio[i : i + 640])
+        out.extend(events)
+        fed_ms.extend([(i + 640) // 32] * len(events))
+    assert out == whole
+    assert all(ms % 100 == 0 for ms in fed_ms)  # decided only at block ends
+    assert blocked.samples_received == len(audio) // 2
+
+
 def test_short_clicks_and_quiet_noise_are_not_speech() -> None:
     detector = TurnDetector(16000, onset_ms=60)
     assert detector.feed(noise(16000, 40) + silence(16000, 1000)) == []
