@@ -5,17 +5,19 @@ gateway (``sonic-gateway serve --backend bedrock`` pointed at the emulator with 
 dummy static AWS credentials; JSON logs, ``/debug/*`` on, a call limit above N) and the load
 generator (``scripts/loadgen.py``: N simulated Twilio callers from one process and one timer).
 
-Per step N: a fresh emulator and gateway; one warm-up call (the gateway's lazy set-up happens there); N calls
-ramped in over ``--ramp-s``; ``--settle-s``; then a measured window of ``--window-s`` seconds;
-then every caller hangs up and the gateway stops (its ``call.summary`` lines are read). Each caller
-hears the greeting, says a 1.5 s utterance, listens to the answer, pauses 1 s, and speaks again.
+Per step N: a fresh emulator and gateway; one warm-up call (the gateway's lazy set-up happens
+there); N calls ramped in over ``--ramp-s``; ``--settle-s``; a measured window of ``--window-s``
+seconds; ``--tail-s`` more so that turns that ended in the window get their answer; then every
+caller hangs up and the gateway stops (its ``call.summary`` lines are read). Each caller hears the
+greeting, says a 1.5 s utterance, listens to the answer, pauses 1 s, and speaks again.
+``--set section.key=value`` adds gateway settings (TOML values).
 
 One table row per step:
 
 * gateway CPU per call-second (``utime + stime`` from ``/proc/<pid>/stat`` over the window, divided
   by the call-seconds live in it) and its share of one core; how much of the window its main
-  thread (the event loop) spent runnable but waiting for a CPU (``/proc/<pid>/schedstat``: the
-  machine, not the gateway, was short of CPU); RSS per call (RSS at the end of the window minus
+  thread (the event loop) spent runnable but waiting for a CPU that other threads or processes
+  held (``/proc/<pid>/schedstat``); RSS per call (RSS at the end of the window minus
   idle RSS after the warm-up call, over N); its idle CPU (``--idle-s`` before the ramp) is in the
   JSON, to tell the fixed cost from the per-call one at small N;
 * event-loop lag p50/p99 of the gateway over the window (``GET /debug/load``, difference of two
@@ -32,9 +34,9 @@ One table row per step:
   emulator's lateness p99 > 25 ms (it includes waiting for the gateway to take the reply) or
   processes outside the benchmark used more than 20 % of a core (``/proc/stat``: noisy figures).
 
-With two or more CPUs the gateway runs alone on the first one and the emulator and generator share
-the others (``--pin``, so "% core" means one core); the generator runs at a higher priority where
-the OS allows it (it stands in for Twilio, which does not share the gateway's CPU).
+With two or more CPUs the gateway is pinned to the first one and the emulator and generator to the
+others (``--pin``; "% core" is of one core); the generator runs at a higher priority where the OS
+allows it (it stands in for Twilio, which does not share the gateway's CPU).
 
 ``--search`` runs N=1, then 10, 20, ... until a step misses the service level (every call
 connected and answered, no caller audio dropped, response p95 within 50 ms of N=1's, loop lag p99
@@ -1013,14 +1015,17 @@ def _steps(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the Markdown table; write ``--json``."""
     parser = argparse.ArgumentParser(
-        description="Load benchmark: gateway CPU, memory, loop lag and latency per concurrent call."
+        description="Load benchmark: gateway CPU, memory, loop lag and latency per concurrent call.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--steps", type=_steps, default=[1, 10, 20, 40], help="e.g. 1,10,20")
     parser.add_argument("--search", action="store_true", help="find the highest N meeting the SLO")
-    parser.add_argument("--search-start", type=int, default=10)
-    parser.add_argument("--search-step", type=int, default=10)
-    parser.add_argument("--search-max", type=int, default=200)
-    parser.add_argument("--search-resolution", type=int, default=5)
+    parser.add_argument("--search-start", type=int, default=10, help="first N after N=1")
+    parser.add_argument("--search-step", type=int, default=10, help="N grows by this")
+    parser.add_argument("--search-max", type=int, default=200, help="largest N tried")
+    parser.add_argument(
+        "--search-resolution", type=int, default=5, help="bisect until pass and miss are this close"
+    )
     parser.add_argument("--window-s", type=float, default=30.0, help="measured window per step")
     parser.add_argument("--ramp-s", type=float, default=5.0, help="calls start over this long")
     parser.add_argument("--settle-s", type=float, default=3.0, help="wait after the ramp")
@@ -1034,9 +1039,9 @@ def main(argv: list[str] | None = None) -> int:
         "--pin",
         choices=["auto", "on", "off"],
         default="auto",
-        help="gateway alone on CPU 0, emulator and generator on the others (auto: with >= 2 CPUs)",
+        help="gateway on the first CPU, emulator and generator on the others (auto: >= 2 CPUs)",
     )
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write results as JSON")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
     parser.add_argument(
         "--set",
         action="append",
@@ -1062,7 +1067,11 @@ def main(argv: list[str] | None = None) -> int:
     args.other_cpus = set(cpus[1:]) if pin else None
     # Children must get the default SIGINT disposition (a shell may start us with it ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    report = anyio.run(_main, args)
+    try:
+        report = anyio.run(_main, args)
+    except KeyboardInterrupt:
+        print("bench_load: interrupted", file=sys.stderr)
+        return 130
     print(markdown(report.rows))
     if report.search_note:
         print(f"\n{report.search_note}")
