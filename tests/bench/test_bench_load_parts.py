@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from bench_load import Emulator, emulator_lateness, gateway_toml, lag_percentiles
+from bench_load import Emulator, gateway_toml
+from bench_load_rows import emulator_lateness, lag_percentiles
 
 from gateway.config import load_config
 
