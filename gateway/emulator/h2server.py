@@ -2,8 +2,9 @@
 
 Theory of operation. The emulator serves one kind of request, a long bidirectional stream, and
 must stay cheap per DATA frame under hundreds of concurrent streams. So this is a transport shell
-with no per-frame task hops: :class:`H2ServerConnection` is an :class:`asyncio.Protocol` on a TLS
-transport that feeds received bytes to an ``h2`` connection and hands each event straight to the
+with no per-frame task hops: :class:`H2ServerConnection` is an :class:`asyncio.Protocol` on a plain
+TCP transport that decrypts with :class:`~gateway.emulator.tls_bio.ServerTls` (ALPN must select
+``h2``), feeds the plaintext to an ``h2`` connection and hands each event straight to the
 application's per-stream :class:`StreamSink` (plain method calls, no queues). The application
 answers through :class:`ServerStream` (``respond``, ``send`` / ``send_nowait``, ``end``,
 ``reset``); bytes queued on a stream go out as far as HTTP/2 flow control allows and wait for the
@@ -37,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ssl
 import urllib.parse
 from typing import TYPE_CHECKING, Final, Protocol, final
 
@@ -50,6 +52,8 @@ import structlog
 from h2.errors import ErrorCodes
 from h2.exceptions import StreamClosedError, StreamIDTooLowError
 from hyperframe.frame import GoAwayFrame, RstStreamFrame
+
+from gateway.emulator.tls_bio import ServerTls
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -262,10 +266,13 @@ class H2ServerConnection(asyncio.Protocol):
         *,
         number: int,
         settings: H2ServerSettings,
+        tls: ssl.SSLContext,
         on_request: RequestHandler,
         on_closed: Callable[[H2ServerConnection], None],
     ) -> None:
         self.number = number
+        self._tls = ServerTls(tls)
+        self._h2_started = False
         self.high_water_frames = settings.high_water_frames
         self._settings = settings
         self._on_request = on_request
@@ -285,9 +292,36 @@ class H2ServerConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Send our SETTINGS (stream limit, windows) and open the connection window."""
+        """Wait for the TLS handshake (the client speaks first)."""
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        """Decrypt, run the peer's frames through h2 and dispatch the events to the streams."""
+        tls = self._tls
+        try:
+            plain = tls.receive(data)
+        except ssl.SSLError as exc:
+            _log.info("emulator.tls_error", connection=self.number, error=str(exc))
+            self.drop()
+            return
+        if not self._h2_started and tls.handshake_done:
+            if tls.alpn_protocol != "h2":
+                _log.info("emulator.not_h2", connection=self.number, alpn=tls.alpn_protocol)
+                self._flush()
+                self._close_transport()
+                return
+            self._start_h2()
+        if plain:
+            self._receive_h2(plain)
+        else:
+            self._flush()
+        if tls.peer_closed:
+            self._close_transport()
+
+    def _start_h2(self) -> None:
+        """Send our SETTINGS (stream limit, windows) and open the connection window."""
+        self._h2_started = True
         window = self._settings.receive_window
         self._h2.local_settings = h2.settings.Settings(
             client=False,
@@ -303,8 +337,7 @@ class H2ServerConnection(asyncio.Protocol):
             self._h2.increment_flow_control_window(window - _DEFAULT_WINDOW)
         self._flush()
 
-    def data_received(self, data: bytes) -> None:
-        """Run the peer's frames through h2 and dispatch the events to the streams."""
+    def _receive_h2(self, data: bytes) -> None:
         conn = self._h2
         try:
             events = conn.receive_data(data)
@@ -384,8 +417,8 @@ class H2ServerConnection(asyncio.Protocol):
         frame = GoAwayFrame(stream_id=0, last_stream_id=last, error_code=H2_NO_ERROR)
         self._flush()
         # Written beside h2, not through it: h2's own GOAWAY would stop every open stream too.
-        if self._transport is not None:
-            self._transport.write(frame.serialize())
+        self._tls.send(frame.serialize())
+        self._flush()
         self._maybe_finish_goaway()
 
     def drop(self) -> None:
@@ -397,8 +430,9 @@ class H2ServerConnection(asyncio.Protocol):
         """Close now: GOAWAY through h2 then the transport (server shutdown)."""
         if self._lost:
             return
-        with contextlib.suppress(h2.exceptions.ProtocolError):
-            self._h2.close_connection()
+        if self._h2_started:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._h2.close_connection()
         self._flush()
         self._close_transport()
 
@@ -538,10 +572,18 @@ class H2ServerConnection(asyncio.Protocol):
             self.close()
 
     def _flush(self) -> None:
-        data = self._h2.data_to_send()
-        if data and self._transport is not None and not self._lost:
-            self._transport.write(data)
+        if self._lost:
+            return
+        if self._h2_started:
+            data = self._h2.data_to_send()
+            if data:
+                self._tls.send(data)
+        out = self._tls.outgoing()
+        if out and self._transport is not None:
+            self._transport.write(out)
 
     def _close_transport(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
+            self._tls.close()
+            self._flush()
             self._transport.close()

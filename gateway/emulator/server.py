@@ -96,6 +96,7 @@ class Emulator:
         self._disconnected.set()
         self._voices = VoiceCache()
         self._lateness = LatenessHistogram()
+        self._tls: ssl.SSLContext | None = None
 
     @property
     def endpoint_uri(self) -> str:
@@ -196,6 +197,7 @@ class Emulator:
     # ------------------------------------------------------------------------------ HTTP/2
 
     def _connection_factory(self) -> H2ServerConnection:
+        assert self._tls is not None
         self._connections_opened += 1
         number = self._connections_opened
         conn = H2ServerConnection(
@@ -204,6 +206,7 @@ class Emulator:
                 max_concurrent_streams=self.settings.max_concurrent_streams,
                 high_water_frames=self.settings.outbound_frames,
             ),
+            tls=self._tls,
             on_request=self._on_request,
             on_closed=self._on_connection_closed,
         )
@@ -357,10 +360,12 @@ async def run_emulator(
         port: int = sock.getsockname()[1]
         emulator = Emulator(settings, port=port, ca_path=tls.ca_path)
         emulator.use_script(script)
+        emulator._tls = context
         loop = asyncio.get_running_loop()
         try:
+            # Plain TCP: each connection runs its own TLS (gateway.emulator.tls_bio).
             server = await loop.create_server(
-                emulator._connection_factory, sock=sock, ssl=context, backlog=_BACKLOG
+                emulator._connection_factory, sock=sock, backlog=_BACKLOG
             )
         except BaseException:
             sock.close()

@@ -1,14 +1,17 @@
-"""The emulator's HTTP/2 layer: the quiet h2 subclass stays a copy of h2's method."""
+"""The emulator's HTTP/2 + TLS layer: h2 as copied, flow-control settings, ALPN."""
 
 from __future__ import annotations
 
 import ast
 import inspect
+import ssl
 import textwrap
 
+import anyio
 import h2.connection
 import pytest
 
+from gateway.emulator import run_emulator
 from gateway.emulator.h2server import H2ServerSettings, _QuietH2Connection
 
 
@@ -40,3 +43,20 @@ def test_ack_batch_must_fit_the_window() -> None:
     with pytest.raises(ValueError, match="ack_batch_bytes"):
         H2ServerSettings(receive_window=1 << 20, ack_batch_bytes=1 << 20)
     assert H2ServerSettings().receive_window == 2**31 - 1
+
+
+@pytest.mark.anyio
+async def test_a_client_without_h2_is_turned_away() -> None:
+    async with run_emulator() as emu:
+        context = ssl.create_default_context(cafile=str(emu.ca_path))
+        context.set_alpn_protocols(["http/1.1"])
+        with anyio.fail_after(5):
+            stream = await anyio.connect_tcp(
+                "127.0.0.1", emu.port, tls=True, ssl_context=context, tls_standard_compatible=False
+            )
+            async with stream:
+                await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, OSError)):
+                    await stream.receive()
+        assert emu.statistics()["connections_opened"] == 1
+        assert emu.sessions == []
