@@ -35,8 +35,6 @@ __all__ = ["Call"]
 
 _log = structlog.get_logger("actors.call")
 _CLOSE_TIMEOUT_S = 1.0
-# TwilioIngress sends one CallerAudio per Twilio media frame: 20 ms of the caller.
-_CALLER_FRAME_MS = 20
 
 
 @final
@@ -115,7 +113,8 @@ class Call:
 
     def caller_audio_dropped_ms(self) -> float:
         """Caller audio dropped because SonicSession fell behind (its drop-oldest mailbox), ms."""
-        return self._mailboxes.sonic_audio.statistics().dropped * _CALLER_FRAME_MS
+        dropped = self._mailboxes.sonic_audio.statistics().dropped
+        return dropped * self._deps.sonic_settings.audio_batch_ms
 
     def report(self) -> CallReport:
         """What happened so far (final once :meth:`run` has returned)."""

@@ -13,9 +13,10 @@ Mailboxes (created here; they outlive actor instances, so a restarted child read
 ===================  ======================================  ====  ===========  ==================
 mailbox              carries                                 cap   overflow     why
 ===================  ======================================  ====  ===========  ==================
-sonic.audio          CallerAudio (20 ms, Sonic input rate)   50    DROP_OLDEST  the reader never
-                                                                                waits; 1 s covers
-                                                                                Sonic opening;
+sonic.audio          CallerAudio (batch, Sonic input rate)   50    DROP_OLDEST  the reader never
+                                                                                waits; 2 s (at 40
+                                                                                ms) cover Sonic
+                                                                                opening;
                                                                                 stale caller audio
                                                                                 is worthless;
                                                                                 drops counted
@@ -168,6 +169,7 @@ def build_call_supervisor(
             socket=socket,
             identity=identity,
             input_rate=settings.input_rate,
+            batch_ms=settings.audio_batch_ms,
             sonic_audio=mb.sonic_audio,
             sonic_control=mb.sonic_control,
             turn_control=mb.turn_control,

@@ -337,7 +337,9 @@ async def verify_chain(data: bytes, prior: bytes, secret: str) -> tuple[int, byt
 async def test_a_whole_session_over_the_lean_path_closes_cleanly(lean: bool) -> None:
     fast = EmulatorSettings(think_ms=30, answer_ms=300, end_of_turn_silence_ms=300.0)
     async with run_emulator(fast) as emu:
-        settings = SonicSettings(endpoint_uri=emu.endpoint_uri, ca_bundle=Path(emu.ca_path))
+        settings = SonicSettings(
+            endpoint_uri=emu.endpoint_uri, ca_bundle=Path(emu.ca_path), audio_batch_ms=20
+        )
         credentials = StaticCredentials(secret_access_key="s3cret")
         async with SonicConnector(
             settings, credentials=credentials, pool=PoolSettings(size=0)
