@@ -9,15 +9,15 @@ Rules:
   hides the hang-up. Caller audio goes to a drop-oldest mailbox; a full CONTROL mailbox means a
   peer has been stuck for seconds, and the call ends loudly (:class:`ControlOverflow`) rather
   than silently losing a mark echo or a digit.
-* Caller audio: μ-law 8 kHz -> PCM16 (``ulaw_decode``) -> the local VAD (at 8 kHz: cheapest, and
-  telephone speech has nothing above 4 kHz), frame by frame -> gathered into batches of
-  ``batch_ms`` (Sonic's ``audio_batch_ms``: what Sonic gets per event anyway) -> ONE stateful
-  ``Resampler(8000, input_rate)`` per call -> ``CallerAudio`` for SonicSession. Batching here,
-  before the resampler, divides every per-message cost behind it (resampler call, mailbox hop,
-  send, signing, HTTP/2 write) by the batch's frame count; the VAD, and so barge-in, still sees
-  every frame as it arrives. VAD events become ``CallerSpeechStarted/Stopped`` for
-  TurnTaker, with times on the anyio clock (each frame anchors the VAD at its arrival minus its
-  duration).
+* Caller audio: μ-law frames are gathered into batches of ``batch_ms`` (Sonic's
+  ``audio_batch_ms``: what Sonic gets per event anyway), then each batch goes μ-law 8 kHz -> PCM16
+  (``ulaw_decode``) -> the local VAD (at 8 kHz: cheapest, and telephone speech has nothing above
+  4 kHz) -> ONE stateful ``Resampler(8000, input_rate)`` per call -> ``CallerAudio`` for
+  SonicSession. Batching first divides every per-message cost behind it (decode, VAD, resampler
+  call, mailbox hop, send, signing, HTTP/2 write) by the batch's frame count. VAD events become
+  ``CallerSpeechStarted/Stopped`` for TurnTaker with times on the anyio clock (each batch anchors
+  the VAD at its arrival minus its duration), so their times stay those of the samples; they are
+  only learnt up to one batch (less 20 ms) later.
 * Ends: ``stop`` -> return normally (reason ``caller_hangup``); a malformed or out-of-order frame
   -> :class:`TwilioMessageError` is recorded (``protocol_error``) and raised (the child exits with
   an error; the call ends; other calls are untouched); a broken socket -> ``socket_closed``, return.
@@ -114,7 +114,7 @@ class TwilioIngress(Actor[None]):
         self._validator = _primed_validator(identity)
         self._resampler = Resampler(_INBOUND_RATE, input_rate)
         self._vad = EnergyVad(_INBOUND_RATE)
-        self._batch_bytes = batch_ms * _INBOUND_RATE // 1000 * 2
+        self._batch_bytes = batch_ms * _INBOUND_RATE // 1000  # μ-law: one byte per sample
         self._pending = bytearray()
         self.bytes_in = 0
         self._speech_began: float | None = None
@@ -160,9 +160,18 @@ class TwilioIngress(Actor[None]):
                     assert_never(msg)
 
     def _on_media(self, ulaw: bytes, now: float) -> None:
-        pcm8 = ulaw_decode(ulaw)
-        # Anchor the VAD on our clock: the frame's first sample played len/8 ms before arrival.
-        for event in self._vad.process(pcm8, now_ms=now * 1000.0 - len(ulaw) / 8.0):
+        pending = self._pending
+        if not pending and len(ulaw) >= self._batch_bytes:
+            batch = ulaw  # the frame is a whole batch: no copy
+        else:
+            pending += ulaw
+            if len(pending) < self._batch_bytes:
+                return
+            batch = bytes(pending)
+            pending.clear()
+        pcm8 = ulaw_decode(batch)
+        # Anchor the VAD on our clock: the batch's first sample played len/8 ms before arrival.
+        for event in self._vad.process(pcm8, now_ms=now * 1000.0 - len(batch) / 8.0):
             match event:
                 case SpeechStart(began_ms=began):
                     self._speech_began = began
@@ -175,16 +184,7 @@ class TwilioIngress(Actor[None]):
                 case _:
                     assert_never(event)
             self._send_control(self._turn_control, msg)
-        pending = self._pending
-        if not pending and len(pcm8) >= self._batch_bytes:
-            batch = pcm8  # one Twilio frame per batch: no copy
-        else:
-            pending += pcm8
-            if len(pending) < self._batch_bytes:
-                return
-            batch = bytes(pending)
-            pending.clear()
-        pcm = self._resampler.process(batch)
+        pcm = self._resampler.process(pcm8)
         if pcm:
             self.send_to_nowait(
                 self._sonic_audio, CallerAudio(pcm=pcm, rate=self._input_rate, at=now)
