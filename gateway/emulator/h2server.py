@@ -40,7 +40,7 @@ import collections
 import contextlib
 import ssl
 import urllib.parse
-from typing import TYPE_CHECKING, Final, Protocol, final
+from typing import TYPE_CHECKING, Final, Protocol, cast, final
 
 import anyio
 import h2.config
@@ -273,6 +273,8 @@ class H2ServerConnection(asyncio.Protocol):
         self.number = number
         self._tls = ServerTls(tls)
         self._h2_started = False
+        self._plain: list[bytes] = []
+        self._write_scheduled = False
         self.high_water_frames = settings.high_water_frames
         self._settings = settings
         self._on_request = on_request
@@ -293,8 +295,8 @@ class H2ServerConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Wait for the TLS handshake (the client speaks first)."""
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         """Decrypt, run the peer's frames through h2 and dispatch the events to the streams."""
@@ -417,8 +419,7 @@ class H2ServerConnection(asyncio.Protocol):
         frame = GoAwayFrame(stream_id=0, last_stream_id=last, error_code=H2_NO_ERROR)
         self._flush()
         # Written beside h2, not through it: h2's own GOAWAY would stop every open stream too.
-        self._tls.send(frame.serialize())
-        self._flush()
+        self._queue(frame.serialize())
         self._maybe_finish_goaway()
 
     def drop(self) -> None:
@@ -572,18 +573,41 @@ class H2ServerConnection(asyncio.Protocol):
             self.close()
 
     def _flush(self) -> None:
+        """Queue h2's output; TLS records (handshake, tickets) already made go out now."""
         if self._lost:
             return
         if self._h2_started:
             data = self._h2.data_to_send()
             if data:
-                self._tls.send(data)
+                self._queue(data)
         out = self._tls.outgoing()
         if out and self._transport is not None:
             self._transport.write(out)
 
+    def _queue(self, data: bytes) -> None:
+        # Everything queued during one event-loop iteration (frames of several streams, a text
+        # block's three events) goes out in one TLS write and one send() at its end.
+        self._plain.append(data)
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_now)
+
+    def _write_now(self) -> None:
+        self._write_scheduled = False
+        if self._lost or self._transport is None:
+            return
+        if self._plain:
+            data = self._plain[0] if len(self._plain) == 1 else b"".join(self._plain)
+            self._plain.clear()
+            self._tls.send(data)
+        out = self._tls.outgoing()
+        if out:
+            self._transport.write(out)
+
     def _close_transport(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            self._tls.close()
             self._flush()
+            self._write_now()
+            self._tls.close()
+            self._write_now()
             self._transport.close()

@@ -3,6 +3,7 @@
 Theory of operation. Synthesising a 2 s reply (:func:`audiocodec.speech_like`, 24 kHz) costs
 50-100 ms of CPU; done on the event loop it stalls every stream of the process. So reply audio is
 rendered once per distinct (output rate, length, utterance, chunk size) in a worker thread
+(:data:`UTTERANCES` utterances, chosen by the reply text)
 (:meth:`VoiceCache.get`; concurrent askers share one render) and kept in a small LRU cache, and
 what is cached is already most of the wire bytes:
 
@@ -33,7 +34,14 @@ from smithy_aws_event_stream.events import EventMessage
 from actors.wire import AudioOutput, encode_output_event
 from audiocodec import speech_like
 
-__all__ = ["AudioFrameEncoder", "RenderedReply", "VoiceCache", "render_reply", "reply_seed"]
+__all__ = [
+    "UTTERANCES",
+    "AudioFrameEncoder",
+    "RenderedReply",
+    "VoiceCache",
+    "render_reply",
+    "reply_seed",
+]
 
 _EVENT_HEADERS: Final = {
     ":message-type": "event",
@@ -56,9 +64,14 @@ _CONTENT_TAIL: Final = b'"}}}'
 _FIXED: Final = 12 + len(_HEADERS) + len(_PAYLOAD_HEAD) + len(_PAYLOAD_TAIL) + 4
 
 
+UTTERANCES: Final = 16
+"""Distinct utterances per (rate, length): the default persona's texts differ per turn number,
+and rendering a new utterance for every turn of a long call would cost a render per turn."""
+
+
 def reply_seed(text: str) -> int:
     """The utterance a reply text is spoken with: equal texts sound the same."""
-    return zlib.crc32(text.encode())
+    return zlib.crc32(text.encode()) % UTTERANCES
 
 
 @final
