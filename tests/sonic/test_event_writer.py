@@ -138,7 +138,7 @@ near_midnight = st.builds(
     st.integers(-3_000_000, 3_000_000),
 )
 clocks = near_midnight | st.integers(FIRST_DAY * DAY_US, LAST_DAY * DAY_US)
-payloads = st.binary(max_size=2000)
+payloads = st.binary(max_size=4000)  # inner messages on both sides of 2,047 B hash updates
 units = st.lists(st.tuples(st.lists(payloads, min_size=1, max_size=4), clocks), max_size=5)
 
 
