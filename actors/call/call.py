@@ -128,6 +128,10 @@ class Call:
 
     def _finish(self) -> None:
         report = self._report = self.report()
+        dropped_ms = self.caller_audio_dropped_ms()
+        if dropped_ms:
+            # The model never heard part of the caller: the process was overloaded (see limits).
+            _log.warning("call.caller_audio_dropped", ms=dropped_ms)
         _log.info(
             "call.summary",
             end_reason=report.end_reason,
@@ -138,7 +142,7 @@ class Call:
             heard_ms=report.heard_ms,
             handovers=report.handovers,
             sonic_restarts=report.sonic_restarts,
-            caller_audio_dropped_ms=self.caller_audio_dropped_ms(),
+            caller_audio_dropped_ms=dropped_ms,
             pii_transcript=[f"{line.role}: {line.text}" for line in report.transcript],
         )
         callback = self._deps.on_finished
