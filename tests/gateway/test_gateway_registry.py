@@ -50,3 +50,43 @@ async def test_wait_idle_returns_when_the_last_call_and_handshake_leave() -> Non
             assert order == []  # a handshake still holds a slot
             order.append("handshake done")
     assert order == ["handshake done", "idle"]
+
+
+class _DroppingCall:
+    def __init__(self, dropped_ms: float) -> None:
+        self.dropped_ms = dropped_ms
+
+    async def run(self) -> None:
+        pass
+
+    def statistics(self) -> object:
+        return {}
+
+    def caller_audio_dropped_ms(self) -> float:
+        return self.dropped_ms
+
+
+def test_caller_audio_dropped_adds_live_and_ended_calls() -> None:
+    registry = CallRegistry(max_calls=4)
+    with registry.reserve_nowait("CA1") as first:
+        first.attach(_DroppingCall(40.0))
+        live = registry.reserve_nowait("CA2")
+        live.attach(_DroppingCall(80.0))
+        assert registry.statistics().caller_audio_dropped_ms == 120.0
+    # CA1 ended: its drops stay counted; CA2 is still live.
+    assert registry.statistics().caller_audio_dropped_ms == 120.0
+    live.release()
+    assert registry.statistics().caller_audio_dropped_ms == 120.0
+
+
+def test_an_overloaded_process_refuses_handshakes_and_counts_them() -> None:
+    overloaded = [False]
+    registry = CallRegistry(max_calls=4, overloaded=lambda: overloaded[0])
+    with registry.handshake():
+        pass
+    overloaded[0] = True
+    assert registry.is_overloaded()
+    with pytest.raises(CallRefused) as refused, registry.handshake():
+        pass
+    assert refused.value.reason == "overloaded"
+    assert registry.statistics().refused_overloaded == 1
