@@ -18,7 +18,8 @@ a separate process, an ``asyncio.Protocol`` per connection with the ``h2`` state
 sends pre-encoded frames (every session sends the same bytes: the emulator checks frame CRCs and
 that request frames are signed, not the signatures), so a send costs one ``h2`` DATA frame. Its own
 CPU and its pacing lateness (how late each send left relative to its 20 ms schedule) are printed
-next to the emulator's, with the emulator's reply-audio lateness from its ``--stats-file``.
+next to the emulator's, with the emulator's reply-audio lateness over the window (the difference
+of two ``--stats-file`` snapshots, so within a second of the window's edges).
 
 Not a test: figures vary 20-40 % between runs on a shared 2-core machine.
 """
@@ -334,6 +335,44 @@ def _drain(pipe: Any) -> None:
             out.write(line)
 
 
+def read_stats(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def window_lateness(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any] | None:
+    """p50/p99 of the emulator's reply lateness between two --stats-file snapshots.
+
+    A percentile is the upper bound of its bucket (the emulator keeps fixed buckets).
+    """
+    if not first or not last:
+        return None
+    before = first["reply_lateness_ms"]["buckets"]
+    after = last["reply_lateness_ms"]["buckets"]
+    counts = [(k, after[k] - before.get(k, 0)) for k in after]
+    total = sum(n for _, n in counts)
+    if total == 0:
+        return {"count": 0}
+
+    def bound(q: float) -> str:
+        seen = 0
+        for key, n in counts:
+            seen += n
+            if n and seen >= q * total:
+                return key.removeprefix("le_") if key.startswith("le_") else "> last bound"
+        return "?"
+
+    return {
+        "count": total,
+        "p50": bound(0.5),
+        "p99": bound(0.99),
+        "max_since_start": last["reply_lateness_ms"]["max"],
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -353,6 +392,10 @@ async def run_step(args: argparse.Namespace, sessions: int, frames: Frames) -> d
             "0",
         ]
     )
+    if args.pin:
+        # The emulator on CPU 0, this driver on CPU 1: neither steals the other's core.
+        command = ["taskset", "-c", "0", *command]
+        os.sched_setaffinity(0, {1})
     process, endpoint, ca = start_emulator(command, None if args.no_stats else stats_file)
     loop = asyncio.get_running_loop()
     host, port = endpoint.removeprefix("https://").rsplit(":", 1)
@@ -405,9 +448,11 @@ async def run_step(args: argparse.Namespace, sessions: int, frames: Frames) -> d
         measuring = True
         t0, e0, d0 = time.monotonic(), cpu_seconds(process.pid), time.process_time()
         sent0 = sum(c.sent for c in clients)
+        stats0 = read_stats(stats_file)
         await asyncio.sleep(args.window_s)
         t1, e1, d1 = time.monotonic(), cpu_seconds(process.pid), time.process_time()
         sent1 = sum(c.sent for c in clients)
+        stats1 = read_stats(stats_file)
         measuring = False
         received = sum(s.received for _, s in streams)
         stop = True
@@ -446,7 +491,7 @@ async def run_step(args: argparse.Namespace, sessions: int, frames: Frames) -> d
         "received_mb": round(received / 1e6, 2),
         "driver_flow_blocked_sends": sum(c.flow_blocked for c in clients),
         "emulator_turns": emulator_stats.get("turns"),
-        "emulator_reply_lateness_ms": emulator_stats.get("reply_lateness_ms"),
+        "emulator_reply_lateness_ms_window": window_lateness(stats0, stats1),
         "emulator_ended": {k: v for k, v in emulator_stats.items() if k.startswith("ended_")},
         "errors": errors[:5],
     }
@@ -526,6 +571,11 @@ def main() -> None:
         help="instead: the event-loop stall per reply, emulator in this process",
     )
     parser.add_argument("--turns", type=int, default=3, help="turns per session (--loop-block)")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="run the emulator on CPU 0 and the driver on CPU 1 (taskset / sched_setaffinity)",
+    )
     args = parser.parse_args()
     frames = Frames(args.speech_ms, args.silence_ms)
     if args.loop_block:

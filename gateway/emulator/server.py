@@ -45,7 +45,7 @@ from gateway.emulator.session import EmulatedSession, ScriptCursor, SessionRunne
 from gateway.emulator.settings import EmulatorSettings
 from gateway.emulator.stats import LatenessHistogram
 from gateway.emulator.tls import make_tls_material
-from gateway.emulator.voice import VoiceCache
+from gateway.emulator.voice import UTTERANCES, VoiceCache, chunk_bytes_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -187,6 +187,16 @@ class Emulator:
             "replies_rendered": self._voices.renders,
             "reply_lateness_ms": self.reply_lateness(),
         }
+
+    async def prerender(self, rate: int = 24_000) -> None:
+        """Render the default persona's reply audio at ``rate`` now (one utterance at a time).
+
+        A load test's first turns then find their audio ready instead of waiting for renders;
+        the CLI runs this in the background at start (about 1 s of one core at 24 kHz).
+        """
+        chunk_bytes = chunk_bytes_for(rate, self.settings.output_chunk_ms)
+        for seed in range(UTTERANCES):
+            await self._voices.get(rate, self.settings.answer_ms, seed, chunk_bytes)
 
     def shutdown_sessions(self) -> None:
         """Stop every running session and refuse new ones (the emulator is going away)."""
@@ -406,14 +416,18 @@ async def serve_forever(
 ) -> None:
     """Run the emulator until cancelled (the CLI's ``sonic-gateway emulator``).
 
+    The default persona's 24 kHz reply audio renders in the background from the start
+    (:meth:`Emulator.prerender`).
+
     With ``stats_file``, :meth:`Emulator.snapshot` is written there as one JSON object every
     ``stats_interval_s`` and once more on the way out; each write replaces the file whole (a
     temporary file renamed over it), so a reader in another process never sees half of one. The
     object carries ``at``, the writer's ``time.monotonic()`` (system-wide, comparable across
     processes on the same host).
     """
-    async with run_emulator(settings, script) as emulator:
+    async with run_emulator(settings, script) as emulator, anyio.create_task_group() as tg:
         on_ready(emulator)
+        tg.start_soon(emulator.prerender)
         if stats_file is None:
             await anyio.sleep_forever()
             return

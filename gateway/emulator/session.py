@@ -72,7 +72,13 @@ from gateway.emulator.persona import (
 )
 from gateway.emulator.turns import SpeechOnset, TurnDetector, TurnEnded
 from gateway.emulator.validator import SessionValidator, SessionViolation
-from gateway.emulator.voice import AudioFrameEncoder, RenderedReply, VoiceCache, reply_seed
+from gateway.emulator.voice import (
+    AudioFrameEncoder,
+    RenderedReply,
+    VoiceCache,
+    chunk_bytes_for,
+    reply_seed,
+)
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -447,7 +453,7 @@ class SessionRunner:
             _log.warning("emulator.tool_result_missing", session=self._record.number, tool=name)
 
     async def _render(self, events: OutputEvents, reply: Reply) -> RenderedReply:
-        chunk_bytes = max(2, events.output_rate * self._settings.output_chunk_ms // 1000 * 2)
+        chunk_bytes = chunk_bytes_for(events.output_rate, self._settings.output_chunk_ms)
         return await self._voices.get(
             events.output_rate, reply.answer_ms, reply_seed(reply.text), chunk_bytes
         )

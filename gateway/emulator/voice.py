@@ -39,6 +39,7 @@ __all__ = [
     "AudioFrameEncoder",
     "RenderedReply",
     "VoiceCache",
+    "chunk_bytes_for",
     "render_reply",
     "reply_seed",
 ]
@@ -67,6 +68,11 @@ _FIXED: Final = 12 + len(_HEADERS) + len(_PAYLOAD_HEAD) + len(_PAYLOAD_TAIL) + 4
 UTTERANCES: Final = 16
 """Distinct utterances per (rate, length): the default persona's texts differ per turn number,
 and rendering a new utterance for every turn of a long call would cost a render per turn."""
+
+
+def chunk_bytes_for(rate: int, chunk_ms: int) -> int:
+    """PCM bytes per ``audioOutput`` chunk of ``chunk_ms`` at ``rate`` (16-bit mono)."""
+    return max(2, rate * chunk_ms // 1000 * 2)
 
 
 def reply_seed(text: str) -> int:
@@ -115,6 +121,10 @@ class VoiceCache:
         self._capacity = capacity
         self._cache: collections.OrderedDict[VoiceKey, RenderedReply] = collections.OrderedDict()
         self._rendering: dict[VoiceKey, anyio.Event] = {}
+        # One render at a time: each holds the GIL for most of its 50-100 ms, and a burst of
+        # concurrent renders (many sessions reaching their first turn together) would starve the
+        # event loop for seconds.
+        self._limiter = anyio.CapacityLimiter(1)
         self.renders = 0
         """Replies rendered so far (cache misses)."""
 
@@ -135,7 +145,7 @@ class VoiceCache:
         try:
             # Shielded: a barge-in cancelling the asker must not waste the render.
             with anyio.CancelScope(shield=True):
-                rendered = await anyio.to_thread.run_sync(render_reply, *key)
+                rendered = await anyio.to_thread.run_sync(render_reply, *key, limiter=self._limiter)
             self.renders += 1
             self._cache[key] = rendered
             while len(self._cache) > self._capacity:
