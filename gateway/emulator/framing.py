@@ -31,10 +31,12 @@ import struct
 import zlib
 from typing import Final, Literal, final
 
+import msgspec
 from smithy_aws_event_stream.events import Event, EventMessage
 from smithy_aws_event_stream.exceptions import EventError
 
 from actors.errors import RemoteProtocolError
+from actors.wire import AudioInput
 
 __all__ = [
     "EXCEPTION_KINDS",
@@ -42,6 +44,7 @@ __all__ = [
     "ExceptionKind",
     "FrameSplitter",
     "InnerChunk",
+    "decode_audio_input",
     "decode_outer_frame",
     "decode_outer_frame_slow",
     "encode_event_frame",
@@ -252,6 +255,35 @@ def _walk_headers(block: bytes) -> dict[bytes, bytes | None] | None:
             return None
         out[name] = value
     return out
+
+
+class _AudioOnlyEvent(
+    msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel", forbid_unknown_fields=True
+):
+    audio_input: AudioInput
+
+
+class _AudioOnlyEnvelope(
+    msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel", forbid_unknown_fields=True
+):
+    event: _AudioOnlyEvent
+
+
+_AUDIO_ONLY: Final = msgspec.json.Decoder(_AudioOnlyEnvelope)
+
+
+def decode_audio_input(event_json: bytes) -> AudioInput | None:
+    """The ``audioInput`` body of a Nova input event that is exactly one, else None.
+
+    The fast path for the event that makes up nearly all of the input: one typed decode of the
+    same :class:`~actors.wire.AudioInput` struct (same field rules), no dispatch over the other
+    event kinds. None means "not simply an audioInput": decode it with
+    :func:`actors.wire.decode_input_event`, which accepts or rejects it with the precise error.
+    """
+    try:
+        return _AUDIO_ONLY.decode(event_json).event.audio_input
+    except msgspec.DecodeError:  # ValidationError included
+        return None
 
 
 def encode_event_frame(chunk_payload: bytes) -> bytes:

@@ -57,6 +57,7 @@ from gateway.emulator.faults import SESSION_CAP_MESSAGE, Fault, is_exception_kin
 from gateway.emulator.framing import (
     ExceptionKind,
     FrameSplitter,
+    decode_audio_input,
     decode_outer_frame,
     encode_event_frame,
     encode_exception_frame,
@@ -288,7 +289,15 @@ class SessionRunner:
         chunk = decode_outer_frame(frame)
         if chunk.payload is None:
             return  # end of input; the HTTP/2 stream end follows
-        event = decode_input_event(decode_chunk_payload(chunk.payload))
+        data = decode_chunk_payload(chunk.payload)
+        audio = decode_audio_input(data)
+        if audio is not None:
+            # Nearly every event: skip the general decode and dispatch.
+            self._record.input_events.append("audioInput")
+            self._validator.feed(audio)
+            self._on_audio(audio.content)
+            return
+        event = decode_input_event(data)
         self._record.input_events.append(input_event_name(event))
         self._validator.feed(event)
         match event:

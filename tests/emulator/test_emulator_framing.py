@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from smithy_aws_event_stream.events import Event, EventMessage
 
 from actors.errors import RemoteProtocolError
+from actors.wire import AudioInput, decode_input_event
 from gateway.emulator.framing import (
     FrameSplitter,
+    decode_audio_input,
     decode_outer_frame,
     decode_outer_frame_slow,
     encode_event_frame,
@@ -180,3 +182,33 @@ def test_fast_path_agrees_on_the_sdk_frames() -> None:
     for frame in (valid, FRAMES[1], valid[:-1], valid + b"\x00", inner_chunk(b"{}")):
         fast, slow = both(frame)
         assert fast == slow
+
+
+AUDIO_JSON = [
+    b'{"event":{"audioInput":{"promptName":"p","contentName":"a","content":"AAA="}}}',
+    b'{"event":{"audioInput":{"contentName":"a","content":"","promptName":"p"}}}',
+    b' { "event" : { "audioInput" : { "promptName":"p","contentName":"a","content":"AAA=" } } } ',
+    b'{"event":{"audioInput":{"promptName":"p","contentName":"a","content":"AAA=","x":1}}}',
+    b'{"event":{"audioInput":{"promptName":"p","contentName":"a","content":"not base64!"}}}',
+    b'{"event":{"audioInput":{"promptName":"p","content":"AAA="}}}',
+    b'{"event":{"audioInput":{"promptName":"p","contentName":"a","content":"AAA="},"textInput":null}}',
+    b'{"event":{"audioInput":{"promptName":"p","contentName":"a","content":"AAA="},'
+    b'"textInput":{"promptName":"p","contentName":"t","content":"hi"}}}',
+    b'{"event":{"audioInput":null}}',
+    b'{"event":{},"other":1}',
+    b'{"event":{"promptEnd":{"promptName":"p"}}}',
+    b'{"event":{"sessionEnd":{}}}',
+    b"not json",
+]
+
+
+@pytest.mark.parametrize("data", AUDIO_JSON)
+def test_audio_fast_path_agrees_with_the_full_decoder(data: bytes) -> None:
+    fast = decode_audio_input(data)
+    try:
+        full = decode_input_event(data)
+    except RemoteProtocolError:
+        assert fast is None
+        return
+    assert fast is None or fast == full
+    assert (fast is not None) == (isinstance(full, AudioInput) and b"null" not in data)
