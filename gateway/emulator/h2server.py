@@ -21,9 +21,10 @@ Connection rules:
   half a window). The data was consumed before it is acknowledged; the windows bound nothing the
   emulator needs bounded.
 * ``h2`` formats every received frame for a trace log line even when nothing logs (``repr`` of the
-  frame, hex of its payload: about a third of its cost per DATA frame); :class:`_QuietH2Connection`
-  leaves that line out (``tests/emulator/test_emulator_h2server.py`` pins the copied method to
-  ``h2``'s source).
+  frame, hex of its payload); :class:`_QuietH2Connection` leaves that line out
+  (``tests/emulator/test_emulator_h2server.py`` pins the copied method to ``h2``'s source). With
+  the batched acknowledgement, a 1.45 KB DATA frame costs 8 us in ``h2`` instead of 14 us (11 us
+  without the trace line alone); one core of the 2-core development VM.
 * :meth:`H2ServerConnection.goaway` sends GOAWAY(NO_ERROR, last-stream-id = highest stream id
   seen) *without* moving ``h2`` to its closed state (``h2`` 4.x refuses to send anything after its
   own ``close_connection``), so streams already open run to their end; a stream the peer opens
