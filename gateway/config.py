@@ -140,7 +140,8 @@ class LimitsConfig:
 
     Attributes:
         max_concurrent_calls: calls beyond this are answered ``<Reject reason="busy"/>`` on the
-            webhook and refused on the WebSocket.
+            webhook and refused on the WebSocket. The default is what ``scripts/bench_load.py
+            --search`` found on the project's 2-core machine (docs/performance.md); measure yours.
         ws_max_message_bytes: largest incoming WebSocket message; a bigger one ends that call.
         handshake_timeout_s: time allowed for ``connected`` + ``start`` after the socket opens.
         admission_loop_lag_ms: while the event loop's recent lag (90th percentile of the last
@@ -148,7 +149,7 @@ class LimitsConfig:
             None turns the check off. Live calls are never touched by it.
     """
 
-    max_concurrent_calls: PositiveInt = 50
+    max_concurrent_calls: PositiveInt = 35
     ws_max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 65536
     handshake_timeout_s: PositiveSeconds = 10.0
     admission_loop_lag_ms: Annotated[float, msgspec.Meta(gt=0)] | None = 25.0
