@@ -43,7 +43,7 @@ from gateway.emulator.h2server import (
 )
 from gateway.emulator.session import EmulatedSession, ScriptCursor, SessionRunner
 from gateway.emulator.settings import EmulatorSettings
-from gateway.emulator.stats import LatenessHistogram
+from gateway.emulator.stats import lateness_histogram, lateness_report
 from gateway.emulator.tls import make_tls_material
 from gateway.emulator.voice import UTTERANCES, VoiceCache, chunk_bytes_for
 
@@ -95,7 +95,7 @@ class Emulator:
         """Set while no connection is open (shutdown waits for it)."""
         self._disconnected.set()
         self._voices = VoiceCache()
-        self._lateness = LatenessHistogram()
+        self._lateness = lateness_histogram()
         self._tls: ssl.SSLContext | None = None
 
     @property
@@ -178,7 +178,7 @@ class Emulator:
         upper bounds, see :mod:`gateway.emulator.stats`); measured when each ``audioOutput`` chunk
         is handed to its stream, so it shows the emulator's own delays, not the client's.
         """
-        return self._lateness.snapshot()
+        return lateness_report(self._lateness)
 
     def snapshot(self) -> dict[str, object]:
         """:meth:`statistics` plus ``reply_lateness_ms`` and ``replies_rendered`` (JSON-ready)."""

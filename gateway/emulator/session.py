@@ -87,7 +87,7 @@ if TYPE_CHECKING:
 
     from gateway.emulator.script import ModelScript
     from gateway.emulator.settings import EmulatorSettings
-    from gateway.emulator.stats import LatenessHistogram
+    from gateway.loop_lag import LagHistogram
 
 __all__ = ["EmulatedSession", "FrameOutput", "SessionRunner"]
 
@@ -174,7 +174,7 @@ class SessionRunner:
         out: FrameOutput,
         cursor: ScriptCursor | None = None,
         voices: VoiceCache | None = None,
-        lateness: LatenessHistogram | None = None,
+        lateness: LagHistogram | None = None,
     ) -> None:
         self._settings = settings
         self._record = record
@@ -487,7 +487,7 @@ class SessionRunner:
                 due = started + sent_bytes / 2 / rate / factor
                 await anyio.sleep(max(0.0, due - anyio.current_time()))
                 if lateness is not None:
-                    lateness.add(anyio.current_time() - due)
+                    lateness.record(max(0.0, (anyio.current_time() - due) * 1000.0))
             else:
                 await anyio.lowlevel.checkpoint()
             if self._terminated:

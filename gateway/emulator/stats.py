@@ -1,4 +1,4 @@
-"""The emulator's own lateness: a fixed-bucket histogram of how late paced audio went out.
+"""The emulator's own lateness: how late paced audio went out, as a fixed-bucket histogram.
 
 Theory of operation. Each paced ``audioOutput`` chunk has a due time (the reply's start plus its
 audio offset divided by ``realtime_factor``); the session records ``actual - due`` when the chunk
@@ -6,15 +6,18 @@ is handed to its HTTP/2 stream. A late chunk means the emulator's event loop was
 of CPU), the failure that would make the emulator the bottleneck of a load benchmark. Counts are
 cumulative since start, so a reader in another process can difference two snapshots for a window;
 percentiles are the upper bound of the bucket holding them (coarse by design: cheap to record,
-stable to compare).
+stable to compare). The histogram is the gateway's own :class:`~gateway.loop_lag.LagHistogram`
+(the same concept: how late a loop ran something) with this module's bounds; :func:`lateness_report`
+is the JSON shape the emulator's ``--stats-file`` has always written.
 """
 
 from __future__ import annotations
 
-import bisect
-from typing import Final, final
+from typing import Final
 
-__all__ = ["LATENESS_BOUNDS_MS", "LatenessHistogram"]
+from gateway.loop_lag import LagHistogram
+
+__all__ = ["LATENESS_BOUNDS_MS", "lateness_histogram", "lateness_report"]
 
 LATENESS_BOUNDS_MS: Final[tuple[float, ...]] = (
     0.5,
@@ -39,56 +42,33 @@ LATENESS_BOUNDS_MS: Final[tuple[float, ...]] = (
 """Bucket upper bounds in ms; one more bucket holds everything above the last."""
 
 
-@final
-class LatenessHistogram:
-    """Lateness samples in fixed buckets, plus the exact maximum."""
+def lateness_histogram() -> LagHistogram:
+    """An empty histogram with :data:`LATENESS_BOUNDS_MS` (record lateness in ms, early as 0)."""
+    return LagHistogram(LATENESS_BOUNDS_MS)
 
-    __slots__ = ("_counts", "_max_ms")
 
-    def __init__(self) -> None:
-        self._counts = [0] * (len(LATENESS_BOUNDS_MS) + 1)
-        self._max_ms = 0.0
+def lateness_report(histogram: LagHistogram) -> dict[str, object]:
+    """JSON-ready: count, p50/p99/max in ms, and the per-bucket counts (``le_<bound>``).
 
-    def add(self, late_s: float) -> None:
-        """Record one sample (seconds; early counts as 0)."""
-        late_ms = max(0.0, late_s * 1000.0)
-        self._counts[bisect.bisect_left(LATENESS_BOUNDS_MS, late_ms)] += 1
-        self._max_ms = max(self._max_ms, late_ms)
+    Percentiles are bucket upper bounds, capped at the exact maximum; above the last bound they
+    report the maximum. Without samples they are None.
+    """
+    snap = histogram.snapshot()
 
-    @property
-    def count(self) -> int:
-        """Samples recorded."""
-        return sum(self._counts)
-
-    def percentile_ms(self, q: float) -> float | None:
-        """Upper bound of the bucket holding quantile ``q`` (0..1); None without samples.
-
-        The last bucket has no bound: its quantiles report the exact maximum.
-        """
-        total = self.count
-        if total == 0:
+    def percentile(q: float) -> float | None:
+        if snap.count == 0:
             return None
-        rank = q * total
-        seen = 0
-        for index, count in enumerate(self._counts):
-            seen += count
-            if seen >= rank and count:
-                if index < len(LATENESS_BOUNDS_MS):
-                    return min(LATENESS_BOUNDS_MS[index], self._max_ms)
-                return self._max_ms
-        return self._max_ms
+        bound = LagHistogram.quantile(snap.bounds_ms, snap.counts, q)
+        return min(bound, snap.max_ms)
 
-    def snapshot(self) -> dict[str, object]:
-        """JSON-ready: count, p50/p99/max in ms, and the per-bucket counts (``le_<bound>``)."""
-        buckets = {
-            f"le_{bound:g}": n
-            for bound, n in zip(LATENESS_BOUNDS_MS, self._counts[:-1], strict=True)
-        }
-        buckets["gt_last"] = self._counts[-1]
-        return {
-            "count": self.count,
-            "p50": self.percentile_ms(0.5),
-            "p99": self.percentile_ms(0.99),
-            "max": round(self._max_ms, 3),
-            "buckets": buckets,
-        }
+    buckets: dict[str, int] = {
+        f"le_{bound:g}": n for bound, n in zip(snap.bounds_ms, snap.counts[:-1], strict=True)
+    }
+    buckets["gt_last"] = snap.counts[-1]
+    return {
+        "count": snap.count,
+        "p50": percentile(0.5),
+        "p99": percentile(0.99),
+        "max": snap.max_ms,
+        "buckets": buckets,
+    }

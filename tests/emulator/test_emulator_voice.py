@@ -21,7 +21,7 @@ from actors.wire import (
 from audiocodec import speech_like
 from gateway.emulator import EmulatorSettings, run_emulator, serve_forever
 from gateway.emulator.framing import encode_event_frame
-from gateway.emulator.stats import LatenessHistogram
+from gateway.emulator.stats import lateness_histogram, lateness_report
 from gateway.emulator.voice import AudioFrameEncoder, VoiceCache, render_reply
 
 if TYPE_CHECKING:
@@ -61,18 +61,17 @@ def test_fast_frames_decode_to_the_library_event(rate: int, prompt_name: str) ->
 
 
 def test_lateness_histogram_percentiles() -> None:
-    histogram = LatenessHistogram()
-    assert histogram.percentile_ms(0.5) is None
+    histogram = lateness_histogram()
+    assert lateness_report(histogram)["p50"] is None
     for _ in range(98):
-        histogram.add(0.0004)  # 0.4 ms
-    histogram.add(0.012)
-    histogram.add(2.5)  # beyond the last bound
-    snap = histogram.snapshot()
+        histogram.record(0.4)
+    histogram.record(12.0)
+    histogram.record(2500.0)  # beyond the last bound
+    snap = lateness_report(histogram)
     assert snap["count"] == 100
     assert snap["p50"] == 0.5
     assert snap["p99"] == 15.0
     assert snap["max"] == 2500.0
-    assert histogram.percentile_ms(1.0) == 2500.0
     buckets = snap["buckets"]
     assert isinstance(buckets, dict)
     assert buckets["le_0.5"] == 98
