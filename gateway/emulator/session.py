@@ -308,6 +308,10 @@ class SessionRunner:
                     prompt_name=event.prompt_name, output_rate=self._validator.output_rate
                 )
                 self._record.output_rate = self._validator.output_rate
+                if self._script is not None and self._tg is not None:
+                    # Scripted replies render now, not at their turn: a first render takes tens
+                    # of ms of a core (more beside a busy loop) that a scripted answer must not wait.
+                    self._tg.start_soon(self._prerender_script, self._events.output_rate)
             case InputContentStart():
                 if event.type == "AUDIO" and self._validator.input_rate is not None:
                     self._record.input_rate = self._validator.input_rate
@@ -460,6 +464,15 @@ class SessionRunner:
         if scope.cancelled_caught:
             self._tool_waits.pop(tool_use_id, None)
             _log.warning("emulator.tool_result_missing", session=self._record.number, tool=name)
+
+    async def _prerender_script(self, rate: int) -> None:
+        script = self._script
+        assert script is not None
+        chunk_bytes = chunk_bytes_for(rate, self._settings.output_chunk_ms)
+        for turn in script.turns:
+            if turn.reply:
+                ms = self._settings.answer_ms if turn.answer_ms is None else turn.answer_ms
+                await self._voices.get(rate, ms, reply_seed(turn.reply), chunk_bytes)
 
     async def _render(self, events: OutputEvents, reply: Reply) -> RenderedReply:
         chunk_bytes = chunk_bytes_for(events.output_rate, self._settings.output_chunk_ms)
