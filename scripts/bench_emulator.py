@@ -440,23 +440,22 @@ async def run_step(args: argparse.Namespace, sessions: int, frames: Frames) -> d
                     client.send(stream, frames.audio[(tick + stream.phase) % n_audio])
                 tick += 1
 
-        tasks = []
-        for client in clients:
-            mine = [s for c, s in streams if c is client]
-            tasks.append(asyncio.create_task(pace(client, mine)))
-        await asyncio.sleep(args.warmup_s)
-        measuring = True
-        t0, e0, d0 = time.monotonic(), cpu_seconds(process.pid), time.process_time()
-        sent0 = sum(c.sent for c in clients)
-        stats0 = read_stats(stats_file)
-        await asyncio.sleep(args.window_s)
-        t1, e1, d1 = time.monotonic(), cpu_seconds(process.pid), time.process_time()
-        sent1 = sum(c.sent for c in clients)
-        stats1 = read_stats(stats_file)
-        measuring = False
-        received = sum(s.received for _, s in streams)
-        stop = True
-        await asyncio.gather(*tasks)
+        async with asyncio.TaskGroup() as pacers:  # left when every pacer has stopped
+            for client in clients:
+                mine = [s for c, s in streams if c is client]
+                pacers.create_task(pace(client, mine))
+            await asyncio.sleep(args.warmup_s)
+            measuring = True
+            t0, e0, d0 = time.monotonic(), cpu_seconds(process.pid), time.process_time()
+            sent0 = sum(c.sent for c in clients)
+            stats0 = read_stats(stats_file)
+            await asyncio.sleep(args.window_s)
+            t1, e1, d1 = time.monotonic(), cpu_seconds(process.pid), time.process_time()
+            sent1 = sum(c.sent for c in clients)
+            stats1 = read_stats(stats_file)
+            measuring = False
+            received = sum(s.received for _, s in streams)
+            stop = True
         for client, stream in streams:
             if not client.lost.is_set():
                 client.send(stream, frames.closing + frames.end_of_input, end=True)
@@ -517,11 +516,11 @@ async def loop_block(args: argparse.Namespace, frames: Frames) -> dict[str, Any]
 
     settings = EmulatorSettings(think_ms=200, answer_ms=2000, realtime_factor=4.0)
     results = []
-    async with run_emulator(settings) as emu:
+    async with run_emulator(settings) as emu, asyncio.TaskGroup() as monitors:
         loop = asyncio.get_running_loop()
         context = ssl.create_default_context(cafile=str(emu.ca_path))
         context.set_alpn_protocols(["h2"])
-        monitor = asyncio.create_task(ticker())
+        monitors.create_task(ticker())
         for label in ("first use", "cached"):
             _, client = await loop.create_connection(
                 lambda: Client(f"127.0.0.1:{emu.port}"), "127.0.0.1", emu.port, ssl=context
@@ -544,8 +543,7 @@ async def loop_block(args: argparse.Namespace, frames: Frames) -> dict[str, Any]
             client.send(stream, frames.closing + frames.end_of_input, end=True)
             await asyncio.wait_for(stream.ended.wait(), 10)
             client.transport.close()  # type: ignore[union-attr]
-        stop.set()
-        await monitor
+        stop.set()  # the ticker returns; leaving the task group waits for it
     return {"loop_block": results}
 
 
