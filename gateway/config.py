@@ -225,7 +225,7 @@ class SonicConfig:
     output_rate: SampleRate = 24000
     endpoint_uri: str | None = None
     ca_bundle: Path | None = None
-    audio_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=200, multiple_of=20)] = 40
+    audio_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=200, multiple_of=20)] = 20
     handover_after_s: Annotated[float, msgspec.Meta(ge=1.0, le=470.0)] = 360.0
     pool_size: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2
     pool_level: PoolLevel = "connect"

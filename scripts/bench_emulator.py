@@ -390,6 +390,8 @@ async def run_step(args: argparse.Namespace, sessions: int, frames: Frames) -> d
             "emulator",
             "--port",
             "0",
+            "--vad-block-ms",  # turn ends on 100 ms blocks: the load-test setting
+            "100",
         ]
     )
     if args.pin:

@@ -14,8 +14,8 @@ Mailboxes (created here; they outlive actor instances, so a restarted child read
 mailbox              carries                                 cap   overflow     why
 ===================  ======================================  ====  ===========  ==================
 sonic.audio          CallerAudio (batch, Sonic input rate)   50    DROP_OLDEST  the reader never
-                                                                                waits; 2 s (at 40
-                                                                                ms) cover Sonic
+                                                                                waits; 1 s (at 20
+                                                                                ms) covers Sonic
                                                                                 opening;
                                                                                 stale caller audio
                                                                                 is worthless;

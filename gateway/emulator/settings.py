@@ -62,7 +62,7 @@ class EmulatorSettings:
     end_of_turn_silence_ms: float = attrs.field(default=600.0, validator=_positive)
     vad_onset_ms: float = attrs.field(default=60.0, validator=_positive)
     vad_threshold_dbfs: float = -40.0
-    vad_block_ms: float = attrs.field(default=100.0, validator=_not_negative)
+    vad_block_ms: float = attrs.field(default=0.0, validator=_not_negative)
     think_ms: int = attrs.field(default=200, validator=_not_negative)
     answer_ms: int = attrs.field(default=2000, validator=_not_negative)
     output_chunk_ms: int = attrs.field(default=100, validator=_positive)
