@@ -140,8 +140,9 @@ class LimitsConfig:
 
     Attributes:
         max_concurrent_calls: calls beyond this are answered ``<Reject reason="busy"/>`` on the
-            webhook and refused on the WebSocket. The default is what ``scripts/bench_load.py
-            --search`` found on the project's 2-core machine (docs/performance.md); measure yours.
+            webhook and refused on the WebSocket. The default met the load benchmark's service level in every
+            run on the project's 2-core machine (docs/performance.md); measure yours with
+            ``scripts/bench_load.py --search``.
         ws_max_message_bytes: largest incoming WebSocket message; a bigger one ends that call.
         handshake_timeout_s: time allowed for ``connected`` + ``start`` after the socket opens.
         admission_loop_lag_ms: while the event loop's recent lag (90th percentile of the last
@@ -149,7 +150,7 @@ class LimitsConfig:
             None turns the check off. Live calls are never touched by it.
     """
 
-    max_concurrent_calls: PositiveInt = 35
+    max_concurrent_calls: PositiveInt = 50
     ws_max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 65536
     handshake_timeout_s: PositiveSeconds = 10.0
     admission_loop_lag_ms: Annotated[float, msgspec.Meta(gt=0)] | None = 25.0
