@@ -15,31 +15,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from gateway.loop_lag import LagHistogram
+from gateway.loop_lag import LAG_BOUNDS_MS, LagHistogram
 
 __all__ = ["LATENESS_BOUNDS_MS", "lateness_histogram", "lateness_report"]
 
-LATENESS_BOUNDS_MS: Final[tuple[float, ...]] = (
-    0.5,
-    1.0,
-    2.0,
-    3.0,
-    5.0,
-    7.5,
-    10.0,
-    15.0,
-    20.0,
-    30.0,
-    50.0,
-    75.0,
-    100.0,
-    150.0,
-    200.0,
-    300.0,
-    500.0,
-    1000.0,
-)
-"""Bucket upper bounds in ms; one more bucket holds everything above the last."""
+LATENESS_BOUNDS_MS: Final = LAG_BOUNDS_MS
+"""Bucket upper bounds in ms (the gateway's loop-lag bounds); one more bucket holds the rest."""
 
 
 def lateness_histogram() -> LagHistogram:
