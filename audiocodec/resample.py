@@ -7,7 +7,7 @@ Theory of operation (see :mod:`audiocodec._filters` for the filter design):
   gives exactly the samples of feeding it whole. There is no stateless per-chunk resampling.
 * Work is done in blocks: each block turns ``M`` input samples into ``L`` output samples
   (``L/M = out_rate/in_rate`` reduced; 8->16 kHz is 1 -> 2, 24->8 kHz is 3 -> 1, 16<->24 kHz is
-  2 <-> 3). All blocks whose input window is complete are computed in one BLAS call on a strided
+  2 <-> 3). All blocks whose input window is complete are computed in one matrix product on a strided
   view of the work buffer; the rest waits for the next call. A 20 ms chunk holds whole blocks for
   every supported pair, so after the first call each call returns exactly 20 ms (320 samples per
   160 in for 8->16 kHz, 160 per 480 for 24->8 kHz). For other chunk sizes the fractional
@@ -20,7 +20,7 @@ Theory of operation (see :mod:`audiocodec._filters` for the filter design):
   latency. :meth:`Resampler.flush` pads with zeros to release the tail; the total output is
   then ``round_half_up(n_in * out_rate / in_rate)`` samples, and the resampler is reset.
 * Output is rounded half-to-even and clipped to int16. Arithmetic is exact in float64 (see
-  :mod:`audiocodec._filters`), so results do not depend on chunking or on BLAS internals.
+  :mod:`audiocodec._filters`), so results do not depend on chunking or on summation order.
 
 Supported: any pair of positive integer rates whose reduced ratio keeps the bank small (8, 16, 24
 kHz in any direction, and equal rates as a pass-through). Not thread-safe; no I/O, no clock.
@@ -63,6 +63,7 @@ class Resampler:
         "_down",
         "_fill",
         "_history",
+        "_in_place",
         "_in_rate",
         "_in_total",
         "_out_rate",
@@ -95,6 +96,7 @@ class Resampler:
             self._width = spec.width
             self._history = -spec.offset  # zeros standing for the time before the stream
             self._bank = spec.bank
+        self._in_place = self._up > self._down
         self._capacity = 0
         self._work: npt.NDArray[np.float64] = np.zeros(0)
         self._windows: npt.NDArray[np.float64] = np.zeros((0, self._width))
@@ -171,7 +173,17 @@ class Resampler:
         if available < 0:
             return np.zeros(0, dtype=np.int16)
         blocks = available // self._down + 1
-        out = np.dot(self._windows[:blocks], self._bank).ravel()
+        windows = self._windows[:blocks]
+        # The sum is exact either way (module docstring); only the speed differs. On this
+        # overlapping strided view dot copies the windows and calls BLAS, and both release the
+        # GIL: under load each release hands the GIL to awscrt's waiting thread and back.
+        # matmul's own loop reads the view in place; on a 20 ms chunk the whole call keeps the
+        # GIL. It is as fast as dot for upsampling (short windows) and over 2x slower for
+        # downsampling (long windows), where BLAS is worth it (scripts/bench_codecs.py --kernels).
+        if self._in_place:
+            out = np.matmul(windows, self._bank).ravel()
+        else:
+            out = np.dot(windows, self._bank).ravel()
         consumed = blocks * self._down
         self._work[: self._fill - consumed] = self._work[consumed : self._fill]
         self._fill -= consumed

@@ -18,6 +18,7 @@ import argparse
 import gc
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -207,10 +208,56 @@ def _paths() -> list[tuple[str, Callable[[bytes], object], list[bytes], float]]:
     return rows
 
 
+def _kernel_rows(calls: int) -> None:
+    """The resampler's two kernels (dot / matmul) per pair and chunk: CPU, and GIL behaviour.
+
+    "keeps GIL" is measured: the same calls run while another thread spins in Python; a kernel
+    that releases the GIL then waits for that thread's switch interval (milliseconds per call).
+    """
+    print(f"\n{'resampler kernel':34} {'chunk':>6} {'dot µs':>7} {'matmul µs':>9}  keeps GIL")
+    for pair, chunk_ms in [((8000, 16000), 20), ((8000, 16000), 200), ((24000, 8000), 100)]:
+        pcm = audiocodec.speech_like(pair[0], chunk_ms, seed=5)
+        figures: dict[bool, tuple[float, bool]] = {}
+        for in_place in (False, True):
+            resampler = Resampler(*pair)
+            resampler._in_place = in_place
+            step = resampler.process
+            median, _ = _time(step, [pcm], calls, 5)
+            figures[in_place] = (median, _keeps_gil(step, pcm))
+        (dot, dot_keeps), (mm, mm_keeps) = figures[False], figures[True]
+        print(
+            f"{pair[0] // 1000}->{pair[1] // 1000}k{'':29} {chunk_ms:4} ms {dot:7.1f} {mm:9.1f}"
+            f"  dot {'yes' if dot_keeps else 'no'}, matmul {'yes' if mm_keeps else 'no'}"
+        )
+
+
+def _keeps_gil(step: Callable[[bytes], object], pcm: bytes) -> bool:
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        start = time.perf_counter()
+        for _ in range(20):
+            step(pcm)
+        per_call = (time.perf_counter() - start) / 20
+    finally:
+        stop.set()
+        spinner.join()
+    return per_call < 0.001  # a release costs the spinner's switch interval (5 ms)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument(
+        "--kernels", action="store_true", help="also compare the resampler's dot and matmul kernels"
+    )
     args = parser.parse_args(argv)
     print(f"python {sys.version.split()[0]}, audioop in use: {audiocodec.has_audioop()}")
     print(
@@ -223,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if target:
             mark = f"<= {target:>3.0f}" + ("" if median <= target else "  OVER")
         print(f"{name:62} {median:7.2f} {best:7.2f} {mark}")
+    if args.kernels:
+        _kernel_rows(min(args.frames, 500))
     return 0
 
 
