@@ -157,6 +157,15 @@ class EnergyVad:
         return self._speaking
 
     @property
+    def active(self) -> bool:
+        """Speech is in progress, or windows at the start threshold have begun an onset run.
+
+        True from the first loud window on, before :class:`SpeechStart` is confirmed: a shell that
+        holds quiet audio back can send everything at once when sound begins.
+        """
+        return self._speaking or self._run > 0
+
+    @property
     def level_dbfs(self) -> float:
         """RMS level of the last analysis window (-inf before the first)."""
         return self._level_db

@@ -113,8 +113,7 @@ class Call:
 
     def caller_audio_dropped_ms(self) -> float:
         """Caller audio dropped because SonicSession fell behind (its drop-oldest mailbox), ms."""
-        dropped = self._mailboxes.sonic_audio.statistics().dropped
-        return dropped * self._deps.sonic_settings.audio_batch_ms
+        return self._mailboxes.sonic_audio.statistics().dropped_weight
 
     def report(self) -> CallReport:
         """What happened so far (final once :meth:`run` has returned)."""

@@ -59,6 +59,7 @@ __all__ = [
     "SonicData",
     "TurnControl",
     "UserTranscribed",
+    "caller_audio_ms",
 ]
 
 GREETING_TURN_ID = 0
@@ -86,6 +87,11 @@ class CallerAudio(_Message, frozen=True):
     """PCM16 LE mono."""
     rate: int
     """Sample rate of ``pcm`` in Hz (Sonic's input rate, 16000 by default)."""
+
+
+def caller_audio_ms(msg: CallerAudio) -> float:
+    """How much audio ``msg`` carries, in milliseconds (the caller-audio mailbox's weight)."""
+    return len(msg.pcm) * 500.0 / msg.rate
 
 
 class CallerDtmf(_Message, frozen=True):

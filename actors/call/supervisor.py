@@ -13,9 +13,9 @@ Mailboxes (created here; they outlive actor instances, so a restarted child read
 ===================  ======================================  ====  ===========  ==================
 mailbox              carries                                 cap   overflow     why
 ===================  ======================================  ====  ===========  ==================
-sonic.audio          CallerAudio (batch, Sonic input rate)   50    DROP_OLDEST  the reader never
-                                                                                waits; 1 s (at 20
-                                                                                ms) covers Sonic
+sonic.audio          CallerAudio (20 ms, or up to            50    DROP_OLDEST  the reader never
+                     quiet_batch_ms; Sonic input rate)                          waits; >= 1 s
+                                                                                covers Sonic
                                                                                 opening;
                                                                                 stale caller audio
                                                                                 is worthless;
@@ -70,6 +70,7 @@ from actors.call.protocol import (
     PlaybackData,
     SonicControl,
     TurnControl,
+    caller_audio_ms,
 )
 from actors.call.sonic_session import SessionMemory, SonicSession
 from actors.call.turn_fsm import TurnSettings
@@ -105,7 +106,7 @@ class CallMailboxes:
     def create(cls) -> CallMailboxes:
         """Fresh mailboxes with the documented capacities and policies."""
         return cls(
-            sonic_audio=Mailbox("sonic.audio", 50, Overflow.DROP_OLDEST),
+            sonic_audio=Mailbox("sonic.audio", 50, Overflow.DROP_OLDEST, weigh=caller_audio_ms),
             sonic_control=Mailbox("sonic.control", 16, Overflow.BLOCK),
             playback_data=Mailbox("playback.data", 32, Overflow.BLOCK),
             playback_control=Mailbox("playback.control", 64, Overflow.BLOCK),
@@ -169,7 +170,7 @@ def build_call_supervisor(
             socket=socket,
             identity=identity,
             input_rate=settings.input_rate,
-            batch_ms=settings.audio_batch_ms,
+            quiet_batch_ms=settings.quiet_batch_ms,
             sonic_audio=mb.sonic_audio,
             sonic_control=mb.sonic_control,
             turn_control=mb.turn_control,

@@ -9,15 +9,24 @@ Rules:
   hides the hang-up. Caller audio goes to a drop-oldest mailbox; a full CONTROL mailbox means a
   peer has been stuck for seconds, and the call ends loudly (:class:`ControlOverflow`) rather
   than silently losing a mark echo or a digit.
-* Caller audio: μ-law frames are gathered into batches of ``batch_ms`` (Sonic's
-  ``audio_batch_ms``: what Sonic gets per event anyway), then each batch goes μ-law 8 kHz -> PCM16
-  (``ulaw_decode``) -> the local VAD (at 8 kHz: cheapest, and telephone speech has nothing above
-  4 kHz) -> ONE stateful ``Resampler(8000, input_rate)`` per call -> ``CallerAudio`` for
-  SonicSession. Batching first divides every per-message cost behind it (decode, VAD, resampler
-  call, mailbox hop, send, signing, HTTP/2 write) by the batch's frame count. VAD events become
-  ``CallerSpeechStarted/Stopped`` for TurnTaker with times on the anyio clock (each batch anchors
-  the VAD at its arrival minus its duration), so their times stay those of the samples; they are
-  only learnt up to one batch (less 20 ms) later.
+* Caller audio: each μ-law frame goes μ-law 8 kHz -> PCM16 (``ulaw_decode``) -> the local VAD
+  (at 8 kHz: cheapest, and telephone speech has nothing above 4 kHz) -> ONE stateful
+  ``Resampler(8000, input_rate)`` per call -> ``CallerAudio`` for SonicSession, which writes each
+  one to the stream as one unit. A write costs far more than the event it carries, and callers
+  are quiet for much of a call, so quiet audio may wait and go ``quiet_batch_ms`` at a time, but
+  only when the wait cannot delay what the model listens for:
+
+  - never while there is sound (:attr:`EnergyVad.active`: speech, or a window loud enough to
+    begin it): the first loud frame releases everything held, and sound goes frame by frame, so
+    Sonic hears onsets (barge-in) and words as soon as they arrive;
+  - quiet audio is held only while the assistant's audio is being played (a ``mark`` echoed in
+    the last :data:`_PLAYING_WINDOW_S`: the caller's turn is over) or once the caller has been
+    quiet for longer than the model's longest end-of-turn pause (:data:`_ENDPOINTING_GUARD_S`),
+    so the silence that ends a caller's turn is never held back.
+
+  VAD events become ``CallerSpeechStarted/Stopped`` for TurnTaker with times on the anyio clock
+  (each frame anchors the VAD at its arrival minus its duration), so their times stay those of
+  the samples.
 * Ends: ``stop`` -> return normally (reason ``caller_hangup``); a malformed or out-of-order frame
   -> :class:`TwilioMessageError` is recorded (``protocol_error``) and raised (the child exits with
   an error; the call ends; other calls are untouched); a broken socket -> ``socket_closed``, return.
@@ -27,6 +36,7 @@ Rules:
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Final, assert_never, final
 
 import anyio
@@ -70,6 +80,11 @@ __all__ = ["ControlOverflow", "TwilioIngress"]
 
 _log = structlog.get_logger("actors.call.twilio_ingress")
 _INBOUND_RATE: Final = 8000
+# Marks echo every playback chunk (100 ms by default) while the assistant's audio plays.
+_PLAYING_WINDOW_S: Final = 0.5
+# Nova 2 Sonic waits 1.5 s (HIGH), 1.75 s (MEDIUM) or 2 s (LOW) of silence before it answers
+# (user guide, "Turn-taking controllability"); holding silence back before then could delay it.
+_ENDPOINTING_GUARD_S: Final = 2.5
 
 
 class ControlOverflow(GatewayError):
@@ -84,7 +99,7 @@ class TwilioIngress(Actor[None]):
         socket: the Twilio socket (this actor is its only reader).
         identity: the call's identity (primes the order validator).
         input_rate: Sonic's input sample rate.
-        batch_ms: caller audio per ``CallerAudio`` (a multiple of 20; Sonic's ``audio_batch_ms``).
+        quiet_batch_ms: quiet caller audio is held back until this much (ms) is waiting.
         sonic_audio / sonic_control / turn_control / playback_control: peers' mailboxes.
         journal: the call's flight recorder (end reason).
     """
@@ -95,7 +110,7 @@ class TwilioIngress(Actor[None]):
         socket: TwilioSocket,
         identity: CallIdentity,
         input_rate: int,
-        batch_ms: int = 20,
+        quiet_batch_ms: int = 20,
         sonic_audio: Mailbox[CallerAudio],
         sonic_control: Mailbox[SonicControl],
         turn_control: Mailbox[TurnControl],
@@ -114,8 +129,11 @@ class TwilioIngress(Actor[None]):
         self._validator = _primed_validator(identity)
         self._resampler = Resampler(_INBOUND_RATE, input_rate)
         self._vad = EnergyVad(_INBOUND_RATE)
-        self._batch_bytes = batch_ms * _INBOUND_RATE // 1000  # μ-law: one byte per sample
+        # PCM16 at 8 kHz: two bytes per sample.
+        self._quiet_bytes = max(1, quiet_batch_ms * _INBOUND_RATE * 2 // 1000)
         self._pending = bytearray()
+        self._last_mark_at = -math.inf
+        self._last_sound_at = -math.inf
         self.bytes_in = 0
         self._speech_began: float | None = None
 
@@ -146,6 +164,7 @@ class TwilioIngress(Actor[None]):
                 case TwilioMedia(media=media):
                     self._on_media(media.payload, now)
                 case TwilioMark(mark=mark):
+                    self._last_mark_at = now
                     self._send_control(self._playback_control, MarkEchoed(name=mark.name, at=now))
                 case TwilioDtmf(dtmf=dtmf):
                     self._send_control(self._sonic_control, CallerDtmf(digit=dtmf.digit, at=now))
@@ -160,18 +179,10 @@ class TwilioIngress(Actor[None]):
                     assert_never(msg)
 
     def _on_media(self, ulaw: bytes, now: float) -> None:
-        pending = self._pending
-        if not pending and len(ulaw) >= self._batch_bytes:
-            batch = ulaw  # the frame is a whole batch: no copy
-        else:
-            pending += ulaw
-            if len(pending) < self._batch_bytes:
-                return
-            batch = bytes(pending)
-            pending.clear()
-        pcm8 = ulaw_decode(batch)
-        # Anchor the VAD on our clock: the batch's first sample played len/8 ms before arrival.
-        for event in self._vad.process(pcm8, now_ms=now * 1000.0 - len(batch) / 8.0):
+        pcm8 = ulaw_decode(ulaw)
+        vad = self._vad
+        # Anchor the VAD on our clock: the frame's first sample played len/8 ms before arrival.
+        for event in vad.process(pcm8, now_ms=now * 1000.0 - len(ulaw) / 8.0):
             match event:
                 case SpeechStart(began_ms=began):
                     self._speech_began = began
@@ -184,7 +195,24 @@ class TwilioIngress(Actor[None]):
                 case _:
                     assert_never(event)
             self._send_control(self._turn_control, msg)
-        pcm = self._resampler.process(pcm8)
+        pending = self._pending
+        if vad.active:
+            self._last_sound_at = now
+            hold = False
+        else:
+            hold = (
+                now - self._last_mark_at <= _PLAYING_WINDOW_S
+                or now - self._last_sound_at >= _ENDPOINTING_GUARD_S
+            )
+        if not pending and (not hold or len(pcm8) >= self._quiet_bytes):
+            release = pcm8  # nothing held: no copy
+        else:
+            pending += pcm8
+            if hold and len(pending) < self._quiet_bytes:
+                return
+            release = bytes(pending)
+            pending.clear()
+        pcm = self._resampler.process(release)
         if pcm:
             self.send_to_nowait(
                 self._sonic_audio, CallerAudio(pcm=pcm, rate=self._input_rate, at=now)

@@ -33,7 +33,7 @@ Hot path: a mailbox hop happens 50 times a second per direction per call, so ``s
 from __future__ import annotations
 
 import enum
-from typing import Protocol, final
+from typing import TYPE_CHECKING, Protocol, final
 
 import anyio
 import msgspec
@@ -41,6 +41,9 @@ from anyio.lowlevel import checkpoint
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from actors.errors import MailboxClosed
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Mailbox", "MailboxStats", "Overflow", "Receiver", "receive_either"]
 
@@ -67,6 +70,8 @@ class MailboxStats(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     sent: int
     received: int
     dropped: int
+    dropped_weight: float = 0.0
+    """What the dropped messages weighed, by the mailbox's ``weigh`` (0 without one)."""
     closed: bool
 
 
@@ -113,6 +118,8 @@ class Mailbox[T]:
         capacity: buffer size, an int ``>= 1``. Floats (``math.inf``) are rejected: no unbounded
             mailbox.
         overflow: the policy when the buffer is full.
+        weigh: optional measure of a message (its audio in ms, say), summed over dropped messages
+            as ``dropped_weight``; called only when a message is dropped.
 
     Raises:
         ValueError: capacity is not an int >= 1.
@@ -121,6 +128,7 @@ class Mailbox[T]:
     __slots__ = (
         "_closed",
         "_dropped",
+        "_dropped_weight",
         "_name",
         "_overflow",
         "_received",
@@ -128,9 +136,17 @@ class Mailbox[T]:
         "_send",
         "_sent",
         "_wakeups",
+        "_weigh",
     )
 
-    def __init__(self, name: str, capacity: int, overflow: Overflow = Overflow.BLOCK) -> None:
+    def __init__(
+        self,
+        name: str,
+        capacity: int,
+        overflow: Overflow = Overflow.BLOCK,
+        *,
+        weigh: Callable[[T], float] | None = None,
+    ) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"mailbox {name}: capacity must be an int >= 1, got {capacity!r}")
         self._name = name
@@ -147,6 +163,8 @@ class Mailbox[T]:
         self._sent = 0
         self._received = 0
         self._dropped = 0
+        self._dropped_weight = 0.0
+        self._weigh = weigh
         self._closed = False
         # Events of tasks blocked in receive_either(); empty almost always, so one truth test per send.
         self._wakeups: set[anyio.Event] = set()
@@ -199,10 +217,14 @@ class Mailbox[T]:
                 return False
             self._dropped += 1
             if self._overflow is Overflow.DROP_NEWEST:
+                if self._weigh is not None:
+                    self._dropped_weight += self._weigh(msg)
                 return False
             # DROP_OLDEST: the buffer is full and nobody waits to send (dropping mailboxes never
             # block), so evicting one item frees exactly one slot.
-            self._recv.receive_nowait()
+            evicted = self._recv.receive_nowait()
+            if self._weigh is not None:
+                self._dropped_weight += self._weigh(evicted)
             self._send.send_nowait(msg)
         except anyio.ClosedResourceError:
             raise MailboxClosed(f"mailbox {self._name} is closed") from None
@@ -302,6 +324,7 @@ class Mailbox[T]:
             sent=self._sent,
             received=self._received,
             dropped=self._dropped,
+            dropped_weight=self._dropped_weight,
             closed=self.closed,
         )
 

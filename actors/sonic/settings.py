@@ -138,6 +138,10 @@ class SonicSettings:
         tcp_nodelay: set TCP_NODELAY on the client's sockets (awscrt cannot; see transport.py):
             removes 20-25 ms p90 spikes of small events at 20 ms batching.
         audio_batch_ms: milliseconds of caller audio per ``audioInput`` event (multiple of 20).
+        quiet_batch_ms: while the caller is quiet (the local VAD hears no sound), caller audio
+            is written to the stream this much at a time, as several ``audioInput`` events in one
+            write; sound is written as it arrives. A multiple of 20; at most ``audio_batch_ms``
+            turns the holding off.
         handover_after_s: age of a stream at which the next one is prepared (6 of the 8 minutes).
         handover_grace_s: how long to wait for a turn boundary after that before switching anyway.
         handover_quiet_s: assistant silence after END_TURN that counts as a turn boundary.
@@ -168,6 +172,7 @@ class SonicSettings:
     ca_bundle: Path | None = None
     tcp_nodelay: bool = True
     audio_batch_ms: int = 20
+    quiet_batch_ms: int = 200
     handover_after_s: float = 360.0
     handover_grace_s: float = 60.0
     handover_quiet_s: float = 1.0
@@ -215,6 +220,8 @@ class SonicSettings:
             raise _fail("ca_bundle", "the path of an existing PEM file", str(self.ca_bundle))
         if not (_FRAME_MS <= self.audio_batch_ms <= 200 and self.audio_batch_ms % _FRAME_MS == 0):
             raise _fail("audio_batch_ms", "a multiple of 20 from 20 to 200", self.audio_batch_ms)
+        if not (_FRAME_MS <= self.quiet_batch_ms <= 400 and self.quiet_batch_ms % _FRAME_MS == 0):
+            raise _fail("quiet_batch_ms", "a multiple of 20 from 20 to 400", self.quiet_batch_ms)
         if not 1.0 <= self.handover_after_s <= 470.0:
             raise _fail(
                 "handover_after_s",

@@ -116,3 +116,27 @@ def test_rejects_bad_arguments() -> None:
         EnergyVad(RATE, window_ms=15)
     with pytest.raises(ValueError, match="even length"):
         EnergyVad(RATE).process(b"\x00")
+
+
+def test_active_from_the_first_loud_window_until_release() -> None:
+    vad = EnergyVad(RATE, onset_ms=60, release_ms=400)
+    _feed(vad, bytes(RATE * 2 // 2), chunk=160)  # 500 ms of silence
+    assert not vad.active
+    vad.process(tone(RATE, 440.0, 10, -20.0))  # one loud window: an onset run, not speech yet
+    assert vad.active
+    assert not vad.speaking
+    _feed(vad, tone(RATE, 440.0, 200, -20.0), chunk=160)
+    assert vad.active
+    assert vad.speaking
+    _feed(vad, bytes(RATE * 2 * 300 // 1000), chunk=160)  # inside the release time
+    assert vad.active
+    _feed(vad, bytes(RATE * 2 * 200 // 1000), chunk=160)  # released
+    assert not vad.active
+
+
+def test_a_click_is_active_only_while_it_lasts() -> None:
+    vad = EnergyVad(RATE, onset_ms=60)
+    vad.process(tone(RATE, 440.0, 20, -20.0))
+    assert vad.active
+    vad.process(bytes(RATE * 2 * 20 // 1000))
+    assert not vad.active

@@ -70,6 +70,17 @@ async def test_drop_oldest_evicts_and_counts() -> None:
     assert stats.sent == stats.received + stats.depth + stats.dropped
 
 
+async def test_dropped_messages_are_weighed_when_a_weigh_is_given() -> None:
+    oldest = Mailbox[int]("audio", 2, Overflow.DROP_OLDEST, weigh=lambda m: m * 10.0)
+    newest = Mailbox[int]("audio", 2, Overflow.DROP_NEWEST, weigh=lambda m: m * 10.0)
+    for i in range(1, 5):
+        oldest.send_nowait(i)
+        newest.send_nowait(i)
+    assert oldest.statistics().dropped_weight == 30.0  # 1 and 2 evicted
+    assert newest.statistics().dropped_weight == 70.0  # 3 and 4 refused
+    assert Mailbox[int]("m", 1).statistics().dropped_weight == 0.0
+
+
 async def test_drop_newest_refuses_and_counts() -> None:
     box = Mailbox[int]("audio", 2, Overflow.DROP_NEWEST)
     for i in range(4):

@@ -25,6 +25,8 @@ def test_defaults_are_valid_and_derive_batch_sizes() -> None:
         ("output_rate", 12000),
         ("audio_batch_ms", 30),
         ("audio_batch_ms", 0),
+        ("quiet_batch_ms", 50),
+        ("quiet_batch_ms", 420),
         ("endpointing_sensitivity", "FAST"),
         ("top_p", 0.0),
         ("temperature", 1.5),
