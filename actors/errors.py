@@ -6,6 +6,10 @@ Every error sonic-gateway raises on purpose derives from :class:`GatewayError`. 
     ├── ConfigError                 a setting is missing or malformed (names the key)
     ├── ProtocolError               a wire protocol was broken
     │   ├── RemoteProtocolError     ... by the peer: malformed or out-of-order input (names the field)
+    │   │   ├── UnsupportedData     ... a kind of message the protocol does not carry (binary frame)
+    │   │   ├── InvalidPayload      ... bytes that do not decode (not UTF-8, not JSON, bad base64)
+    │   │   ├── MessageTooBig       ... a message over the size cap
+    │   │   └── PeerFlood           ... more control messages than the call can take in
     │   └── LocalProtocolError      ... by us: we tried to send what the protocol forbids
     ├── ResourceClosed              a channel, socket or stream is gone
     │   ├── ClosedByUs              ... because we closed it (a normal, orderly end)
@@ -18,7 +22,9 @@ Every error sonic-gateway raises on purpose derives from :class:`GatewayError`. 
         └── SonicFatalError         our request, access, model id, credentials: end the call
 
 Rules: failures travel as exceptions to supervisors (which log them as typed events), never as
-error messages on the audio path; cancellation is never caught and swallowed.
+error messages on the audio path; cancellation is never caught and swallowed. A peer's fault
+(:class:`RemoteProtocolError`) carries a static ``kind`` label (``"protocol_error"``,
+``"invalid_payload"``...), which ``actors.call.outcome`` maps to the call's outcome and close code.
 
 This module imports nothing but the standard library, so wire models and codecs may use it.
 """
@@ -31,8 +37,11 @@ __all__ = [
     "ClosedByUs",
     "ConfigError",
     "GatewayError",
+    "InvalidPayload",
     "LocalProtocolError",
     "MailboxClosed",
+    "MessageTooBig",
+    "PeerFlood",
     "ProtocolError",
     "RemoteProtocolError",
     "ResourceClosed",
@@ -40,6 +49,7 @@ __all__ = [
     "SonicFatalError",
     "SonicRetryableError",
     "SupervisorGaveUp",
+    "UnsupportedData",
 ]
 
 
@@ -72,11 +82,41 @@ class RemoteProtocolError(ProtocolError):
 
     Attributes:
         field: the dotted path of the offending field, when one can be named (``"media.payload"``).
+        kind: a static label for the fault (the class default unless given): ``"protocol_error"``
+            here, ``"invalid_payload"`` for bytes that do not decode, and so on in subclasses.
     """
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    kind: str = "protocol_error"
+
+    def __init__(self, message: str, *, field: str | None = None, kind: str | None = None) -> None:
         self.field = field
+        if kind is not None:
+            self.kind = kind
         super().__init__(message if field is None else f"{message} (field {field})")
+
+
+class UnsupportedData(RemoteProtocolError):
+    """The peer sent a kind of message the protocol does not carry (a binary WebSocket frame)."""
+
+    kind = "unsupported_data"
+
+
+class InvalidPayload(RemoteProtocolError):
+    """The peer's bytes do not decode: text that is not UTF-8, not JSON, bad base64."""
+
+    kind = "invalid_payload"
+
+
+class MessageTooBig(RemoteProtocolError):
+    """The peer sent a message over the size cap."""
+
+    kind = "message_too_big"
+
+
+class PeerFlood(RemoteProtocolError):
+    """The peer sent more control messages (DTMF digits, mark echoes) than the call can take in."""
+
+    kind = "control_flood"
 
 
 class LocalProtocolError(ProtocolError):

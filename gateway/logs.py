@@ -8,6 +8,7 @@ Rules:
 * Values under any key with a ``pii`` segment (``pii_from``, ``caller.pii_digits``...) are masked by
   :func:`redact_pii` unless ``logging.log_pii`` is set. Nested mappings are walked.
 * Nothing logs per audio frame; one summary line per call is the caller's job.
+* Tracebacks (server faults only; a peer's fault is a WARNING without one) never show locals.
 * Output: JSON lines (``format = "json"``), a readable console rendering (``"console"``), or
   ``"auto"``: console when the stream is a TTY. uvicorn's stdlib loggers are routed through the same
   formatter; its access log is off unless ``logging.access_log`` is set.
@@ -41,6 +42,10 @@ _LEVELS: Final = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+_DICT_TRACEBACKS: Final = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
 
 
 def has_pii_segment(key: str) -> bool:
@@ -103,14 +108,18 @@ def configure_logging(config: LoggingConfig, *, stream: TextIO | None = None) ->
     if not config.log_pii:
         shared.append(redact_pii)
     final: list[structlog.typing.Processor]
+    # Tracebacks never carry locals: a frame's locals hold raw peer frames and caller identity,
+    # which would bypass redact_pii (structlog's dict tracebacks and rich show them by default).
     if console:
-        renderer: structlog.typing.Processor = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        renderer: structlog.typing.Processor = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
         final = [structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_json_serializer)
         final = [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.dict_tracebacks,
+            _DICT_TRACEBACKS,
             renderer,
         ]
 

@@ -12,9 +12,17 @@ Theory of operation, per socket (``WS /twilio/media``):
 3. Reserve the CallSid in the :class:`~gateway.registry.CallRegistry`: a CallSid already live is
    refused (close 1008, reason ``duplicate``), and so is a call over the limit (``busy``).
 4. Build the call with the :data:`~gateway.registry.CallFactory`, await its ``run()``, then close
-   the socket. How it ended picks the close code: normal 1000; a malformed or out-of-order frame
-   (:class:`~actors.errors.RemoteProtocolError`) 1008, an oversized one 1009; any other failure
-   1011; cancellation (server shutdown) 1001. Each ends THIS call only, with one log line.
+   the socket. How it ended picks the close code, in ONE place (:mod:`actors.call.outcome`): an
+   orderly end 1000; a peer's fault 1003 (binary frame), 1007 (text that is not UTF-8, not JSON,
+   bad base64), 1008 (invalid or out-of-order Twilio message, control flood) or 1009 (message too
+   big); a server fault 1011; cancellation (server shutdown) 1001. A real call closes the socket
+   itself, at once for a peer's fault, and returns its outcome; the close here is then a no-op.
+   Each call ends with ONE ``call.ended`` line carrying the outcome, close code and reason: INFO
+   for an orderly end, WARNING (no traceback) for a peer's fault, ERROR for a server fault.
+
+Invalid UTF-8 and oversized messages are refused by the WebSocket layer
+(:class:`~gateway.ws_protocol.MediaWebSocketProtocol`), which sends 1007/1009 at once and tells
+:class:`StarletteTwilioSocket` through its disconnect event, so the call's outcome says why.
 
 No Sonic session or call object exists for a socket refused in steps 1-3. The slot is released on
 every exit path (context managers). Only the call reads and writes the socket after step 3.
@@ -23,14 +31,24 @@ every exit path (context managers). Only the call reads and writes the socket af
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import TYPE_CHECKING, Final, final
 
 import anyio
 import structlog
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from actors.call.outcome import CallOutcome, outcome_for_end_reason, outcome_for_error
 from actors.call.ports import CallIdentity
-from actors.errors import BrokenByPeer, ClosedByUs, RemoteProtocolError, ResourceClosed
+from actors.errors import (
+    BrokenByPeer,
+    ClosedByUs,
+    InvalidPayload,
+    MessageTooBig,
+    RemoteProtocolError,
+    ResourceClosed,
+    UnsupportedData,
+)
 from actors.wire import (
     TwilioMessageError,
     TwilioStart,
@@ -41,6 +59,7 @@ from gateway.logs import bind_call
 from gateway.registry import CallRefused
 from gateway.signature import validate_websocket_signature
 from gateway.twiml import PARAM_CALL_SID
+from gateway.ws_protocol import SERVER_FAULT_KEY
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
@@ -71,7 +90,7 @@ _CLOSE_TIMEOUT_S: Final = 1.0
 _log = structlog.get_logger(__name__)
 
 
-class WebSocketMessageTooBig(RemoteProtocolError):
+class WebSocketMessageTooBig(MessageTooBig):
     """An incoming WebSocket message exceeded ``limits.ws_max_message_bytes``."""
 
 
@@ -108,7 +127,9 @@ class StarletteTwilioSocket:
             BrokenByPeer: the peer closed or reset the socket.
             ClosedByUs: :meth:`close` was called.
             WebSocketMessageTooBig: the message is over the size cap.
-            RemoteProtocolError: a binary frame (Twilio sends text only).
+            InvalidPayload: a text message that is not UTF-8 (the WebSocket layer closed, 1007).
+            UnsupportedData: a binary frame (Twilio sends text only).
+            RemoteProtocolError: the WebSocket layer refused a malformed frame (it closed, 1002).
         """
         self._check_open()
         try:
@@ -118,11 +139,16 @@ class StarletteTwilioSocket:
             self._check_open()
             raise BrokenByPeer("the media socket failed") from exc
         if message["type"] == "websocket.disconnect":
+            fault = message.get(SERVER_FAULT_KEY)
+            if fault is not None:
+                # The server already sent its close frame: nothing is left for close() to do.
+                self._closed_by_us = True
+                raise _server_fault(fault, message.get("code"))
             self._peer_gone = not self._closed_by_us
             self._check_open()
         text = message.get("text")
         if text is None:
-            raise RemoteProtocolError("binary WebSocket frame; Twilio sends text", field="frame")
+            raise UnsupportedData("binary WebSocket frame; Twilio sends text", field="frame")
         data: bytes = text.encode("utf-8")
         if len(data) > self._max:
             raise WebSocketMessageTooBig(
@@ -159,24 +185,32 @@ class StarletteTwilioSocket:
                 await self._ws.close(code=code, reason=reason[:120])
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
+def _server_fault(fault: object, code: object) -> RemoteProtocolError:
+    """The error for a message the WebSocket layer refused (and already closed the socket for)."""
+    if fault == "invalid_payload":
+        return InvalidPayload("text WebSocket message is not valid UTF-8", field="frame")
+    if fault == "message_too_big":
+        return WebSocketMessageTooBig("WebSocket message over the size cap", field="frame")
+    return RemoteProtocolError(f"malformed WebSocket frame (closed {code})", kind="framing_error")
 
 
-def _outcome(exc: Exception) -> tuple[str, int]:
-    """Classify how a call failed: (log outcome, close code)."""
-    leaves = _leaves(exc)
-    if any(isinstance(e, WebSocketMessageTooBig) for e in leaves):
-        return "message_too_big", CLOSE_TOO_BIG
-    if any(isinstance(e, RemoteProtocolError) for e in leaves):
-        return "protocol_error", CLOSE_POLICY_VIOLATION
-    if all(isinstance(e, BrokenByPeer) for e in leaves):
-        return "peer_gone", CLOSE_NORMAL
-    if all(isinstance(e, ResourceClosed) for e in leaves):
-        return "closed", CLOSE_NORMAL
-    return "failed", CLOSE_INTERNAL_ERROR
+def _log_ending(ending: CallOutcome, **fields: object) -> None:
+    """The ONE ``call.ended`` line: INFO, WARNING for a peer's fault, ERROR for a server fault."""
+    level = logging.INFO
+    if ending.peer_fault:
+        level = logging.WARNING
+    elif ending.close_code == CLOSE_INTERNAL_ERROR:
+        level = logging.ERROR
+    _log.log(
+        level,
+        "call.ended",
+        outcome=ending.outcome,
+        close_code=ending.close_code,
+        close_reason=ending.close_reason,
+        end_reason=ending.end_reason,
+        detail=ending.detail,
+        **fields,
+    )
 
 
 def _check_start(start: TwilioStart) -> None:
@@ -277,12 +311,15 @@ class MediaStreamEndpoint:
         except TimeoutError:
             _log.warning("media.handshake_failed", reason="timeout", timeout_s=timeout)
             await socket.close(CLOSE_POLICY_VIOLATION, "handshake timeout")
-        except WebSocketMessageTooBig as exc:
-            _log.warning("media.handshake_failed", reason="message_too_big", detail=str(exc))
-            await socket.close(CLOSE_TOO_BIG, "message too big")
         except RemoteProtocolError as exc:
-            _log.warning("media.handshake_failed", reason="protocol_error", detail=str(exc))
-            await socket.close(CLOSE_POLICY_VIOLATION, "protocol error")
+            ending = outcome_for_error(exc)
+            _log.warning(
+                "media.handshake_failed",
+                reason=ending.outcome,
+                close_code=ending.close_code,
+                detail=str(exc),
+            )
+            await socket.close(ending.close_code, ending.close_reason)
         except ResourceClosed:
             _log.info("media.handshake_failed", reason="peer_gone")
             await socket.close()
@@ -295,23 +332,24 @@ class MediaStreamEndpoint:
             _log.warning("media.refused", reason=exc.reason)
             await socket.close(CLOSE_POLICY_VIOLATION, exc.reason)
             return
-        outcome, code = "completed", CLOSE_NORMAL
+        ending = outcome_for_end_reason("caller_hangup")
         try:
             with slot:
                 _log.info("call.started", live_calls=self._registry.live_count)
                 call = self._factory(socket, identity)
                 slot.attach(call)
-                await call.run()
+                returned = await call.run()
+                if returned is not None:
+                    ending = returned
         except Exception as exc:
-            outcome, code = _outcome(exc)
-            event = "call.failed" if code == CLOSE_INTERNAL_ERROR else "call.ended_abnormally"
-            _log.warning(
-                event, outcome=outcome, detail=str(exc), exc_info=code == CLOSE_INTERNAL_ERROR
-            )
+            ending = outcome_for_error(exc)
+            if not ending.peer_fault and ending.close_code == CLOSE_INTERNAL_ERROR:
+                # Not the peer's doing: a bug of ours, so a traceback (never with locals).
+                _log.error("call.failed", error=type(exc).__name__, exc_info=exc)
         except BaseException:
-            outcome, code = "cancelled", CLOSE_GOING_AWAY
+            ending = outcome_for_end_reason("cancelled")
             raise
         finally:
-            await socket.close(code, "" if code == CLOSE_NORMAL else outcome)
+            await socket.close(ending.close_code, ending.close_reason)
             duration = anyio.current_time() - identity.started_at
-            _log.info("call.ended", outcome=outcome, close_code=code, duration_s=round(duration, 3))
+            _log_ending(ending, duration_s=round(duration, 3))

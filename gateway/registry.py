@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Literal, Protocol, final
+from typing import TYPE_CHECKING, Literal, Protocol, final
 
 import anyio
 import msgspec
 
 from actors.call.ports import CallIdentity, TwilioSocket
 from actors.errors import GatewayError
+
+if TYPE_CHECKING:
+    from actors.call.outcome import CallOutcome
 
 __all__ = [
     "CallFactory",
@@ -43,11 +46,12 @@ __all__ = [
 class LiveCall(Protocol):
     """One call's actor tree, as the gateway drives it."""
 
-    async def run(self) -> None:
+    async def run(self) -> CallOutcome | None:
         """Run the call until it ends (stop, hang-up, socket error); blocks for the call's life.
 
         The call owns the socket's receive and send sides while this runs; the gateway closes the
-        socket after it returns or raises.
+        socket after it returns or raises, with the code of the outcome returned (None: completed)
+        or of the error raised.
         """
         ...
 

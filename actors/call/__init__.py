@@ -4,7 +4,7 @@ Public surface (import only from here)::
 
     deps = CallDeps(connector=connector, sonic_settings=settings, greeting_ulaw=load_greeting())
     call = Call(socket, identity, deps)      # socket: TwilioSocket, identity: CallIdentity
-    await call.run()                         # returns when the call has ended
+    outcome = await call.run()               # returns when the call has ended: CallOutcome
     call.report()                            # CallReport; call.statistics() for /debug/actors
 
 See docs/call.md for the tree, the messages, the mailboxes and the latency points.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from actors.call.call import Call
 from actors.call.deps import CallDeps, load_greeting
+from actors.call.outcome import CallOutcome, Outcome, outcome_for_end_reason, outcome_for_error
 from actors.call.ports import CallIdentity, TwilioSocket
 from actors.call.report import BargeInSummary, CallReport, TranscriptLine, TurnLatency
 
@@ -22,9 +23,13 @@ __all__ = [
     "Call",
     "CallDeps",
     "CallIdentity",
+    "CallOutcome",
     "CallReport",
+    "Outcome",
     "TranscriptLine",
     "TurnLatency",
     "TwilioSocket",
     "load_greeting",
+    "outcome_for_end_reason",
+    "outcome_for_error",
 ]

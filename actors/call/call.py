@@ -4,13 +4,18 @@ Rules:
 
 * ``Call(socket, identity, deps)`` builds the call's mailboxes, the Sonic session memory and the
   CallSupervisor (data only; nothing runs). ``await call.run()`` runs the tree in the caller's
-  task and returns when the call has ended, for whatever reason; the reason is in the report.
-  It never raises for a call-level failure (protocol error, Sonic failure, gave up): those end
-  THIS call only. Cancellation propagates (the gateway is shutting down).
+  task and returns, when the call has ended, its :class:`~actors.call.outcome.CallOutcome`: the
+  outcome, the close code and reason (mapped from the journal's end reason in ONE place,
+  :mod:`actors.call.outcome`). It never raises for a call-level failure (peer fault, Sonic
+  failure, gave up): those end THIS call only. Cancellation propagates (the gateway is shutting
+  down).
+* A peer's fault closes the socket at once (TwilioIngress does it before the tree stops), so the
+  close frame never waits for the Sonic session to shut down.
 * Logging: ``call_sid``/``stream_sid`` are bound with structlog's contextvars for the whole run,
   so every actor's lines carry them (child tasks inherit the context). One ``call.summary`` line
   per call with per-turn latencies; transcripts only under ``pii_*`` keys.
-* On the way out the socket is closed (bounded, shielded), then ``deps.on_finished(report)``.
+* On the way out the socket is closed with the outcome's code (bounded, shielded; a no-op when
+  the ingress closed it already), then ``deps.on_finished(report)``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import anyio
 import msgspec
 import structlog
 
+from actors.call.outcome import CallOutcome, outcome_for_end_reason
 from actors.call.report import CallJournal, CallReport
 from actors.call.sonic_session import SessionMemory
 from actors.call.supervisor import CallMailboxes, build_call_supervisor
@@ -69,8 +75,11 @@ class Call:
         """The call's identity."""
         return self._identity
 
-    async def run(self) -> None:
+    async def run(self) -> CallOutcome:
         """Run the call until it ends; blocks for the call's whole life.
+
+        Returns:
+            How the call ended, with the close code the socket was closed with.
 
         Raises:
             RuntimeError: ``run`` was called twice.
@@ -90,17 +99,21 @@ class Call:
                 self._journal.end("supervisor_gave_up", anyio.current_time())
                 _log.error("call.gave_up", error=str(exc))
             except Exception as exc:
-                # A child failed during start-up: this call ends, the gateway goes on.
-                self._journal.end(f"error:{type(exc).__name__}", anyio.current_time())
-                _log.exception("call.failed")
+                # A child failed during start-up: this call ends, the gateway goes on. A bug of
+                # ours, so a traceback (never with locals: gateway.logs).
+                self._journal.end(f"error:{type(exc).__name__}", anyio.current_time(), str(exc))
+                _log.error("call.failed", error=type(exc).__name__, exc_info=exc)
             except BaseException:
                 self._journal.end("cancelled", anyio.current_time())
                 raise
             finally:
                 self._journal.end("stopped", anyio.current_time())
+                journal = self._journal
+                ending = outcome_for_end_reason(journal.end_reason or "stopped", journal.end_detail)
                 with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
-                    await self._socket.close(*_close_code(self._journal.end_reason or ""))
+                    await self._socket.close(ending.close_code, ending.close_reason)
                 self._finish()
+        return ending
 
     def request_stop(self) -> None:
         """Begin an orderly stop (the gateway is draining); does not block."""
@@ -150,11 +163,3 @@ class Call:
                 callback(report)
             except Exception:
                 _log.exception("call.on_finished_failed")
-
-
-def _close_code(reason: str) -> tuple[int, str]:
-    if reason.startswith("protocol_error"):
-        return 1008, "protocol error"
-    if reason in ("caller_hangup", "socket_closed", "stopped", "stopped_by_gateway", "cancelled"):
-        return 1000, ""
-    return 1011, "call ended"

@@ -120,6 +120,8 @@ class CallJournal:
 
     started_at: float
     end_reason: str | None = None
+    end_detail: str | None = None
+    """What the actor that ended the call said about it (a peer fault's message); logs only."""
     first_media_at: float | None = None
     latencies: list[TurnLatency] = attrs.field(factory=list)
     barge_ins: list[BargeInRecord] = attrs.field(factory=list)
@@ -131,10 +133,11 @@ class CallJournal:
     sonic_restarts: int = 0
     ended_at: float | None = None
 
-    def end(self, reason: str, at: float) -> None:
+    def end(self, reason: str, at: float, detail: str | None = None) -> None:
         """Record why the call ended; the first reason wins (later ones are consequences)."""
         if self.end_reason is None:
             self.end_reason = reason
+            self.end_detail = detail
             self.ended_at = at
 
     def report(self, *, call_sid: str, stream_sid: str, now: float) -> CallReport:

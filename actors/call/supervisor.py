@@ -39,8 +39,9 @@ turn.control         VAD events, transcripts, turn           64    BLOCK        
 
 Back-pressure rules: TwilioIngress only ever uses ``send_nowait`` (a blocked reader makes Twilio
 drop caller audio and hides the hang-up); a full control mailbox there ends the call loudly
-(``control_overflow``). PlaybackEgress drains ``playback.data`` at once, so SonicSession -- whose
-one Sonic event stream also carries barge-in signals -- never waits on playback. The only cycle
+(``control_flood``, close 1008). PlaybackEgress drains ``playback.data`` at once, so
+SonicSession -- whose one Sonic event stream also carries barge-in signals -- never waits on
+playback. The only cycle
 (TurnTaker <-> PlaybackEgress control) carries at most a few messages per turn against capacities
 of 64, so it cannot fill.
 

@@ -27,10 +27,13 @@ Rules:
   VAD events become ``CallerSpeechStarted/Stopped`` for TurnTaker with times on the anyio clock
   (each frame anchors the VAD at its arrival minus its duration), so their times stay those of
   the samples.
-* Ends: ``stop`` -> return normally (reason ``caller_hangup``); a malformed or out-of-order frame
-  -> :class:`TwilioMessageError` is recorded (``protocol_error``) and raised (the child exits with
-  an error; the call ends; other calls are untouched); a broken socket -> ``socket_closed``, return.
-  TwilioIngress is a significant TEMPORARY child: any exit ends the call.
+* Ends: ``stop`` -> return normally (reason ``caller_hangup``); a broken socket ->
+  ``socket_closed``, return. A peer's fault (:class:`~actors.errors.RemoteProtocolError`: a binary
+  or oversized frame, bytes that do not decode, an invalid or out-of-order Twilio message, a
+  control flood) is recorded (``kind:field``, see :mod:`actors.call.outcome`), the socket is
+  closed AT ONCE with the matching code, and the actor returns: the close frame goes out before
+  the supervisor stops SonicSession, and the fault travels as the journal's end reason, not as a
+  traceback. TwilioIngress is a significant TEMPORARY child: any exit ends the call.
 * No per-frame logging: frames, bytes, gaps are counted and shown in :meth:`statistics`.
 """
 
@@ -43,6 +46,7 @@ import anyio
 import structlog
 
 from actors.call._snapshot import with_counters
+from actors.call.outcome import outcome_for_end_reason, peer_fault_end_reason
 from actors.call.protocol import (
     CallerAudio,
     CallerDtmf,
@@ -52,7 +56,7 @@ from actors.call.protocol import (
     SonicControl,
     TurnControl,
 )
-from actors.errors import GatewayError, ResourceClosed
+from actors.errors import PeerFlood, RemoteProtocolError, ResourceClosed
 from actors.runtime import Actor, ActorSnapshot, Mailbox
 from actors.wire import (
     MediaFormat,
@@ -61,7 +65,6 @@ from actors.wire import (
     TwilioDtmf,
     TwilioMark,
     TwilioMedia,
-    TwilioMessageError,
     TwilioStart,
     TwilioStop,
     TwilioStreamValidator,
@@ -87,8 +90,9 @@ _PLAYING_WINDOW_S: Final = 0.5
 _ENDPOINTING_GUARD_S: Final = 2.5
 
 
-class ControlOverflow(GatewayError):
-    """A control mailbox the ingress feeds was full: its reader has been stuck for seconds."""
+class ControlOverflow(PeerFlood):
+    """A control mailbox the ingress feeds was full: the peer sent more DTMF digits or mark echoes
+    than the call can take in (or the mailbox's reader has been stuck for seconds)."""
 
 
 @final
@@ -138,9 +142,23 @@ class TwilioIngress(Actor[None]):
         self._speech_began: float | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Read until ``stop``, a broken socket or a protocol error (raised). Blocks on the socket."""
+        """Read until ``stop``, a broken socket or a peer's fault. Blocks on the socket."""
         self.state = "reading"
         task_status.started()
+        try:
+            await self._read()
+        except RemoteProtocolError as exc:
+            await self._peer_fault(exc)
+
+    async def _peer_fault(self, exc: RemoteProtocolError) -> None:
+        """Record the fault, then close the socket with its code before anything else stops."""
+        self._journal.end(peer_fault_end_reason(exc), anyio.current_time(), str(exc))
+        self.state = exc.kind
+        ending = outcome_for_end_reason(self._journal.end_reason or "")
+        # Bounded by the socket's own close timeout; the peer is at fault, so no traceback.
+        await self._socket.close(ending.close_code, ending.close_reason)
+
+    async def _read(self) -> None:
         while True:
             try:
                 data = await self._socket.receive()
@@ -151,14 +169,8 @@ class TwilioIngress(Actor[None]):
                 return
             now = anyio.current_time()
             self.bytes_in += len(data)
-            try:
-                msg = decode_twilio_inbound(data)
-                self._validator.feed(msg)
-            except TwilioMessageError as exc:
-                self._journal.end(f"protocol_error:{exc.field}", now)
-                _log.warning("ingress.protocol_error", field=exc.field, error=str(exc))
-                self.state = "protocol_error"
-                raise
+            msg = decode_twilio_inbound(data)
+            self._validator.feed(msg)
             self.messages_in += 1
             match msg:
                 case TwilioMedia(media=media):
@@ -220,8 +232,7 @@ class TwilioIngress(Actor[None]):
 
     def _send_control[T](self, mailbox: Mailbox[T], msg: T) -> None:
         if not self.send_to_nowait(mailbox, msg):
-            self._journal.end(f"control_overflow:{mailbox.name}", anyio.current_time())
-            raise ControlOverflow(f"control mailbox {mailbox.name} is full")
+            raise ControlOverflow(f"control mailbox {mailbox.name} is full", field=mailbox.name)
 
     def statistics(self) -> ActorSnapshot:
         """The runtime snapshot plus frames, bytes, gaps and the VAD's state."""

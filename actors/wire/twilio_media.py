@@ -201,7 +201,16 @@ _ENCODER: Final = msgspec.json.Encoder()
 
 def _message_error(exc: Exception, what: str) -> TwilioMessageError:
     problem, field = describe(exc)
-    return TwilioMessageError(f"malformed {what}: {problem}", field=field)
+    # Bytes that do not decode (not JSON, bad base64, bad text) are an invalid payload; valid
+    # JSON that is not a Twilio frame (unknown event, missing or mistyped field) breaks the protocol.
+    undecodable = not isinstance(exc, msgspec.ValidationError) or problem.startswith(
+        "Invalid base64"
+    )
+    return TwilioMessageError(
+        f"malformed {what}: {problem}",
+        field=field,
+        kind="invalid_payload" if undecodable else None,
+    )
 
 
 def decode_twilio_inbound(data: bytes | str) -> TwilioInbound:
@@ -209,7 +218,9 @@ def decode_twilio_inbound(data: bytes | str) -> TwilioInbound:
 
     Raises:
         TwilioMessageError: not JSON, unknown ``event``, missing or wrongly typed field, bad
-            base64; ``field`` names the path (``"media.payload"``, ``"sequenceNumber"``).
+            base64; ``field`` names the path (``"media.payload"``, ``"sequenceNumber"``);
+            ``kind`` is ``"invalid_payload"`` for bytes that do not decode (not JSON, bad base64)
+            and ``"protocol_error"`` otherwise.
     """
     try:
         return _INBOUND_DECODER.decode(data)

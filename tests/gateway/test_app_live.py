@@ -187,7 +187,7 @@ async def test_malformed_json_ends_only_that_call(call_log: Any, frames: Any) ->
             await open_call(broken, frames, "CA501", "MZ501")
             await call_log.wait_for_calls(2)
             await broken.send("{not json")
-            assert await wait_close_code(broken) == 1008
+            assert await wait_close_code(broken) == 1007  # invalid payload
             await calm.send(frames.media("MZ500", 2, b"\x01" * 160))
             with anyio.fail_after(10):
                 assert msgspec.json.decode(await calm.recv())["event"] == "media"

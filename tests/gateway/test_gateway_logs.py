@@ -93,3 +93,18 @@ def test_console_format_is_readable() -> None:
     assert "call.ended" in text
     assert "outcome" in text
     assert not text.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_tracebacks_never_show_locals(fmt: str) -> None:
+    stream = io.StringIO()
+    configure_logging(LoggingConfig(format=fmt, level="info"), stream=stream)  # type: ignore[arg-type]
+    raw_frame = '{"event": "start", "from": "+15550009999"}'
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        structlog.get_logger("test").error("call.failed", exc_info=True)
+    text = stream.getvalue()
+    assert "ValueError" in text  # the traceback is there ...
+    assert "+15550009999" not in text  # ... without the frame's locals
+    assert raw_frame not in text
