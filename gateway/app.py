@@ -7,8 +7,9 @@ background tasks: each media socket's call runs inside that socket's ASGI task, 
 
 Routes (paths are fixed: :data:`~gateway.config.VOICE_PATH`, :data:`~gateway.config.MEDIA_PATH`):
 
-* ``POST /twilio/voice``: signature check (with an auth token; 403 otherwise), then
-  ``<Connect><Stream>`` TwiML, or ``<Reject reason="busy"/>`` at the concurrency limit or while
+* ``POST /twilio/voice``: signature check (with an auth token; 403 otherwise; also 403 for another
+  ``AccountSid`` when ``twilio.account_sid`` is set), then ``<Connect><Stream>`` TwiML carrying a
+  one-use stream token for this call when signatures are checked (:mod:`gateway.stream_token`), or ``<Reject reason="busy"/>`` at the concurrency limit or while
   the event loop is overloaded.
 * ``WS /twilio/media``: see :mod:`gateway.media_ws`.
 * ``GET /healthz``: ``{"status": "ok", "live_calls": N, "version": "..."}``.
@@ -33,6 +34,7 @@ from gateway.loop_lag import LoopLagMonitor
 from gateway.media_ws import MediaStreamEndpoint
 from gateway.registry import CallFactory, CallRegistry, RefusalReason
 from gateway.signature import validate_webhook_signature
+from gateway.stream_token import PARAM_STREAM_TOKEN, StreamTokens, derive_key
 from gateway.twiml import reject_twiml, stream_parameters, stream_twiml
 from gateway.version import VERSION
 
@@ -65,6 +67,8 @@ class GatewayState:
     registry: CallRegistry
     call_factory: CallFactory
     loop_monitor: LoopLagMonitor | None = None
+    stream_tokens: StreamTokens | None = None
+    """Mints (webhook) and spends (media socket) stream tokens; None without an auth token."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -95,11 +99,14 @@ def _form_fields(request: Request, body: bytes) -> list[tuple[str, str]] | None:
 class VoiceWebhook:
     """The ``POST /twilio/voice`` handler."""
 
-    __slots__ = ("_config", "_registry")
+    __slots__ = ("_config", "_registry", "_tokens")
 
-    def __init__(self, config: GatewayConfig, registry: CallRegistry) -> None:
+    def __init__(
+        self, config: GatewayConfig, registry: CallRegistry, tokens: StreamTokens | None
+    ) -> None:
         self._config = config
         self._registry = registry
+        self._tokens = tokens
 
     def _public_url(self, request: Request) -> str:
         base = self._config.server.public_voice_url()
@@ -137,6 +144,10 @@ class VoiceWebhook:
         if not values.get("CallSid"):
             _log.warning("webhook.refused", reason="no_call_sid")
             return Response(b"CallSid missing", status_code=400, media_type="text/plain")
+        account = self._config.twilio.account_sid
+        if account is not None and values.get("AccountSid") != account:
+            _log.warning("webhook.refused", reason="wrong_account")
+            return Response(b"Forbidden", status_code=403, media_type="text/plain")
         refusal: RefusalReason | None = (
             "busy"
             if self._registry.at_capacity()
@@ -151,11 +162,28 @@ class VoiceWebhook:
         parameters = stream_parameters(
             values, pass_caller_numbers=self._config.twilio.pass_caller_numbers
         )
+        if self._tokens is not None:
+            parameters[PARAM_STREAM_TOKEN] = self._tokens.mint(
+                values["CallSid"], values.get("AccountSid", "")
+            )
         _log.info("webhook.answered", call_sid=values["CallSid"])
         twiml = stream_twiml(
             self._stream_url(request), name=self._config.twilio.stream_name, parameters=parameters
         )
         return Response(twiml, media_type=_TWIML)
+
+
+def _stream_tokens(config: GatewayConfig) -> StreamTokens | None:
+    """Stream tokens are on exactly when signatures are checked (an auth token is configured)."""
+    twilio = config.twilio
+    if twilio.auth_token is None:
+        return None
+    key = (
+        derive_key(twilio.auth_token)
+        if twilio.stream_token_key is None
+        else twilio.stream_token_key.encode("utf-8")
+    )
+    return StreamTokens(key, ttl_s=twilio.stream_token_ttl_s)
 
 
 def create_app(
@@ -177,10 +205,16 @@ def create_app(
     """
     registry = CallRegistry(
         config.limits.max_concurrent_calls,
+        max_pending=config.limits.max_pending_sockets,
         overloaded=None if loop_monitor is None else loop_monitor.overloaded,
     )
+    stream_tokens = _stream_tokens(config)
     state = GatewayState(
-        config=config, registry=registry, call_factory=call_factory, loop_monitor=loop_monitor
+        config=config,
+        registry=registry,
+        call_factory=call_factory,
+        loop_monitor=loop_monitor,
+        stream_tokens=stream_tokens,
     )
 
     async def healthz(request: Request) -> Response:
@@ -190,8 +224,13 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route(VOICE_PATH, VoiceWebhook(config, registry).handle, methods=["POST"]),
-            WebSocketRoute(MEDIA_PATH, MediaStreamEndpoint(config, registry, call_factory).handle),
+            Route(
+                VOICE_PATH, VoiceWebhook(config, registry, stream_tokens).handle, methods=["POST"]
+            ),
+            WebSocketRoute(
+                MEDIA_PATH,
+                MediaStreamEndpoint(config, registry, call_factory, stream_tokens).handle,
+            ),
             Route("/healthz", healthz, methods=["GET"]),
             Route(
                 "/debug/actors", DebugActorsEndpoint(config.debug, registry).handle, methods=["GET"]

@@ -127,11 +127,20 @@ class TwilioConfig:
         stream_name: the ``name`` attribute of ``<Stream>``.
         pass_caller_numbers: put the caller's ``From``/``To`` numbers in ``<Parameter>``s (they
             then reach the call as ``custom_parameters["from"]``/``["to"]``; PII).
+        account_sid: when set, webhooks for another ``AccountSid`` are refused (403) and so are
+            streams whose ``start.accountSid`` differs.
+        stream_token_key: the key of the per-call stream tokens (HMAC-SHA256) that tie a media
+            socket to a call the signed webhook answered (:mod:`gateway.stream_token`); unset:
+            derived from ``auth_token``. Set the same key on every instance behind one number.
+        stream_token_ttl_s: how long after the webhook answered its stream may start.
     """
 
     auth_token: str | None = None
     stream_name: NonEmptyStr = "sonic"
     pass_caller_numbers: bool = True
+    account_sid: Annotated[str, msgspec.Meta(pattern=r"^AC[0-9a-fA-F]{32}$")] | None = None
+    stream_token_key: str | None = None
+    stream_token_ttl_s: Annotated[float, msgspec.Meta(ge=5.0, le=3600.0)] = 60.0
 
 
 @attrs.frozen
@@ -144,7 +153,10 @@ class LimitsConfig:
             run on the project's 2-core machine (docs/performance.md); measure yours with
             ``scripts/bench_load.py --search``.
         ws_max_message_bytes: largest incoming WebSocket message; a bigger one ends that call.
-        handshake_timeout_s: time allowed for ``connected`` + ``start`` after the socket opens.
+        handshake_timeout_s: time allowed for ``connected`` + ``start`` after the socket opens
+            (Twilio sends both at once; a socket still silent after this is not a call).
+        max_pending_sockets: most sockets accepted but not yet past a valid ``start``; they hold
+            no call slot, so they never reduce ``max_concurrent_calls``.
         admission_loop_lag_ms: while the event loop's recent lag (90th percentile of the last
             2 s, sampled every 25 ms) exceeds this, new calls are refused like at the call limit;
             None turns the check off. Live calls are never touched by it.
@@ -152,7 +164,8 @@ class LimitsConfig:
 
     max_concurrent_calls: PositiveInt = 50
     ws_max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 65536
-    handshake_timeout_s: PositiveSeconds = 10.0
+    handshake_timeout_s: PositiveSeconds = 5.0
+    max_pending_sockets: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 20
     admission_loop_lag_ms: Annotated[float, msgspec.Meta(gt=0)] | None = 25.0
 
 
@@ -564,6 +577,7 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
     for value, path in (
         (config.twilio.auth_token, ("twilio", "auth_token")),
         (config.debug.bearer_token, ("debug", "bearer_token")),
+        (config.twilio.stream_token_key, ("twilio", "stream_token_key")),
     ):
         if value is not None and (len(value) < 8 or value.strip() != value):
             raise ConfigError(key(*path), "a secret of at least 8 characters, no spaces")

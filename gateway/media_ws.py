@@ -9,6 +9,12 @@ Theory of operation, per socket (``WS /twilio/media``):
 2. Accept, then read ``connected`` and ``start`` within ``handshake_timeout_s``, decoded by the
    wire decoder and checked by :class:`~actors.wire.TwilioStreamValidator`. ``start`` must announce
    8 kHz mono μ-law and, when our TwiML put a ``callSid`` parameter in, agree with it.
+   Sockets in this step hold a handshake slot (``limits.max_pending_sockets``), never a call slot.
+2b. With an auth token, ``start.customParameters`` must carry the stream token our webhook minted
+   for this very ``callSid`` and ``accountSid``, unexpired and not spent before
+   (:mod:`gateway.stream_token`); and with ``twilio.account_sid`` set, ``start.accountSid`` must
+   be that account. Otherwise close 1008 with a WARNING ``media.refused`` naming the reason. So a
+   replayed upgrade signature opens nothing: it needs a fresh webhook answer per call.
 3. Reserve the CallSid in the :class:`~gateway.registry.CallRegistry`: a CallSid already live is
    refused (close 1008, reason ``duplicate``), and so is a call over the limit (``busy``).
 4. Build the call with the :data:`~gateway.registry.CallFactory`, await its ``run()``, then close
@@ -58,6 +64,7 @@ from actors.wire import (
 from gateway.logs import bind_call
 from gateway.registry import CallRefused
 from gateway.signature import validate_websocket_signature
+from gateway.stream_token import PARAM_STREAM_TOKEN
 from gateway.twiml import PARAM_CALL_SID
 from gateway.ws_protocol import SERVER_FAULT_KEY
 
@@ -66,6 +73,7 @@ if TYPE_CHECKING:
 
     from gateway.config import GatewayConfig
     from gateway.registry import CallFactory, CallRegistry
+    from gateway.stream_token import StreamTokens
 
 __all__ = [
     "CLOSE_GOING_AWAY",
@@ -252,16 +260,22 @@ class MediaStreamEndpoint:
         config: the gateway's config.
         registry: the app's call registry.
         call_factory: builds a call for an accepted, identified socket.
+        stream_tokens: checks and spends the ``start``'s stream token; None: no token needed.
     """
 
-    __slots__ = ("_config", "_factory", "_public_url", "_registry")
+    __slots__ = ("_config", "_factory", "_public_url", "_registry", "_tokens")
 
     def __init__(
-        self, config: GatewayConfig, registry: CallRegistry, call_factory: CallFactory
+        self,
+        config: GatewayConfig,
+        registry: CallRegistry,
+        call_factory: CallFactory,
+        stream_tokens: StreamTokens | None = None,
     ) -> None:
         self._config = config
         self._registry = registry
         self._factory = call_factory
+        self._tokens = stream_tokens
         self._public_url = config.server.public_media_url()
 
     def _signature_ok(self, websocket: WebSocket) -> bool:
@@ -271,6 +285,17 @@ class MediaStreamEndpoint:
         assert self._public_url is not None  # config validation: a token needs a public URL
         signature = websocket.headers.get("x-twilio-signature")
         return validate_websocket_signature(token, self._public_url, signature)
+
+    def _start_refusal(self, start: TwilioStart) -> str | None:
+        """Why this ``start`` may not open a call (spending its stream token), or None."""
+        meta = start.start
+        account = self._config.twilio.account_sid
+        if account is not None and meta.account_sid != account:
+            return "wrong_account"
+        if self._tokens is None:
+            return None
+        token = meta.custom_parameters.get(PARAM_STREAM_TOKEN)
+        return self._tokens.verify(token, meta.call_sid, meta.account_sid)
 
     async def handle(self, websocket: WebSocket) -> None:
         """Serve one media socket from upgrade to close; blocks for the call's life."""
@@ -291,11 +316,17 @@ class MediaStreamEndpoint:
             return
         if start is None:
             return
+        refusal = self._start_refusal(start)
+        if refusal is not None:
+            _log.warning("media.refused", reason=refusal, call_sid=start.start.call_sid)
+            await socket.close(CLOSE_POLICY_VIOLATION, refusal)
+            return
+        custom = {k: v for k, v in start.start.custom_parameters.items() if k != PARAM_STREAM_TOKEN}
         identity = CallIdentity(
             call_sid=start.start.call_sid,
             stream_sid=start.stream_sid,
             account_sid=start.start.account_sid,
-            custom_parameters=dict(start.start.custom_parameters),
+            custom_parameters=custom,
             started_at=anyio.current_time(),
             start_sequence_number=start.sequence_number,
         )

@@ -3,12 +3,14 @@
 Theory of operation:
 
 * A media socket takes a *handshake slot* (:meth:`CallRegistry.handshake`) before it is accepted,
-  then, once ``start`` named the CallSid, a *call slot* (:meth:`CallRegistry.reserve_nowait`).
+  then, once a valid ``start`` named the CallSid, a *call slot* (:meth:`CallRegistry.reserve_nowait`).
+  Handshake slots have their own small limit (``max_pending``) and never count against the calls,
+  so sockets that never send ``start`` cannot take call capacity.
   Both are context managers: leaving the ``with`` block (normal end, error, cancellation) releases
   the slot, so no exit path leaks one. Slots are taken synchronously, so check-and-take cannot race.
 * Refusals raise :class:`CallRefused` with a static reason: ``"duplicate"`` (that CallSid already
-  has a live stream), ``"busy"`` (``max_concurrent_calls`` reached), ``"handshakes"`` (too many
-  sockets between accept and ``start``), ``"overloaded"`` (the ``overloaded`` check said the event
+  has a live stream), ``"busy"`` (``max_concurrent_calls`` reached), ``"handshakes"`` (``max_pending``
+  sockets already between accept and a valid ``start``), ``"overloaded"`` (the ``overloaded`` check said the event
   loop is behind: a new call would degrade every live one).
 * A call slot holds the :class:`LiveCall` once the factory built it, so ``/debug/actors`` can list
   every live call's ``statistics()``.
@@ -127,14 +129,22 @@ class CallRegistry:
     """Live calls keyed by CallSid, bounded by ``max_calls``; synchronous, owned by one app.
 
     Args:
-        max_calls: most calls live at once; also the most sockets allowed in their handshake.
+        max_calls: most calls live at once.
+        max_pending: most sockets in their handshake at once (accepted, no valid ``start`` yet).
         overloaded: called (synchronously) before a new call is admitted; True refuses it.
     """
 
-    def __init__(self, max_calls: int, *, overloaded: Callable[[], bool] | None = None) -> None:
-        if max_calls < 1:
-            raise ValueError("max_calls must be at least 1")
+    def __init__(
+        self,
+        max_calls: int,
+        *,
+        max_pending: int = 20,
+        overloaded: Callable[[], bool] | None = None,
+    ) -> None:
+        if max_calls < 1 or max_pending < 1:
+            raise ValueError("max_calls and max_pending must be at least 1")
         self._max_calls = max_calls
+        self._max_pending = max_pending
         self._overloaded = overloaded
         self._calls: dict[str, CallSlot] = {}
         self._handshakes = 0
@@ -176,10 +186,13 @@ class CallRegistry:
         """Hold a handshake slot (socket accepted, ``start`` not read yet) for the block.
 
         Raises:
-            CallRefused: ``"handshakes"`` when live calls plus handshakes reach ``max_calls``;
+            CallRefused: ``"busy"`` at ``max_calls`` (the socket could not become a call);
+                ``"handshakes"`` when ``max_pending`` sockets are in their handshake;
                 ``"overloaded"`` while the ``overloaded`` check says so.
         """
-        if self._handshakes + len(self._calls) >= self._max_calls:
+        if len(self._calls) >= self._max_calls:
+            raise self.refuse("busy")
+        if self._handshakes >= self._max_pending:
             raise self.refuse("handshakes")
         if self.is_overloaded():
             raise self.refuse("overloaded")

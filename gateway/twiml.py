@@ -8,6 +8,8 @@ arrive in ``start.customParameters``; never in a query string (dropped by Twilio
 Parameters set here (``PARAM_*``): ``callSid`` and ``accountSid`` always; ``from`` and ``to`` (the
 caller's and the dialled number, PII) only when ``twilio.pass_caller_numbers`` is on. The call must
 log those under ``pii_*`` keys.
+With an auth token the webhook adds ``streamToken`` (:data:`gateway.stream_token.PARAM_STREAM_TOKEN`),
+the one-use token the media socket must present in ``start``.
 
 Documents are built with :mod:`xml.etree.ElementTree`, which escapes attribute values; characters
 XML 1.0 cannot carry at all (most C0 controls) are dropped from untrusted values first.

@@ -82,6 +82,7 @@ from actors.wire.nova_sonic import (
     output_event_name,
 )
 from actors.wire.twilio_media import (
+    MAX_MEDIA_PAYLOAD_BYTES,
     DtmfPayload,
     MarkPayload,
     MediaFormat,
@@ -118,6 +119,7 @@ from actors.wire.twilio_stream import (
 __all__ = [
     "BARGE_IN_MARKER",
     "INPUT_EVENT_NAMES",
+    "MAX_MEDIA_PAYLOAD_BYTES",
     "OUTPUT_EVENT_NAMES",
     "TOOL_CHOICE_ANY",
     "TOOL_CHOICE_AUTO",

@@ -9,7 +9,8 @@ Theory of operation (reference: twilio-media-streams.md §2-3):
   ``bytes`` field) is base64-decoded in that pass too (1.2 µs per 20 ms frame, performance.md §3).
 * Strictness: Twilio may add fields, so unknown fields are ignored; an unknown ``event`` is not a
   message we understand, so it is an error. Every failure (not JSON, unknown event, missing or
-  wrongly typed field, bad base64, negative number) raises :class:`TwilioMessageError` naming the
+  wrongly typed field, bad base64, negative number, a ``media.payload`` over
+  :data:`MAX_MEDIA_PAYLOAD_BYTES`) raises :class:`TwilioMessageError` naming the
   field (``"media.payload"``); decoders never return None.
 * Outbound frames (us → Twilio) are :data:`TwilioOutbound`; the ``encode_twilio_*`` helpers are the
   hot path (one Struct, one reusable encoder; no dict, no ``json.dumps``). Outbound structs decode
@@ -32,6 +33,7 @@ from actors.errors import RemoteProtocolError
 from actors.wire._paths import DECODE_ERRORS, describe
 
 __all__ = [
+    "MAX_MEDIA_PAYLOAD_BYTES",
     "DtmfPayload",
     "MarkPayload",
     "MediaFormat",
@@ -67,6 +69,11 @@ class TwilioMessageError(RemoteProtocolError):
 
 # Counters Twilio numbers from 1; negative values are malformed, not merely odd.
 Counter = Annotated[int, msgspec.Meta(ge=0)]
+
+MAX_MEDIA_PAYLOAD_BYTES: Final = 1600
+"""Largest decoded ``media.payload`` accepted (200 ms of 8 kHz μ-law). Twilio sends 160 bytes per
+20 ms frame; ten frames' worth leaves room for any batching while keeping what one frame can pin
+in a mailbox small (a 64 KiB WebSocket message could otherwise carry ~47 KB of audio)."""
 
 
 class _Part(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"):
@@ -120,7 +127,7 @@ class MediaPayload(_Part, frozen=True, kw_only=True):
     track: str
     chunk: Counter
     timestamp: Counter
-    payload: bytes
+    payload: Annotated[bytes, msgspec.Meta(max_length=MAX_MEDIA_PAYLOAD_BYTES)]
 
 
 class DtmfPayload(_Part, frozen=True, kw_only=True):

@@ -1,7 +1,10 @@
 """The simulated Twilio peer: drives a gateway over a real WebSocket exactly as Twilio does.
 
-Theory of operation. One :meth:`TwilioPeer.run` is one phone call. It opens the media WebSocket
-(``X-Twilio-Signature`` over the public ``wss://`` URL when it has an auth token), sends
+Theory of operation. One :meth:`TwilioPeer.run` is one phone call. Given the voice webhook's URL,
+it first POSTs the webhook as Twilio does (signed over the public webhook URL when it has an auth
+token) and takes the ``<Stream><Parameter>`` values of the TwiML answer into
+``start.customParameters`` (the per-call stream token among them). It then opens the media
+WebSocket (``X-Twilio-Signature`` over the public ``wss://`` URL when it has an auth token), sends
 ``connected`` and ``start``, then runs four tasks in one task group:
 
 * **frames**: caller audio as 20 ms ``media`` frames on an ABSOLUTE schedule (``deadline += 20 ms``),
@@ -26,10 +29,12 @@ from __future__ import annotations
 
 import functools
 import uuid
+import xml.etree.ElementTree as ET
 from collections import deque
 from typing import TYPE_CHECKING, Final, assert_never, final
 
 import anyio
+import httpx
 import msgspec
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
@@ -163,7 +168,10 @@ class TwilioPeer:
         audio_for: returns the μ-law audio of a ``say`` / ``barge_in`` step.
         settings: identities, custom parameters, whether to sign.
         answer_gap_s: idle time after which an answer counts as finished.
-        connect_timeout_s: bound on the upgrade.
+        connect_timeout_s: bound on the webhook and on the upgrade.
+        webhook_url: where to POST the voice webhook before the upgrade (``http://.../twilio/voice``);
+            None skips it (the socket then carries no stream token).
+        public_webhook_url: the public URL Twilio would have POSTed (what gets signed).
     """
 
     def __init__(
@@ -177,8 +185,13 @@ class TwilioPeer:
         settings: PeerSettings | None = None,
         answer_gap_s: float = 0.3,
         connect_timeout_s: float = 5.0,
+        webhook_url: str | None = None,
+        public_webhook_url: str | None = None,
     ) -> None:
         self._url = url
+        self._webhook_url = webhook_url
+        self._public_webhook_url = public_webhook_url or webhook_url
+        self._stream_parameters: dict[str, str] = {}
         self._public_url = public_url
         self._token = auth_token
         self._steps = steps
@@ -214,6 +227,9 @@ class TwilioPeer:
         """
         self._origin = anyio.current_time()
         self.result.origin = self._origin
+        webhook = self._webhook_url if self._settings.answer_webhook else None
+        if webhook is not None and not await self._answer_webhook(webhook):
+            return self.result
         self._record("connect", self._url)
         headers: dict[str, str] = {}
         if self._token is not None and self._settings.sign_requests:
@@ -246,6 +262,49 @@ class TwilioPeer:
                 await ws.close()
             self._finish(ws)
         return self.result
+
+    async def _answer_webhook(self, url: str) -> bool:
+        """POST the voice webhook; keep the TwiML's ``<Parameter>`` values. False when refused."""
+        form = {
+            "CallSid": self.result.call_sid,
+            "AccountSid": self._settings.account_sid,
+            "From": "+15550100001",
+            "To": "+15550100002",
+            "CallStatus": "ringing",
+        }
+        headers: dict[str, str] = {}
+        if self._token is not None and self._settings.sign_requests:
+            assert self._public_webhook_url is not None
+            headers["X-Twilio-Signature"] = compute_signature(
+                self._token, self._public_webhook_url, form
+            )
+        self._record("webhook", url)
+        try:
+            async with httpx.AsyncClient(timeout=self._connect_timeout) as client:
+                response = await client.post(url, data=form, headers=headers)
+        except httpx.HTTPError as failed:
+            self.result.error = f"webhook failed: {failed!r}"
+            self._record("error", self.result.error)
+            return False
+        if response.status_code != 200:
+            self.result.rejected_status = response.status_code
+            self._record("rejected", f"webhook HTTP {response.status_code}")
+            return False
+        try:
+            root = ET.fromstring(response.content)
+        except ET.ParseError as bad:
+            self.result.error = f"webhook answered malformed TwiML: {bad}"
+            self._record("error", self.result.error)
+            return False
+        stream = root.find("./Connect/Stream")
+        if stream is None:
+            self.result.error = "webhook answered without <Connect><Stream>"
+            self._record("error", self.result.error)
+            return False
+        self._stream_parameters = {
+            p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")
+        }
+        return True
 
     async def _converse(self, ws: ClientConnection) -> None:
         # ``connected`` carries no sequence number; ``start`` is "1" (reference §2.1-2.2).
@@ -285,7 +344,7 @@ class TwilioPeer:
                 stream_sid=self.result.stream_sid,
                 call_sid=self.result.call_sid,
                 tracks=["inbound"],
-                custom_parameters=dict(settings.custom_parameters),
+                custom_parameters={**self._stream_parameters, **settings.custom_parameters},
                 media_format=MediaFormat(encoding="audio/x-mulaw", sample_rate=8000, channels=1),
             ),
         )

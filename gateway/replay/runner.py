@@ -30,7 +30,7 @@ import anyio
 import attrs
 import msgspec
 
-from gateway.config import GatewayConfig
+from gateway.config import VOICE_PATH, GatewayConfig
 from gateway.emulator import Emulator
 from gateway.replay.audio import load_caller_audio, speech_like_ulaw
 from gateway.replay.peer import TwilioPeer
@@ -102,6 +102,8 @@ async def run_scenario(
     public_url: str,
     auth_token: str | None,
     observer: CallObserver | None = None,
+    webhook_url: str | None = None,
+    public_webhook_url: str | None = None,
 ) -> CallReport:
     """Drive one call through the gateway at ``gateway_url`` and check the scenario's expectations.
 
@@ -115,6 +117,8 @@ async def run_scenario(
             says ``[peer] sign_requests = false``); None: unsigned.
         observer: access to the gateway's records and counters; without it, checks needing them
             fail with "no call record" / "live calls unknown".
+        webhook_url: the voice webhook the peer POSTs first, as Twilio does (None: skipped).
+        public_webhook_url: the public webhook URL the gateway validates signatures against.
     """
     for step in scenario.caller:  # fail early on missing audio files, before the call starts
         if isinstance(step, Say | BargeIn) and step.audio is not None:
@@ -128,6 +132,8 @@ async def run_scenario(
         steps=scenario.caller,
         audio_for=functools.partial(step_audio, scenario),
         settings=scenario.peer,
+        webhook_url=webhook_url,
+        public_webhook_url=public_webhook_url,
     )
     result = await peer.run()
     record: CallRecord | None = None
@@ -187,6 +193,8 @@ class ReplayStack:
             public_url=self.public_media_url,
             auth_token=self.config.twilio.auth_token,
             observer=self.observer,
+            webhook_url=self.gateway.base_url + VOICE_PATH,
+            public_webhook_url=self.config.server.public_voice_url(),
         )
 
 

@@ -174,12 +174,17 @@ class PeerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """How the simulated Twilio presents itself.
 
     Attributes:
-        sign_requests: send ``X-Twilio-Signature`` on the upgrade when the gateway has a token.
+        sign_requests: send ``X-Twilio-Signature`` on the webhook and the upgrade when the
+            gateway has a token.
+        answer_webhook: POST the voice webhook first and send its ``<Parameter>`` values (the
+            stream token among them) in ``start``, as Twilio does; false opens the socket with
+            only ``custom_parameters`` (a replayed upgrade).
         call_sid / account_sid / stream_sid: identities in ``start`` ("" = generated per run).
         custom_parameters: ``start.customParameters`` (the TwiML ``<Parameter>`` values).
     """
 
     sign_requests: bool = True
+    answer_webhook: bool = True
     call_sid: str = ""
     account_sid: str = "AC00000000000000000000000000000000"
     stream_sid: str = ""

@@ -246,10 +246,12 @@ class TestSignedUpgrade:
         if signed_url.endswith("/"):
             wss += "/"
         signature = compute_signature(TOKEN, wss)
+        token = running.app.state.gateway.stream_tokens.mint("CA700", "AC" + "0" * 32)
         async with websockets.connect(
             running.ws_url + "/twilio/media", additional_headers={"X-Twilio-Signature": signature}
         ) as ws:
-            await open_call(ws, frames, "CA700", "MZ700")
+            await ws.send(frames.connected())
+            await ws.send(frames.start("CA700", "MZ700", callSid="CA700", streamToken=token))
             await ws.send(frames.stop("CA700", "MZ700", 2))
             assert await wait_close_code(ws) == 1000
         assert len(call_log.calls) == 1

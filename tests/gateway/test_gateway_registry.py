@@ -90,3 +90,17 @@ def test_an_overloaded_process_refuses_handshakes_and_counts_them() -> None:
         pass
     assert refused.value.reason == "overloaded"
     assert registry.statistics().refused_overloaded == 1
+
+
+def test_pending_handshakes_have_their_own_limit_and_leave_calls_free() -> None:
+    registry = CallRegistry(max_calls=2, max_pending=2)
+    with registry.handshake(), registry.handshake():
+        with pytest.raises(CallRefused) as refused, registry.handshake():
+            pass
+        assert refused.value.reason == "handshakes"
+        # Full handshake slots take nothing from the calls.
+        with registry.reserve_nowait("CA1"), registry.reserve_nowait("CA2"):
+            assert registry.live_count == 2
+    with registry.handshake():  # freed on exit
+        pass
+    assert registry.statistics().refused_handshakes == 1
