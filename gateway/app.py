@@ -13,6 +13,7 @@ Routes (paths are fixed: :data:`~gateway.config.VOICE_PATH`, :data:`~gateway.con
 * ``WS /twilio/media``: see :mod:`gateway.media_ws`.
 * ``GET /healthz``: ``{"status": "ok", "live_calls": N, "version": "..."}``.
 * ``GET /debug/actors``, ``GET /debug/load``: see :mod:`gateway.debug`.
+* ``GET /metrics``: Prometheus text format, see :mod:`gateway.metrics`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gateway.config import MEDIA_PATH, VOICE_PATH, GatewayConfig
 from gateway.debug import DebugActorsEndpoint, DebugLoadEndpoint
 from gateway.loop_lag import LoopLagMonitor
 from gateway.media_ws import MediaStreamEndpoint
+from gateway.metrics import ConnectorStatisticsSource, GatewayMetrics
 from gateway.registry import CallFactory, CallRegistry, RefusalReason
 from gateway.signature import validate_webhook_signature
 from gateway.twiml import reject_twiml, stream_parameters, stream_twiml
@@ -65,6 +67,7 @@ class GatewayState:
     registry: CallRegistry
     call_factory: CallFactory
     loop_monitor: LoopLagMonitor | None = None
+    metrics: GatewayMetrics | None = None
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -179,8 +182,19 @@ def create_app(
         config.limits.max_concurrent_calls,
         overloaded=None if loop_monitor is None else loop_monitor.overloaded,
     )
+    metrics = GatewayMetrics(
+        registry,
+        loop_monitor=loop_monitor,
+        connector_statistics=call_factory.connector_statistics
+        if isinstance(call_factory, ConnectorStatisticsSource)
+        else None,
+    )
     state = GatewayState(
-        config=config, registry=registry, call_factory=call_factory, loop_monitor=loop_monitor
+        config=config,
+        registry=registry,
+        call_factory=call_factory,
+        loop_monitor=loop_monitor,
+        metrics=metrics,
     )
 
     async def healthz(request: Request) -> Response:
@@ -191,8 +205,12 @@ def create_app(
     app = Starlette(
         routes=[
             Route(VOICE_PATH, VoiceWebhook(config, registry).handle, methods=["POST"]),
-            WebSocketRoute(MEDIA_PATH, MediaStreamEndpoint(config, registry, call_factory).handle),
+            WebSocketRoute(
+                MEDIA_PATH,
+                MediaStreamEndpoint(config, registry, metrics.meter(call_factory)).handle,
+            ),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics.handle, methods=["GET"]),
             Route(
                 "/debug/actors", DebugActorsEndpoint(config.debug, registry).handle, methods=["GET"]
             ),
