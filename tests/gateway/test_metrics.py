@@ -302,3 +302,23 @@ async def test_a_recovered_sonic_fault_is_counted_by_kind() -> None:
     assert sample(f, "sonic_gateway_sonic_errors_total", kind="modelStreamErrorException") == 1
     assert sample(f, "sonic_gateway_sonic_handovers_total") >= 1
     assert sample(f, "sonic_gateway_live_calls") == 0
+
+
+def test_dashboard_is_json_and_names_only_metrics_that_exist() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "deploy" / "grafana-dashboard.json"
+    dashboard = json.loads(path.read_text())
+    assert dashboard["templating"]["list"][0]["type"] == "datasource"
+    names = set(re.findall(r"sonic_gateway_\w+", path.read_text()))
+    metrics = GatewayMetrics(
+        CallRegistry(1), loop_monitor=LoopLagMonitor(), connector_statistics=connector_stats
+    )
+    metrics.observe_report(report())
+    families = parse(metrics.render().decode())
+    exposed = {s.name for f in families.values() for s in f.samples}
+    exposed |= {f"{f.name}_total" for f in families.values() if f.type == "counter"}
+    assert names
+    assert names <= exposed, names - exposed
