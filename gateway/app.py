@@ -14,6 +14,7 @@ Routes (paths are fixed: :data:`~gateway.config.VOICE_PATH`, :data:`~gateway.con
 * ``WS /twilio/media``: see :mod:`gateway.media_ws`.
 * ``GET /healthz``: ``{"status": "ok", "live_calls": N, "version": "..."}``.
 * ``GET /debug/actors``, ``GET /debug/load``: see :mod:`gateway.debug`.
+* ``GET /metrics``: Prometheus text format, see :mod:`gateway.metrics`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from gateway.config import MEDIA_PATH, VOICE_PATH, GatewayConfig
 from gateway.debug import DebugActorsEndpoint, DebugLoadEndpoint
 from gateway.loop_lag import LoopLagMonitor
 from gateway.media_ws import MediaStreamEndpoint
+from gateway.metrics import ConnectorStatisticsSource, GatewayMetrics
 from gateway.registry import CallFactory, CallRegistry, RefusalReason
 from gateway.signature import validate_webhook_signature
 from gateway.stream_token import PARAM_STREAM_TOKEN, StreamTokens, derive_key
@@ -69,6 +71,7 @@ class GatewayState:
     loop_monitor: LoopLagMonitor | None = None
     stream_tokens: StreamTokens | None = None
     """Mints (webhook) and spends (media socket) stream tokens; None without an auth token."""
+    metrics: GatewayMetrics | None = None
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -209,12 +212,20 @@ def create_app(
         overloaded=None if loop_monitor is None else loop_monitor.overloaded,
     )
     stream_tokens = _stream_tokens(config)
+    metrics = GatewayMetrics(
+        registry,
+        loop_monitor=loop_monitor,
+        connector_statistics=call_factory.connector_statistics
+        if isinstance(call_factory, ConnectorStatisticsSource)
+        else None,
+    )
     state = GatewayState(
         config=config,
         registry=registry,
         call_factory=call_factory,
         loop_monitor=loop_monitor,
         stream_tokens=stream_tokens,
+        metrics=metrics,
     )
 
     async def healthz(request: Request) -> Response:
@@ -229,9 +240,12 @@ def create_app(
             ),
             WebSocketRoute(
                 MEDIA_PATH,
-                MediaStreamEndpoint(config, registry, call_factory, stream_tokens).handle,
+                MediaStreamEndpoint(
+                    config, registry, metrics.meter(call_factory), stream_tokens
+                ).handle,
             ),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics.handle, methods=["GET"]),
             Route(
                 "/debug/actors", DebugActorsEndpoint(config.debug, registry).handle, methods=["GET"]
             ),

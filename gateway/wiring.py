@@ -25,11 +25,12 @@ from gateway.server import run_gateway
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from actors.sonic import CredentialsProvider, SonicSettings
+    from actors.sonic import ConnectorStatistics, CredentialsProvider, SonicSettings
     from gateway.config import GatewayConfig
     from gateway.registry import CallFactory
 
 __all__ = [
+    "CallBuilder",
     "FinishedCalls",
     "build_call_factory",
     "open_sonic_connector",
@@ -134,10 +135,28 @@ def build_call_factory(
         on_finished=on_finished,
     )
 
-    def factory(socket: TwilioSocket, identity: CallIdentity) -> Call:
-        return Call(socket, identity, deps)
+    return CallBuilder(deps)
 
-    return factory
+
+@final
+class CallBuilder:
+    """The call factory :func:`build_call_factory` returns; also the connector's statistics.
+
+    ``connector_statistics`` lets ``/metrics`` report the Sonic pool and connections without the
+    app holding the connector itself.
+    """
+
+    __slots__ = ("_deps",)
+
+    def __init__(self, deps: CallDeps) -> None:
+        self._deps = deps
+
+    def __call__(self, socket: TwilioSocket, identity: CallIdentity) -> Call:
+        return Call(socket, identity, self._deps)
+
+    def connector_statistics(self) -> ConnectorStatistics:
+        """The Sonic connector's pool and connection counters now."""
+        return self._deps.connector.statistics()
 
 
 async def serve_command(config: GatewayConfig) -> None:

@@ -99,7 +99,12 @@ class CallReport(msgspec.Struct, frozen=True, kw_only=True):
     heard_ms: float
     """Assistant audio the caller heard, all turns (greeting included)."""
     handovers: int
+    """Sonic session switches: planned (age, credentials) and recoveries from a retryable error."""
     sonic_restarts: int
+    cleared_ms: float = 0.0
+    """Assistant audio cut off by a barge-in (generated, never heard), all turns."""
+    sonic_errors: list[str] = msgspec.field(default_factory=list)
+    """The kind of every Sonic error the call met, in order: recovered, restarted or fatal."""
 
 
 def truncate_to_heard(text: str, heard_ms: float, total_ms: float) -> str:
@@ -131,6 +136,7 @@ class CallJournal:
     assistant_lines: list[tuple[float, int | None, str]] = attrs.field(factory=list)
     handovers: list[float] = attrs.field(factory=list)
     sonic_restarts: int = 0
+    sonic_errors: list[str] = attrs.field(factory=list)
     ended_at: float | None = None
 
     def end(self, reason: str, at: float, detail: str | None = None) -> None:
@@ -191,4 +197,10 @@ class CallJournal:
             heard_ms=sum(p.position_ms for p in self.playbacks.values()),
             handovers=len(self.handovers),
             sonic_restarts=self.sonic_restarts,
+            cleared_ms=sum(
+                max(0.0, p.total_ms - p.position_ms)
+                for p in self.playbacks.values()
+                if p.interrupted
+            ),
+            sonic_errors=list(self.sonic_errors),
         )

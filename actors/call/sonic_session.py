@@ -177,11 +177,13 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                         tg.cancel_scope.cancel()
                 self.state = "closing"
         except SonicFatalError as exc:
+            self._journal.sonic_errors.append(exc.kind)
             self._journal.end(f"sonic_fatal:{exc.kind}", anyio.current_time())
             _log.warning("sonic_session.fatal", kind=exc.kind, error=str(exc))
             self.state = "failed"
             return
         except SonicError as exc:
+            self._journal.sonic_errors.append(exc.kind)
             _log.warning("sonic_session.gave_up", kind=exc.kind, error=str(exc))
             raise
         finally:
@@ -282,6 +284,8 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 await conv.send_tool_result(tool_use_id, _NO_TOOLS)
             case HandedOver(reason=reason, session_index=index):
                 self._journal.handovers.append(now)
+                if reason.startswith("error:"):  # a retryable error the conversation recovered
+                    self._journal.sonic_errors.append(reason.removeprefix("error:"))
                 _log.info("sonic_session.handed_over", reason=reason, session_index=index)
             case SessionClosed():
                 return False
