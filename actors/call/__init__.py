@@ -16,6 +16,7 @@ from actors.call.call import Call
 from actors.call.deps import CallDeps, load_greeting
 from actors.call.ports import CallIdentity, TwilioSocket
 from actors.call.report import BargeInSummary, CallReport, TranscriptLine, TurnLatency
+from actors.call.view import CallView, call_view, mask_number
 
 __all__ = [
     "BargeInSummary",
@@ -23,8 +24,11 @@ __all__ = [
     "CallDeps",
     "CallIdentity",
     "CallReport",
+    "CallView",
     "TranscriptLine",
     "TurnLatency",
     "TwilioSocket",
+    "call_view",
     "load_greeting",
+    "mask_number",
 ]
