@@ -13,7 +13,8 @@ Routes (paths are fixed: :data:`~gateway.config.VOICE_PATH`, :data:`~gateway.con
   the event loop is overloaded.
 * ``WS /twilio/media``: see :mod:`gateway.media_ws`.
 * ``GET /healthz``: ``{"status": "ok", "live_calls": N, "version": "..."}``.
-* ``GET /debug/actors``, ``GET /debug/load``: see :mod:`gateway.debug`.
+* ``GET /debug/actors``, ``GET /debug/load``: see :mod:`gateway.debug`; ``GET /debug``, the live
+  page: :mod:`gateway.debug_page`.
 * ``GET /metrics``: Prometheus text format, see :mod:`gateway.metrics`.
 """
 
@@ -30,7 +31,8 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from gateway.config import MEDIA_PATH, VOICE_PATH, GatewayConfig
-from gateway.debug import DebugActorsEndpoint, DebugLoadEndpoint
+from gateway.debug import DebugActorsEndpoint, DebugLoadEndpoint, DebugSources
+from gateway.debug_page import DebugPageEndpoint
 from gateway.loop_lag import LoopLagMonitor
 from gateway.media_ws import MediaStreamEndpoint
 from gateway.metrics import ConnectorStatisticsSource, GatewayMetrics
@@ -194,6 +196,7 @@ def create_app(
     *,
     call_factory: CallFactory,
     loop_monitor: LoopLagMonitor | None = None,
+    debug_sources: DebugSources | None = None,
 ) -> Starlette:
     """Build the gateway's ASGI app.
 
@@ -202,6 +205,7 @@ def create_app(
         call_factory: builds a call for each accepted, identified media socket.
         loop_monitor: the running server's event-loop lag monitor (its owner runs it); new calls
             are refused while it reports overload, and ``/debug/load`` shows its histogram.
+        debug_sources: finished-call reports and Sonic statistics for ``/debug/actors``.
 
     Returns:
         A Starlette app with its :class:`GatewayState` on ``app.state.gateway``.
@@ -246,8 +250,16 @@ def create_app(
             ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics.handle, methods=["GET"]),
+            Route("/debug", DebugPageEndpoint(config.debug).handle, methods=["GET"]),
             Route(
-                "/debug/actors", DebugActorsEndpoint(config.debug, registry).handle, methods=["GET"]
+                "/debug/actors",
+                DebugActorsEndpoint(
+                    config.debug,
+                    registry,
+                    reveal_pii=config.logging.log_pii,
+                    sources=debug_sources,
+                ).handle,
+                methods=["GET"],
             ),
             Route(
                 "/debug/load",

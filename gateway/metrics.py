@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
-    from actors.call import CallIdentity, CallReport, TwilioSocket
+    from actors.call import CallIdentity, CallOutcome, CallReport, TwilioSocket
     from actors.sonic import ConnectorStatistics
     from gateway.loop_lag import LoopLagMonitor
     from gateway.registry import CallFactory, CallRegistry, LiveCall
@@ -431,16 +431,20 @@ class _MeteredCall:
         self._call = call
         self._metrics = metrics
 
-    async def run(self) -> None:
+    async def run(self) -> CallOutcome | None:
         failed = True
         try:
-            await self._call.run()
+            outcome = await self._call.run()
             failed = False
         finally:
             self._metrics.observe_ended(self._call, failed=failed)
+        return outcome
 
     def statistics(self) -> object:
         return self._call.statistics()
+
+    def debug_view(self, *, reveal_pii: bool) -> object:
+        return self._call.debug_view(reveal_pii=reveal_pii)
 
     def caller_audio_dropped_ms(self) -> float:
         return self._call.caller_audio_dropped_ms()

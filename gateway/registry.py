@@ -65,6 +65,10 @@ class LiveCall(Protocol):
         """Caller audio this call has dropped so far because its reader fell behind (ms)."""
         ...
 
+    def debug_view(self, *, reveal_pii: bool) -> object:
+        """The call for operators (identity, age, floor, actor tree), msgspec-encodable."""
+        ...
+
 
 CallFactory = Callable[[TwilioSocket, CallIdentity], LiveCall]
 """Builds (does not start) a call for an accepted, identified socket. Must not block."""
@@ -239,6 +243,14 @@ class CallRegistry:
     def snapshots(self) -> list[object]:
         """``statistics()`` of every live call that has been built, in start order."""
         return [slot.call.statistics() for slot in self._calls.values() if slot.call is not None]
+
+    def views(self, *, reveal_pii: bool) -> list[object]:
+        """``debug_view()`` of every live call that has been built, in start order."""
+        return [
+            slot.call.debug_view(reveal_pii=reveal_pii)
+            for slot in self._calls.values()
+            if slot.call is not None
+        ]
 
     def statistics(self) -> RegistryStatistics:
         """Counters: live calls, handshakes, refusals by reason."""

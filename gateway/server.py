@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from gateway.config import GatewayConfig
+    from gateway.debug import DebugSources
     from gateway.registry import CallFactory
 
 __all__ = ["RunningGateway", "bind_socket", "run_gateway", "serve_gateway"]
@@ -123,7 +124,7 @@ class RunningGateway:
 
 @contextlib.asynccontextmanager
 async def serve_gateway(
-    config: GatewayConfig, call_factory: CallFactory
+    config: GatewayConfig, call_factory: CallFactory, *, debug_sources: DebugSources | None = None
 ) -> AsyncIterator[RunningGateway]:
     """Serve the gateway on ``config.server.host:port`` for the duration of the block.
 
@@ -138,7 +139,9 @@ async def serve_gateway(
             hint="set twilio.auth_token (SONIC_GATEWAY_TWILIO__AUTH_TOKEN) in production",
         )
     monitor = LoopLagMonitor(admit_below_ms=config.limits.admission_loop_lag_ms)
-    app = create_app(config, call_factory=call_factory, loop_monitor=monitor)
+    app = create_app(
+        config, call_factory=call_factory, loop_monitor=monitor, debug_sources=debug_sources
+    )
     sock = bind_socket(config.server.host, config.server.port)
     try:
         port = int(sock.getsockname()[1])
@@ -166,7 +169,9 @@ async def serve_gateway(
     _log.info("gateway.stopped")
 
 
-async def run_gateway(config: GatewayConfig, call_factory: CallFactory) -> None:
+async def run_gateway(
+    config: GatewayConfig, call_factory: CallFactory, *, debug_sources: DebugSources | None = None
+) -> None:
     """Serve until a signal (SIGINT/SIGTERM, handled by uvicorn) stops the server; blocks."""
-    async with serve_gateway(config, call_factory) as running:
+    async with serve_gateway(config, call_factory, debug_sources=debug_sources) as running:
         await running.wait_stopped()

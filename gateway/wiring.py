@@ -20,6 +20,7 @@ import structlog
 
 from actors.call import Call, CallDeps, CallIdentity, CallReport, TwilioSocket, load_greeting
 from actors.sonic import BotocoreCredentials, SonicConnector, StaticCredentials
+from gateway.debug import DebugSources
 from gateway.server import run_gateway
 
 if TYPE_CHECKING:
@@ -78,8 +79,9 @@ async def open_sonic_connector(config: GatewayConfig) -> AsyncIterator[SonicConn
 class FinishedCalls:
     """The reports of the most recent finished calls (bounded), awaitable by CallSid.
 
-    The call replays read transcripts, latencies and handovers from here; ``serve`` keeps the last
-    few for operators. ``add`` is called from a call's ``on_finished`` hook and never blocks.
+    The call replays read transcripts, latencies and handovers from here; ``serve`` shows the
+    latest on ``/debug/actors`` and the debug page. ``add`` is called from a call's
+    ``on_finished`` hook and never blocks.
     """
 
     def __init__(self, keep: int = FINISHED_CALLS_KEPT) -> None:
@@ -94,6 +96,11 @@ class FinishedCalls:
             self._reports.popitem(last=False)
         self._changed.set()
         self._changed = anyio.Event()
+
+    def recent(self, count: int) -> list[CallReport]:
+        """The last ``count`` reports, newest first."""
+        reports = list(self._reports.values())
+        return reports[: -count - 1 : -1] if count > 0 else []
 
     def get(self, call_sid: str) -> CallReport | None:
         """The report of ``call_sid`` if it finished recently."""
@@ -163,4 +170,11 @@ async def serve_command(config: GatewayConfig) -> None:
     """Run the whole service until a signal stops it; blocks."""
     finished = FinishedCalls()
     async with open_sonic_connector(config) as connector:
-        await run_gateway(config, build_call_factory(config, connector, on_finished=finished.add))
+        sources = DebugSources(
+            recent_reports=finished.recent, sonic_statistics=connector.statistics
+        )
+        await run_gateway(
+            config,
+            build_call_factory(config, connector, on_finished=finished.add),
+            debug_sources=sources,
+        )

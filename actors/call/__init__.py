@@ -17,6 +17,7 @@ from actors.call.deps import CallDeps, load_greeting
 from actors.call.outcome import CallOutcome, Outcome, outcome_for_end_reason, outcome_for_error
 from actors.call.ports import CallIdentity, TwilioSocket
 from actors.call.report import BargeInSummary, CallReport, TranscriptLine, TurnLatency
+from actors.call.view import CallView, call_view, mask_number
 
 __all__ = [
     "BargeInSummary",
@@ -25,11 +26,14 @@ __all__ = [
     "CallIdentity",
     "CallOutcome",
     "CallReport",
+    "CallView",
     "Outcome",
     "TranscriptLine",
     "TurnLatency",
     "TwilioSocket",
+    "call_view",
     "load_greeting",
+    "mask_number",
     "outcome_for_end_reason",
     "outcome_for_error",
 ]

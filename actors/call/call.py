@@ -30,11 +30,13 @@ from actors.call.outcome import CallOutcome, outcome_for_end_reason
 from actors.call.report import CallJournal, CallReport
 from actors.call.sonic_session import SessionMemory
 from actors.call.supervisor import CallMailboxes, build_call_supervisor
+from actors.call.view import call_view
 from actors.errors import SupervisorGaveUp
 
 if TYPE_CHECKING:
     from actors.call.deps import CallDeps
     from actors.call.ports import CallIdentity, TwilioSocket
+    from actors.call.view import CallView
     from actors.runtime import SupervisorSnapshot
 
 __all__ = ["Call"]
@@ -123,6 +125,12 @@ class Call:
     def statistics(self) -> SupervisorSnapshot:
         """The CallSupervisor's snapshot tree (msgspec-encodable; ``/debug/actors``)."""
         return self._supervisor.statistics()
+
+    def debug_view(self, *, reveal_pii: bool) -> CallView:
+        """The call for operators: identity, age, floor and the actor tree (``/debug/actors``)."""
+        return call_view(
+            self._identity, self.statistics(), now=anyio.current_time(), reveal_pii=reveal_pii
+        )
 
     def caller_audio_dropped_ms(self) -> float:
         """Caller audio dropped because SonicSession fell behind (its drop-oldest mailbox), ms."""

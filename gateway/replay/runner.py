@@ -281,6 +281,7 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
         raise StackUnavailable(f"gateway.wiring is not available: {missing}") from None
     from actors.errors import GatewayError
     from actors.sonic import SonicConnector, StaticCredentials
+    from gateway.debug import DebugSources
     from gateway.emulator import EmulatorSettings, run_emulator
     from gateway.server import serve_gateway
 
@@ -324,7 +325,10 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
                 raise StackUnavailable(
                     f"gateway.wiring cannot build a call factory: {unwired}"
                 ) from None
-            async with serve_gateway(config, call_factory) as gateway:
+            sources = DebugSources(
+                recent_reports=finished.recent, sonic_statistics=connector.statistics
+            )
+            async with serve_gateway(config, call_factory, debug_sources=sources) as gateway:
                 yield ReplayStack(
                     scenario=scenario,
                     config=config,

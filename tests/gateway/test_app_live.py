@@ -111,7 +111,7 @@ async def test_media_happy_path_echoes_and_ends_on_stop(call_log: Any, frames: A
         # The slot is released before the socket closes: no wait needed.
         assert running.app.state.gateway.registry.live_count == 0
         after = msgspec.json.decode((await debug_calls(client)).content)
-    assert after == {"calls": [], "count": 0}
+    assert after == {"calls": [], "count": 0, "recent": [], "sonic": None}
     assert len(call_log.calls) == 1
     identity = call_log.calls[0].identity
     assert (identity.call_sid, identity.stream_sid) == ("CA100", "MZ100")
@@ -294,7 +294,29 @@ class TestDebugEndpoint:
         ):
             response = await debug_calls(client)
         assert response.status_code == 200
-        assert msgspec.json.decode(response.content) == {"calls": [], "count": 0}
+        body = msgspec.json.decode(response.content)
+        assert body == {"calls": [], "count": 0, "recent": [], "sonic": None}
+
+    async def test_page_is_served_from_the_package_only_when_debug_is_on(
+        self, call_log: Any
+    ) -> None:
+        on = make_config(debug=DebugConfig(enabled=True, bearer_token="debug-secret-1"))
+        async with (
+            serve_gateway(make_config(), call_log) as off_gateway,
+            serve_gateway(on, call_log) as on_gateway,
+            httpx.AsyncClient() as client,
+        ):
+            off = await client.get(off_gateway.base_url + "/debug")
+            page = await client.get(on_gateway.base_url + "/debug")  # no token: it holds no data
+        assert off.status_code == 404
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        csp = page.headers["content-security-policy"]
+        assert "connect-src 'self'" in csp
+        assert "default-src 'none'" in csp
+        assert b"<script" in page.content
+        assert b"http://" not in page.content  # nothing from elsewhere (no CDN)
+        assert b"https://" not in page.content
 
     async def test_bearer_token_required(self, call_log: Any) -> None:
         config = make_config(debug=DebugConfig(enabled=True, bearer_token="debug-secret-1"))

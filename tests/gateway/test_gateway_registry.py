@@ -62,6 +62,9 @@ class _DroppingCall:
     def statistics(self) -> object:
         return {}
 
+    def debug_view(self, *, reveal_pii: bool) -> object:
+        return {}
+
     def caller_audio_dropped_ms(self) -> float:
         return self.dropped_ms
 
