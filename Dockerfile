@@ -55,5 +55,6 @@ STOPSIGNAL SIGTERM
 # Liveness only: /healthz answers 200 while the process serves, draining or not.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('SONIC_GATEWAY_SERVER__PORT', '8080') + '/healthz', timeout=2)"]
-# Exec form: the gateway is PID 1 and receives the stop signal itself.
+# Exec form: the gateway is PID 1 and receives the stop signal itself (the kernel applies no default
+# action to signals sent to PID 1; the gateway installs its own SIGTERM/SIGINT handlers).
 ENTRYPOINT ["sonic-gateway", "serve"]
