@@ -9,11 +9,13 @@ gateway's handling of a failing call is exercised for real.
 from __future__ import annotations
 
 import base64
+import logging
 from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
 import pytest
+import structlog
 
 from actors.wire import (
     TwilioConnected,
@@ -26,6 +28,8 @@ from actors.wire import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from actors.call.ports import CallIdentity, TwilioSocket
 
 
@@ -172,3 +176,14 @@ class Frames:
 @pytest.fixture
 def frames() -> Frames:
     return Frames()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the root logger and structlog back as they were after a test that configures them."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()

@@ -10,14 +10,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import logging
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
 import msgspec
 import pytest
-import structlog
 import websockets
 from websockets.exceptions import ConnectionClosed
 
@@ -29,7 +27,7 @@ from gateway.server import RunningGateway, serve_gateway
 from gateway.wiring import build_call_factory
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable
 
 
 pytestmark = pytest.mark.anyio
@@ -49,13 +47,8 @@ class Stack:
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
+def _restore_logging(restore_logging: None) -> None:
+    """Every test here reconfigures logging; the shared fixture puts it back."""
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import TYPE_CHECKING
 
 import msgspec
 import pytest
@@ -13,18 +12,10 @@ import structlog
 from gateway.config import LoggingConfig
 from gateway.logs import REDACTED, bind_call, configure_logging, has_pii_segment, redact_pii
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 
 @pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
+def _restore_logging(restore_logging: None) -> None:
+    """Every test here reconfigures logging; the shared fixture puts it back."""
 
 
 @pytest.mark.parametrize(
