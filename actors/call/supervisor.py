@@ -13,13 +13,13 @@ Mailboxes (created here; they outlive actor instances, so a restarted child read
 ===================  ======================================  ====  ===========  ==================
 mailbox              carries                                 cap   overflow     why
 ===================  ======================================  ====  ===========  ==================
-sonic.audio          CallerAudio (20 ms, or up to            50    DROP_OLDEST  the reader never
-                     quiet_batch_ms; Sonic input rate)                          waits; >= 1 s
-                                                                                covers Sonic
-                                                                                opening;
+sonic.audio          CallerAudio (20 ms, or up to            50,   DROP_OLDEST  the reader never
+                     quiet_batch_ms; Sonic input rate)       2 s                waits; 2 s covers
+                                                                                Sonic opening and
+                                                                                caps the bytes;
                                                                                 stale caller audio
                                                                                 is worthless;
-                                                                                drops counted
+                                                                                drops counted (ms)
 sonic.control        CallerDtmf, HeardReport                 16    BLOCK        rare, must not be
                                                                                 lost; own task
 playback.data        AssistantAudio, AssistantAudioEnded     32    BLOCK        drained at once
@@ -90,6 +90,11 @@ _log = structlog.get_logger("actors.call.supervisor")
 
 MAX_RESTARTS: Final = 3
 RESTART_PERIOD_S: Final = 30.0
+
+
+CALLER_AUDIO_QUEUED_MS: Final = 2000.0
+"""Most caller audio ``sonic.audio`` holds (ms): it covers a Sonic session opening (about 1 s),
+and bounds the bytes a call can pin (at 16 kHz, 64 KB) whatever the messages' sizes."""
 
 
 @final

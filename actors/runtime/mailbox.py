@@ -119,16 +119,22 @@ class Mailbox[T]:
             mailbox.
         overflow: the policy when the buffer is full.
         weigh: optional measure of a message (its audio in ms, say), summed over dropped messages
-            as ``dropped_weight``; called only when a message is dropped.
+            as ``dropped_weight``.
+        max_weight: optional second bound, on the queued messages' total weight (a dropping
+            policy and ``weigh`` are required): a message that would exceed it is handled as if
+            the mailbox were full (under DROP_OLDEST the oldest go until it fits). So a mailbox
+            of large messages cannot pin more than this, whatever its message capacity.
 
     Raises:
-        ValueError: capacity is not an int >= 1.
+        ValueError: capacity is not an int >= 1, or ``max_weight`` comes without ``weigh`` or
+            with the BLOCK policy.
     """
 
     __slots__ = (
         "_closed",
         "_dropped",
         "_dropped_weight",
+        "_max_weight",
         "_name",
         "_overflow",
         "_received",
@@ -137,6 +143,7 @@ class Mailbox[T]:
         "_sent",
         "_wakeups",
         "_weigh",
+        "_weight",
     )
 
     def __init__(
@@ -146,9 +153,12 @@ class Mailbox[T]:
         overflow: Overflow = Overflow.BLOCK,
         *,
         weigh: Callable[[T], float] | None = None,
+        max_weight: float | None = None,
     ) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"mailbox {name}: capacity must be an int >= 1, got {capacity!r}")
+        if max_weight is not None and (weigh is None or overflow is Overflow.BLOCK):
+            raise ValueError(f"mailbox {name}: max_weight needs weigh and a dropping policy")
         self._name = name
         self._overflow = overflow
         send, recv = anyio.create_memory_object_stream[T](capacity)
@@ -165,6 +175,8 @@ class Mailbox[T]:
         self._dropped = 0
         self._dropped_weight = 0.0
         self._weigh = weigh
+        self._max_weight = max_weight
+        self._weight = 0.0  # queued weight; tracked only with max_weight
         self._closed = False
         # Events of tasks blocked in receive_either(); empty almost always, so one truth test per send.
         self._wakeups: set[anyio.Event] = set()
@@ -210,6 +222,8 @@ class Mailbox[T]:
         Raises:
             MailboxClosed: the mailbox was closed.
         """
+        if self._max_weight is not None:
+            return self._send_weighed(msg)
         try:
             self._send.send_nowait(msg)
         except anyio.WouldBlock:
@@ -228,6 +242,34 @@ class Mailbox[T]:
             self._send.send_nowait(msg)
         except anyio.ClosedResourceError:
             raise MailboxClosed(f"mailbox {self._name} is closed") from None
+        self._sent += 1
+        if self._wakeups:
+            self._wake()
+        return True
+
+    def _send_weighed(self, msg: T) -> bool:
+        # Both bounds, under a dropping policy (checked in __init__).
+        assert self._weigh is not None
+        assert self._max_weight is not None
+        if self._closed:
+            raise MailboxClosed(f"mailbox {self._name} is closed")
+        weight = self._weigh(msg)
+        if self._overflow is Overflow.DROP_NEWEST or weight > self._max_weight:
+            if self.depth >= self.capacity or self._weight + weight > self._max_weight:
+                self._dropped += 1
+                self._dropped_weight += weight
+                return False
+        else:  # DROP_OLDEST: evict until both bounds hold
+            while self.depth and (
+                self.depth >= self.capacity or self._weight + weight > self._max_weight
+            ):
+                evicted = self._recv.receive_nowait()
+                lost = self._weigh(evicted)
+                self._weight -= lost
+                self._dropped += 1
+                self._dropped_weight += lost
+        self._send.send_nowait(msg)
+        self._weight += weight
         self._sent += 1
         if self._wakeups:
             self._wake()
@@ -272,6 +314,8 @@ class Mailbox[T]:
         except anyio.EndOfStream:
             raise MailboxClosed(f"mailbox {self._name} is closed") from None
         self._received += 1
+        if self._max_weight is not None:
+            self._taken(msg)
         return msg
 
     async def receive(self) -> T:
@@ -285,7 +329,13 @@ class Mailbox[T]:
         except anyio.EndOfStream:
             raise MailboxClosed(f"mailbox {self._name} is closed") from None
         self._received += 1
+        if self._max_weight is not None:
+            self._taken(msg)
         return msg
+
+    def _taken(self, msg: T) -> None:
+        assert self._weigh is not None
+        self._weight = max(0.0, self._weight - self._weigh(msg))
 
     def __aiter__(self) -> Mailbox[T]:
         return self

@@ -81,6 +81,47 @@ async def test_dropped_messages_are_weighed_when_a_weigh_is_given() -> None:
     assert Mailbox[int]("m", 1).statistics().dropped_weight == 0.0
 
 
+async def test_max_weight_evicts_the_oldest_until_the_new_message_fits() -> None:
+    box = Mailbox[int]("audio", 10, Overflow.DROP_OLDEST, weigh=float, max_weight=100.0)
+    for size in (40, 40, 10):
+        assert box.send_nowait(size)
+    assert box.send_nowait(60)  # 150 > 100: the two 40s go
+    assert drain_nowait(box) == [10, 60]
+    stats = box.statistics()
+    assert (stats.dropped, stats.dropped_weight) == (2, 80.0)
+    # Received messages free their weight: 100 fits again.
+    assert box.send_nowait(100)
+    assert drain_nowait(box) == [100]
+    assert box.statistics().dropped == 2
+
+
+async def test_max_weight_refuses_what_cannot_fit() -> None:
+    newest = Mailbox[int]("audio", 10, Overflow.DROP_NEWEST, weigh=float, max_weight=50.0)
+    assert newest.send_nowait(30)
+    assert not newest.send_nowait(30)  # would be 60
+    assert not newest.send_nowait(51)  # alone too heavy
+    oldest = Mailbox[int]("audio", 10, Overflow.DROP_OLDEST, weigh=float, max_weight=50.0)
+    assert oldest.send_nowait(30)
+    assert not oldest.send_nowait(51)  # never fits: dropped, the queued one stays
+    assert drain_nowait(newest) == [30]
+    assert drain_nowait(oldest) == [30]
+    assert (oldest.statistics().dropped, oldest.statistics().dropped_weight) == (1, 51.0)
+
+
+async def test_max_weight_keeps_the_message_bound_too() -> None:
+    box = Mailbox[int]("audio", 2, Overflow.DROP_OLDEST, weigh=float, max_weight=1000.0)
+    for size in (1, 2, 3):
+        box.send_nowait(size)
+    assert drain_nowait(box) == [2, 3]
+
+
+def test_max_weight_needs_weigh_and_a_dropping_policy() -> None:
+    with pytest.raises(ValueError, match="max_weight"):
+        Mailbox[int]("m", 4, Overflow.DROP_OLDEST, max_weight=1.0)
+    with pytest.raises(ValueError, match="max_weight"):
+        Mailbox[int]("m", 4, Overflow.BLOCK, weigh=float, max_weight=1.0)
+
+
 async def test_drop_newest_refuses_and_counts() -> None:
     box = Mailbox[int]("audio", 2, Overflow.DROP_NEWEST)
     for i in range(4):
