@@ -8,10 +8,13 @@ background tasks: each media socket's call runs inside that socket's ASGI task, 
 Routes (paths are fixed: :data:`~gateway.config.VOICE_PATH`, :data:`~gateway.config.MEDIA_PATH`):
 
 * ``POST /twilio/voice``: signature check (with an auth token; 403 otherwise), then
-  ``<Connect><Stream>`` TwiML, or ``<Reject reason="busy"/>`` at the concurrency limit or while
-  the event loop is overloaded.
+  ``<Connect><Stream>`` TwiML, or ``<Reject reason="busy"/>`` at the concurrency limit, while
+  the event loop is overloaded, or while the process drains (stopping).
 * ``WS /twilio/media``: see :mod:`gateway.media_ws`.
-* ``GET /healthz``: ``{"status": "ok", "live_calls": N, "version": "..."}``.
+* ``GET /healthz``: liveness, ``{"status": "ok", "live_calls": N, "version": "..."}``; stays 200
+  while the process drains.
+* ``GET /readyz``: readiness, the same body; 200 while new calls are taken, 503 with
+  ``"status": "draining"`` from the moment a stop signal arrived (route traffic elsewhere).
 * ``GET /debug/actors``, ``GET /debug/load``: see :mod:`gateway.debug`.
 """
 
@@ -138,7 +141,9 @@ class VoiceWebhook:
             _log.warning("webhook.refused", reason="no_call_sid")
             return Response(b"CallSid missing", status_code=400, media_type="text/plain")
         refusal: RefusalReason | None = (
-            "busy"
+            "draining"
+            if self._registry.draining
+            else "busy"
             if self._registry.at_capacity()
             else "overloaded"
             if self._registry.is_overloaded()
@@ -188,11 +193,23 @@ def create_app(
         health = Health(status="ok", live_calls=registry.live_count, version=VERSION)
         return Response(_ENCODER.encode(health), media_type="application/json")
 
+    async def readyz(request: Request) -> Response:
+        del request
+        draining = registry.draining
+        status = "draining" if draining else "ok"
+        health = Health(status=status, live_calls=registry.live_count, version=VERSION)
+        return Response(
+            _ENCODER.encode(health),
+            status_code=503 if draining else 200,
+            media_type="application/json",
+        )
+
     app = Starlette(
         routes=[
             Route(VOICE_PATH, VoiceWebhook(config, registry).handle, methods=["POST"]),
             WebSocketRoute(MEDIA_PATH, MediaStreamEndpoint(config, registry, call_factory).handle),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
             Route(
                 "/debug/actors", DebugActorsEndpoint(config.debug, registry).handle, methods=["GET"]
             ),

@@ -11,6 +11,9 @@ Rules:
   so every actor's lines carry them (child tasks inherit the context). One ``call.summary`` line
   per call with per-turn latencies; transcripts only under ``pii_*`` keys.
 * On the way out the socket is closed (bounded, shielded), then ``deps.on_finished(report)``.
+* :meth:`Call.say_goodbye` (the gateway is stopping and waited long enough) stops the tree like
+  :meth:`Call.request_stop` -- the Sonic stream is closed in order -- then plays the goodbye prompt
+  and closes the socket with 1001 (going away).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import anyio
 import msgspec
 import structlog
 
+from actors.call.goodbye import play_goodbye
 from actors.call.report import CallJournal, CallReport
 from actors.call.sonic_session import SessionMemory
 from actors.call.supervisor import CallMailboxes, build_call_supervisor
@@ -63,6 +67,7 @@ class Call:
             memory=self._memory,
         )
         self._report: CallReport | None = None
+        self._goodbye = False
 
     @property
     def identity(self) -> CallIdentity:
@@ -86,6 +91,14 @@ class Call:
             _log.info("call.started")
             try:
                 await self._supervisor.run()
+                if self._goodbye:
+                    heard = await play_goodbye(
+                        self._socket,
+                        ident.stream_sid,
+                        self._deps.goodbye_ulaw,
+                        chunk_ms=self._deps.playback_chunk_ms,
+                    )
+                    _log.info("call.goodbye_played", heard=heard)
             except SupervisorGaveUp as exc:
                 self._journal.end("supervisor_gave_up", anyio.current_time())
                 _log.error("call.gave_up", error=str(exc))
@@ -105,6 +118,13 @@ class Call:
     def request_stop(self) -> None:
         """Begin an orderly stop (the gateway is draining); does not block."""
         self._journal.end("stopped_by_gateway", anyio.current_time())
+        self._supervisor.request_stop()
+
+    def say_goodbye(self) -> None:
+        """End the call because the gateway is stopping: stop the tree, play the goodbye prompt,
+        close with 1001; does not block (:meth:`run` returns when done)."""
+        self._goodbye = True
+        self._journal.end("drained", anyio.current_time())
         self._supervisor.request_stop()
 
     def statistics(self) -> SupervisorSnapshot:
@@ -153,6 +173,8 @@ class Call:
 
 
 def _close_code(reason: str) -> tuple[int, str]:
+    if reason == "drained":
+        return 1001, "going away"
     if reason.startswith("protocol_error"):
         return 1008, "protocol error"
     if reason in ("caller_hangup", "socket_closed", "stopped", "stopped_by_gateway", "cancelled"):

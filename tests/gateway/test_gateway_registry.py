@@ -65,6 +65,9 @@ class _DroppingCall:
     def caller_audio_dropped_ms(self) -> float:
         return self.dropped_ms
 
+    def say_goodbye(self) -> None:
+        pass
+
 
 def test_caller_audio_dropped_adds_live_and_ended_calls() -> None:
     registry = CallRegistry(max_calls=4)
