@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the gateway service",
         description=(
-            "Serve POST /twilio/voice, WS /twilio/media, GET /healthz and GET /debug/actors. "
+            "Serve POST /twilio/voice, WS /twilio/media, GET /healthz, GET /readyz and GET "
+            "/debug/actors. SIGTERM/SIGINT drain live calls first (limits.drain_timeout_s). "
             "Settings come from --config FILE, then SONIC_GATEWAY_<SECTION>__<KEY> environment "
             "variables, then these flags. With --backend emulator (the default) a local Nova "
             "Sonic emulator runs in-process and the real SDK client talks to it; with bedrock "
