@@ -9,10 +9,14 @@ Routes (paths are fixed: :data:`~gateway.config.VOICE_PATH`, :data:`~gateway.con
 
 * ``POST /twilio/voice``: signature check (with an auth token; 403 otherwise; also 403 for another
   ``AccountSid`` when ``twilio.account_sid`` is set), then ``<Connect><Stream>`` TwiML carrying a
-  one-use stream token for this call when signatures are checked (:mod:`gateway.stream_token`), or ``<Reject reason="busy"/>`` at the concurrency limit or while
-  the event loop is overloaded.
+  one-use stream token for this call when signatures are checked (:mod:`gateway.stream_token`),
+  or ``<Reject reason="busy"/>`` at the concurrency limit, while the event loop is overloaded, or
+  while the process drains (stopping).
 * ``WS /twilio/media``: see :mod:`gateway.media_ws`.
-* ``GET /healthz``: ``{"status": "ok", "live_calls": N, "version": "..."}``.
+* ``GET /healthz``: liveness, ``{"status": "ok", "live_calls": N, "version": "..."}``; stays 200
+  while the process drains.
+* ``GET /readyz``: readiness, the same body; 200 while new calls are taken, 503 with
+  ``"status": "draining"`` from the moment a stop signal arrived (route traffic elsewhere).
 * ``GET /debug/actors``, ``GET /debug/load``: see :mod:`gateway.debug`; ``GET /debug``, the live
   page: :mod:`gateway.debug_page`.
 * ``GET /metrics``: Prometheus text format, see :mod:`gateway.metrics`.
@@ -154,7 +158,9 @@ class VoiceWebhook:
             _log.warning("webhook.refused", reason="wrong_account")
             return Response(b"Forbidden", status_code=403, media_type="text/plain")
         refusal: RefusalReason | None = (
-            "busy"
+            "draining"
+            if self._registry.draining
+            else "busy"
             if self._registry.at_capacity()
             else "overloaded"
             if self._registry.is_overloaded()
@@ -237,6 +243,17 @@ def create_app(
         health = Health(status="ok", live_calls=registry.live_count, version=VERSION)
         return Response(_ENCODER.encode(health), media_type="application/json")
 
+    async def readyz(request: Request) -> Response:
+        del request
+        draining = registry.draining
+        status = "draining" if draining else "ok"
+        health = Health(status=status, live_calls=registry.live_count, version=VERSION)
+        return Response(
+            _ENCODER.encode(health),
+            status_code=503 if draining else 200,
+            media_type="application/json",
+        )
+
     app = Starlette(
         routes=[
             Route(
@@ -249,6 +266,7 @@ def create_app(
                 ).handle,
             ),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics.handle, methods=["GET"]),
             Route("/debug", DebugPageEndpoint(config.debug).handle, methods=["GET"]),
             Route(

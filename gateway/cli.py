@@ -7,7 +7,11 @@ imported inside the command that needs them, so ``--help`` is instant.
 
 Configuration for ``serve``: defaults, then ``--config FILE`` (TOML), then ``SONIC_GATEWAY_*``
 environment variables, then the command-line flags. A bad value exits with status 2 and a message
-naming the key (or flag) and the expected form.
+naming the key (or flag) and the expected form. ``serve`` also refuses (status 2) to answer with
+the default emulator backend when the config looks like production (a Twilio auth token, or an
+``https`` public URL): pass ``--backend bedrock``, or ``--backend emulator`` on purpose.
+
+``serve`` exits 0 after a SIGTERM/SIGINT drain (see :mod:`gateway.drain`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ from typing import TYPE_CHECKING, Final
 import anyio
 
 from actors.errors import ConfigError
-from gateway.config import ENV_PREFIX, GatewayConfig, LoggingConfig, load_config
+from gateway.config import (
+    ENV_PREFIX,
+    GatewayConfig,
+    LoggingConfig,
+    backend_chosen,
+    check_emulator_not_production,
+    load_config,
+)
 from gateway.logs import configure_logging
 from gateway.version import VERSION
 
@@ -57,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the gateway service",
         description=(
-            "Serve POST /twilio/voice, WS /twilio/media, GET /healthz and GET /debug/actors. "
+            "Serve POST /twilio/voice, WS /twilio/media, GET /healthz, GET /readyz and GET "
+            "/debug/actors. SIGTERM/SIGINT drain live calls first (limits.drain_timeout_s). "
             "Settings come from --config FILE, then SONIC_GATEWAY_<SECTION>__<KEY> environment "
             "variables, then these flags. With --backend emulator (the default) a local Nova "
             "Sonic emulator runs in-process and the real SDK client talks to it; with bedrock "
@@ -141,11 +153,13 @@ def _serve_config(args: argparse.Namespace, environ: dict[str, str]) -> GatewayC
         if value is not None:
             overlay[env] = str(value)
     try:
-        return load_config(args.config, overlay)
+        config = load_config(args.config, overlay)
     except ConfigError as exc:
         if exc.key in _ENV_TO_FLAG and exc.key not in environ:
             raise ConfigError(_ENV_TO_FLAG[exc.key], exc.expected, exc.got) from exc
         raise
+    check_emulator_not_production(config, backend_chosen=backend_chosen(args.config, overlay))
+    return config
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

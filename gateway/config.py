@@ -60,6 +60,8 @@ __all__ = [
     "ServerConfig",
     "SonicConfig",
     "TwilioConfig",
+    "backend_chosen",
+    "check_emulator_not_production",
     "load_config",
 ]
 
@@ -160,6 +162,8 @@ class LimitsConfig:
         admission_loop_lag_ms: while the event loop's recent lag (90th percentile of the last
             2 s, sampled every 25 ms) exceeds this, new calls are refused like at the call limit;
             None turns the check off. Live calls are never touched by it.
+        drain_timeout_s: on SIGTERM/SIGINT, how long live calls may go on before each remaining
+            one hears the goodbye prompt and is closed (1001); no new call is taken meanwhile.
     """
 
     max_concurrent_calls: PositiveInt = 50
@@ -167,6 +171,7 @@ class LimitsConfig:
     handshake_timeout_s: PositiveSeconds = 5.0
     max_pending_sockets: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 20
     admission_loop_lag_ms: Annotated[float, msgspec.Meta(gt=0)] | None = 25.0
+    drain_timeout_s: PositiveSeconds = 30.0
 
 
 @attrs.frozen
@@ -373,6 +378,45 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> GatewayConfig:
     config = _normalise(config, base_dir, env_keys)
     _check_cross_fields(config, origin)
     return config
+
+
+def backend_chosen(path: Path | None, environ: Mapping[str, str]) -> bool:
+    """True when ``backend`` was set on purpose: in the TOML file or the environment (where
+    ``serve --backend`` lands too), not left at its default. Blocks on file I/O.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed (as :func:`load_config`).
+    """
+    if _env_name(("backend",)) in environ:
+        return True
+    return path is not None and "backend" in _read_toml(path)
+
+
+def check_emulator_not_production(config: GatewayConfig, *, backend_chosen: bool) -> None:
+    """Refuse the emulator backend by default when the config looks like production.
+
+    A Twilio auth token or an ``https`` public URL means real callers may dial in; the emulator
+    (the default backend) would answer them with its canned persona. Choosing the emulator on
+    purpose (``backend_chosen``) is allowed.
+
+    Raises:
+        ConfigError: naming ``backend`` and why the config looks like production.
+    """
+    if config.backend != "emulator" or backend_chosen:
+        return
+    public_url = config.server.public_url
+    if config.twilio.auth_token is not None:
+        why = "twilio.auth_token is set"
+    elif public_url is not None and public_url.lower().startswith("https://"):
+        why = "server.public_url is https"
+    else:
+        return
+    raise ConfigError(
+        "backend",
+        f'"bedrock", or "emulator" chosen explicitly (--backend emulator, {_env_name(("backend",))}'
+        f" or backend in the config file): {why}, so real callers could reach the default"
+        " emulator backend",
+    )
 
 
 # ---------------------------------------------------------------- reading

@@ -449,8 +449,5 @@ class _MeteredCall:
     def caller_audio_dropped_ms(self) -> float:
         return self._call.caller_audio_dropped_ms()
 
-    def request_stop(self) -> None:
-        """Forward a stop request (graceful drain) to the call, when it takes one."""
-        stop: Callable[[], object] | None = getattr(self._call, "request_stop", None)
-        if stop is not None:
-            stop()
+    def say_goodbye(self) -> None:
+        self._call.say_goodbye()

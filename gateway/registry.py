@@ -10,8 +10,10 @@ Theory of operation:
   the slot, so no exit path leaks one. Slots are taken synchronously, so check-and-take cannot race.
 * Refusals raise :class:`CallRefused` with a static reason: ``"duplicate"`` (that CallSid already
   has a live stream), ``"busy"`` (``max_concurrent_calls`` reached), ``"handshakes"`` (``max_pending``
-  sockets already between accept and a valid ``start``), ``"overloaded"`` (the ``overloaded`` check said the event
-  loop is behind: a new call would degrade every live one).
+  sockets already between accept and a valid ``start``), ``"overloaded"`` (the ``overloaded`` check
+  said the event loop is behind: a new call would degrade every live one), ``"draining"`` (the
+  process is stopping: :meth:`CallRegistry.begin_drain` was called; only new sockets are refused, a
+  socket already past its handshake slot still becomes a call).
 * A call slot holds the :class:`LiveCall` once the factory built it, so ``/debug/actors`` can list
   every live call's ``statistics()``.
 
@@ -69,11 +71,18 @@ class LiveCall(Protocol):
         """The call for operators (identity, age, floor, actor tree), msgspec-encodable."""
         ...
 
+    def say_goodbye(self) -> None:
+        """The process is going away: end the call with the goodbye prompt, then close (1001).
+
+        Does not block; :meth:`run` returns once the call has ended.
+        """
+        ...
+
 
 CallFactory = Callable[[TwilioSocket, CallIdentity], LiveCall]
 """Builds (does not start) a call for an accepted, identified socket. Must not block."""
 
-RefusalReason = Literal["duplicate", "busy", "handshakes", "overloaded"]
+RefusalReason = Literal["duplicate", "busy", "handshakes", "overloaded", "draining"]
 
 
 class CallRefused(GatewayError):
@@ -96,6 +105,8 @@ class RegistryStatistics(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     refused_busy: int
     refused_handshakes: int
     refused_overloaded: int
+    refused_draining: int
+    draining: bool
     caller_audio_dropped_ms: float
     """Caller audio dropped by calls that have ended plus the live ones, since start."""
 
@@ -159,7 +170,9 @@ class CallRegistry:
             "busy": 0,
             "handshakes": 0,
             "overloaded": 0,
+            "draining": 0,
         }
+        self._draining = False
         # Set (and dropped) when the last call or handshake leaves; made lazily by wait_idle().
         self._idle: anyio.Event | None = None
 
@@ -181,6 +194,22 @@ class CallRegistry:
         self._refused[reason] += 1
         return CallRefused(reason, call_sid)
 
+    @property
+    def draining(self) -> bool:
+        """True once :meth:`begin_drain` was called: no new call is taken."""
+        return self._draining
+
+    def begin_drain(self) -> None:
+        """Refuse every new socket (``"draining"``) from now on; live calls go on. Idempotent."""
+        self._draining = True
+
+    def say_goodbye_all(self) -> int:
+        """Ask every live, built call to say goodbye and close; returns how many were asked."""
+        calls = [slot.call for slot in self._calls.values() if slot.call is not None]
+        for call in calls:
+            call.say_goodbye()
+        return len(calls)
+
     def is_live(self, call_sid: str) -> bool:
         """True when ``call_sid`` holds a slot."""
         return call_sid in self._calls
@@ -190,10 +219,13 @@ class CallRegistry:
         """Hold a handshake slot (socket accepted, ``start`` not read yet) for the block.
 
         Raises:
-            CallRefused: ``"busy"`` at ``max_calls`` (the socket could not become a call);
-                ``"handshakes"`` when ``max_pending`` sockets are in their handshake;
-                ``"overloaded"`` while the ``overloaded`` check says so.
+            CallRefused: ``"draining"`` once :meth:`begin_drain` was called; ``"busy"`` at
+                ``max_calls`` (the socket could not become a call); ``"handshakes"`` when
+                ``max_pending`` sockets are in their handshake; ``"overloaded"`` while the
+                ``overloaded`` check says so.
         """
+        if self._draining:
+            raise self.refuse("draining")
         if len(self._calls) >= self._max_calls:
             raise self.refuse("busy")
         if self._handshakes >= self._max_pending:
@@ -263,6 +295,8 @@ class CallRegistry:
             refused_busy=self._refused["busy"],
             refused_handshakes=self._refused["handshakes"],
             refused_overloaded=self._refused["overloaded"],
+            refused_draining=self._refused["draining"],
+            draining=self._draining,
             caller_audio_dropped_ms=self._ended_dropped_ms
             + sum(s.call.caller_audio_dropped_ms() for s in self._calls.values() if s.call),
         )

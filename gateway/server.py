@@ -9,10 +9,18 @@ usable as soon as the context is entered.
 A :class:`~gateway.loop_lag.LoopLagMonitor` runs beside the server in the same task group: it
 feeds ``/debug/load`` and refuses new calls while the loop lags (``limits.admission_loop_lag_ms``).
 
-Leaving the context asks uvicorn for a graceful stop (``should_exit``: stop accepting, close open
-WebSockets with 1012, wait up to ``shutdown_timeout_s`` for calls to end, then cancel them) and
-waits for it. Cancellation of the enclosing scope cancels the server task outright. The bound
-socket is closed on every exit path.
+Stopping: :meth:`RunningGateway.request_drain` (SIGTERM/SIGINT under :func:`run_gateway`) begins a
+:class:`~gateway.drain.Drain` (readiness 503, new calls refused, live calls go on up to
+``limits.drain_timeout_s``, then a goodbye and close 1001 for the rest); when it has finished the
+server is told to stop. uvicorn does NOT handle signals here (:class:`_GatewayServer`): its own
+handler would close every WebSocket with 1012 at once and re-raise the signal after serving, which
+kills the process before ``finally`` blocks (the emulator's temporary CA directory) run.
+
+Leaving the context without a drain asks uvicorn for a plain graceful stop (``should_exit``: stop
+accepting, close open WebSockets with 1012, wait up to ``shutdown_timeout_s`` for calls to end,
+then cancel them) and waits for it. Cancellation of the enclosing scope cancels the server task
+outright. The bound socket is closed on every exit path. ``gateway.stopped`` is logged with the
+drain's counts.
 
 uvicorn settings: WebSockets through :class:`~gateway.ws_protocol.MediaWebSocketProtocol`, uvicorn's
 ``websockets-sansio`` implementation without its reader pause/resume per message (uvicorn +
@@ -24,6 +32,7 @@ websockets keeps maintaining), ``ws_max_size`` from ``limits.ws_max_message_byte
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 from typing import TYPE_CHECKING, Final, final
 
@@ -32,11 +41,12 @@ import structlog
 import uvicorn
 
 from gateway.app import create_app
+from gateway.drain import Drain, DrainResult
 from gateway.loop_lag import LoopLagMonitor
 from gateway.ws_protocol import MediaWebSocketProtocol
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
 
     from starlette.applications import Starlette
 
@@ -44,7 +54,7 @@ if TYPE_CHECKING:
     from gateway.debug import DebugSources
     from gateway.registry import CallFactory
 
-__all__ = ["RunningGateway", "bind_socket", "run_gateway", "serve_gateway"]
+__all__ = ["STOP_SIGNALS", "RunningGateway", "bind_socket", "run_gateway", "serve_gateway"]
 
 SHUTDOWN_TIMEOUT_S: Final = 5.0
 
@@ -70,6 +80,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _GatewayServer(uvicorn.Server):
+    """uvicorn without its signal handling: the gateway installs its own and drains first."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def _uvicorn_config(app: Starlette, config: GatewayConfig) -> uvicorn.Config:
     return uvicorn.Config(
         app,
@@ -93,13 +111,16 @@ class RunningGateway:
         port: the bound port (the real one when 0 was asked for).
     """
 
-    __slots__ = ("_server", "_stopped", "app", "host", "port")
+    __slots__ = ("_drain", "_server", "_stopped", "app", "host", "port")
 
-    def __init__(self, app: Starlette, server: uvicorn.Server, host: str, port: int) -> None:
+    def __init__(
+        self, app: Starlette, server: uvicorn.Server, host: str, port: int, drain: Drain
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
         self._server = server
+        self._drain = drain
         self._stopped = anyio.Event()
 
     @property
@@ -112,6 +133,11 @@ class RunningGateway:
     def ws_url(self) -> str:
         """``ws://host:port`` of the listening socket."""
         return "ws" + self.base_url.removeprefix("http")
+
+    def request_drain(self) -> None:
+        """A stop request (one per signal): the first begins the drain, the second shortens it,
+        the third ends it; the server stops once the drain is over. Returns at once."""
+        self._drain.request()
 
     def stop_nowait(self) -> None:
         """Ask the server to stop gracefully; returns at once."""
@@ -145,8 +171,10 @@ async def serve_gateway(
     sock = bind_socket(config.server.host, config.server.port)
     try:
         port = int(sock.getsockname()[1])
-        server = uvicorn.Server(_uvicorn_config(app, config))
-        running = RunningGateway(app, server, config.server.host, port)
+        server = _GatewayServer(_uvicorn_config(app, config))
+        drain = Drain(app.state.gateway.registry, config.limits.drain_timeout_s)
+        running = RunningGateway(app, server, config.server.host, port, drain)
+        result = DrainResult(drained=0, cut=0, hurried=False)
 
         async def serve() -> None:
             try:
@@ -154,24 +182,55 @@ async def serve_gateway(
             finally:
                 running._stopped.set()
 
+        async def drain_then_stop() -> None:
+            nonlocal result
+            await drain.wait_requested()
+            result = await drain.run()
+            running.stop_nowait()
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(serve)
             tg.start_soon(monitor.run)
+            tg.start_soon(drain_then_stop)
             _log.info("gateway.listening", host=config.server.host, port=port)
             try:
                 yield running
             finally:
                 running.stop_nowait()
             await running.wait_stopped()
-            tg.cancel_scope.cancel()  # the monitor runs until the server is gone
+            tg.cancel_scope.cancel()  # the monitor and the drain run until the server is gone
     finally:
         sock.close()
-    _log.info("gateway.stopped")
+    _log.info(
+        "gateway.stopped",
+        drained=drain.requested,
+        calls_drained=result.drained,
+        calls_cut=result.cut,
+        hurried=result.hurried,
+    )
+
+
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+
+
+async def _forward_signals(running: RunningGateway) -> None:
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async for signum in signals:
+            _log.info("gateway.signal", signal=signal.Signals(signum).name)
+            running.request_drain()
 
 
 async def run_gateway(
     config: GatewayConfig, call_factory: CallFactory, *, debug_sources: DebugSources | None = None
 ) -> None:
-    """Serve until a signal (SIGINT/SIGTERM, handled by uvicorn) stops the server; blocks."""
-    async with serve_gateway(config, call_factory, debug_sources=debug_sources) as running:
+    """Serve until SIGTERM/SIGINT and the drain that follows have stopped the server; blocks.
+
+    Must run in the main thread (signal handlers). Returns normally after a drain.
+    """
+    async with (
+        serve_gateway(config, call_factory, debug_sources=debug_sources) as running,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_forward_signals, running)
         await running.wait_stopped()
+        tg.cancel_scope.cancel()

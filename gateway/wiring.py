@@ -4,9 +4,10 @@ Theory of operation: :func:`serve_command` opens the Sonic backend (:func:`open_
 with ``backend = "emulator"`` an in-process emulator on a free loopback port, trusted through its
 own CA for that endpoint only, with static dummy credentials; with ``"bedrock"`` the regional
 endpoint and the standard AWS credential chain), builds the call factory from it
-(:func:`build_call_factory`) and serves the app until a signal stops uvicorn. Everything is owned by
-one task tree: leaving :func:`serve_command` closes the server, then the connector (pooled streams
-in order), then the emulator.
+(:func:`build_call_factory`) and serves the app until SIGTERM/SIGINT and the drain that follows
+(:mod:`gateway.drain`) have stopped the server. Everything is owned by one task tree: leaving
+:func:`serve_command` closes the server, then the connector (pooled streams in order), then the
+emulator (removing its temporary CA directory).
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ class CallBuilder:
 
 
 async def serve_command(config: GatewayConfig) -> None:
-    """Run the whole service until a signal stops it; blocks."""
+    """Run the whole service until a signal and the drain stop it; returns normally; blocks."""
     finished = FinishedCalls()
     async with open_sonic_connector(config) as connector:
         sources = DebugSources(

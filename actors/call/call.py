@@ -16,6 +16,9 @@ Rules:
   per call with per-turn latencies; transcripts only under ``pii_*`` keys.
 * On the way out the socket is closed with the outcome's code (bounded, shielded; a no-op when
   the ingress closed it already), then ``deps.on_finished(report)``.
+* :meth:`Call.say_goodbye` (the gateway is stopping and waited long enough) stops the tree like
+  :meth:`Call.request_stop` -- the Sonic stream is closed in order -- then plays the goodbye prompt
+  and closes the socket with 1001 (going away).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import anyio
 import msgspec
 import structlog
 
+from actors.call.goodbye import play_goodbye
 from actors.call.outcome import CallOutcome, outcome_for_end_reason
 from actors.call.report import CallJournal, CallReport
 from actors.call.sonic_session import SessionMemory
@@ -71,6 +75,7 @@ class Call:
             memory=self._memory,
         )
         self._report: CallReport | None = None
+        self._goodbye = False
 
     @property
     def identity(self) -> CallIdentity:
@@ -97,6 +102,14 @@ class Call:
             _log.info("call.started")
             try:
                 await self._supervisor.run()
+                if self._goodbye:
+                    heard = await play_goodbye(
+                        self._socket,
+                        ident.stream_sid,
+                        self._deps.goodbye_ulaw,
+                        chunk_ms=self._deps.playback_chunk_ms,
+                    )
+                    _log.info("call.goodbye_played", heard=heard)
             except SupervisorGaveUp as exc:
                 self._journal.end("supervisor_gave_up", anyio.current_time())
                 _log.error("call.gave_up", error=str(exc))
@@ -120,6 +133,13 @@ class Call:
     def request_stop(self) -> None:
         """Begin an orderly stop (the gateway is draining); does not block."""
         self._journal.end("stopped_by_gateway", anyio.current_time())
+        self._supervisor.request_stop()
+
+    def say_goodbye(self) -> None:
+        """End the call because the gateway is stopping: stop the tree, play the goodbye prompt,
+        close with 1001; does not block (:meth:`run` returns when done)."""
+        self._goodbye = True
+        self._journal.end("drained", anyio.current_time())
         self._supervisor.request_stop()
 
     def statistics(self) -> SupervisorSnapshot:

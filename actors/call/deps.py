@@ -4,7 +4,9 @@ Rules: ``CallDeps`` is a frozen attrs object built once by the gateway from its 
 and shared by every call (the Sonic connector and its warm pool are per process, not per call).
 Actors never read the environment or files: the greeting is loaded here, once, at start-up.
 The default greeting ships in the package as raw 8 kHz μ-law (``assets/greeting.ulaw``, rendered
-once with espeak-ng + sox, "Hello, how can I help?", ~1.4 s); a WAV file can replace it.
+once with espeak-ng + sox, "Hello, how can I help?", ~1.4 s); a WAV file can replace it. The
+goodbye prompt (``assets/goodbye.ulaw``, same tools, "Sorry, we must end the call now. Goodbye.",
+~2.9 s) is what a call still live when the gateway stops hears before its socket closes.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-__all__ = ["CallDeps", "load_greeting"]
+__all__ = ["CallDeps", "load_goodbye", "load_greeting"]
 
 _GREETING_ASSET = "greeting.ulaw"
+_GOODBYE_ASSET = "goodbye.ulaw"
 
 
 def load_greeting(path: Path | None = None) -> bytes:
@@ -44,6 +47,11 @@ def load_greeting(path: Path | None = None) -> bytes:
     pcm, rate = read_wav(path)
     resampler = Resampler(rate, 8000)
     return ulaw_encode(resampler.process(pcm) + resampler.flush())
+
+
+def load_goodbye() -> bytes:
+    """Return the packaged goodbye prompt as raw 8 kHz μ-law."""
+    return (resources.files("actors.call") / "assets" / _GOODBYE_ASSET).read_bytes()
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -68,6 +76,8 @@ class CallDeps:
         playback_chunk_ms: media chunk size, a multiple of 20 ms (one mark per chunk).
         local_vad_barge_in: let the local VAD interrupt the assistant (besides Sonic's signals).
         min_barge_in_speech_ms: continuous caller speech needed for a local-VAD barge-in.
+        goodbye_ulaw: played to a call the gateway ends while stopping (:func:`load_goodbye`);
+            empty for none.
         on_finished: called once with the call's report when the call has ended (must not block).
     """
 
@@ -79,3 +89,4 @@ class CallDeps:
     local_vad_barge_in: bool = False
     min_barge_in_speech_ms: float = attrs.field(default=300.0, validator=_positive)
     on_finished: Callable[[CallReport], None] | None = None
+    goodbye_ulaw: bytes = attrs.field(factory=load_goodbye, repr=False)

@@ -47,27 +47,37 @@ class EchoCall:
         self.frames_out = 0
         self.running = anyio.Event()
         self.ended = anyio.Event()
+        self._scope = anyio.CancelScope()
 
     async def run(self) -> None:
         self.running.set()
         try:
-            while True:
-                msg = decode_twilio_inbound(await self.socket.receive())
-                self.frames_in += 1
-                match msg:
-                    case TwilioMedia():
-                        await self.socket.send(
-                            encode_twilio_media(self.identity.stream_sid, msg.media.payload)
-                        )
-                        self.frames_out += 1
-                    case TwilioStop():
-                        return
-                    case TwilioConnected() | TwilioStart():
-                        raise TwilioMessageError("out of order", field="event")
-                    case _:
-                        pass
+            with self._scope:
+                await self._echo()
+            if self._scope.cancel_called:  # say_goodbye: the gateway is stopping
+                await self.socket.close(1001, "going away")
         finally:
             self.ended.set()
+
+    def say_goodbye(self) -> None:
+        self._scope.cancel()
+
+    async def _echo(self) -> None:
+        while True:
+            msg = decode_twilio_inbound(await self.socket.receive())
+            self.frames_in += 1
+            match msg:
+                case TwilioMedia():
+                    await self.socket.send(
+                        encode_twilio_media(self.identity.stream_sid, msg.media.payload)
+                    )
+                    self.frames_out += 1
+                case TwilioStop():
+                    return
+                case TwilioConnected() | TwilioStart():
+                    raise TwilioMessageError("out of order", field="event")
+                case _:
+                    pass
 
     def caller_audio_dropped_ms(self) -> float:
         return 0.0

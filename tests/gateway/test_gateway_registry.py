@@ -68,6 +68,9 @@ class _DroppingCall:
     def caller_audio_dropped_ms(self) -> float:
         return self.dropped_ms
 
+    def say_goodbye(self) -> None:
+        pass
+
 
 def test_caller_audio_dropped_adds_live_and_ended_calls() -> None:
     registry = CallRegistry(max_calls=4)
@@ -107,3 +110,30 @@ def test_pending_handshakes_have_their_own_limit_and_leave_calls_free() -> None:
     with registry.handshake():  # freed on exit
         pass
     assert registry.statistics().refused_handshakes == 1
+
+
+class _GoodbyeCall(_DroppingCall):
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.goodbyes = 0
+
+    def say_goodbye(self) -> None:
+        self.goodbyes += 1
+
+
+def test_draining_refuses_new_sockets_and_says_goodbye_to_live_calls() -> None:
+    registry = CallRegistry(max_calls=4)
+    with registry.handshake():  # a socket already in its handshake when the drain begins
+        registry.begin_drain()
+        assert registry.draining
+        with pytest.raises(CallRefused) as refused, registry.handshake():
+            pass
+        assert refused.value.reason == "draining"
+        # ... still becomes a call: Twilio already connected the caller.
+        with registry.reserve_nowait("CA1") as slot:
+            call = _GoodbyeCall()
+            slot.attach(call)
+            assert registry.say_goodbye_all() == 1
+            assert call.goodbyes == 1
+    stats = registry.statistics()
+    assert (stats.refused_draining, stats.draining) == (1, True)
