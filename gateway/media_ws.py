@@ -300,6 +300,7 @@ class MediaStreamEndpoint:
     async def handle(self, websocket: WebSocket) -> None:
         """Serve one media socket from upgrade to close; blocks for the call's life."""
         if not self._signature_ok(websocket):
+            self._registry.refuse("bad_signature")  # counted (metrics); the socket is closed here
             _log.warning("media.refused", reason="bad_signature")
             await websocket.close(code=CLOSE_POLICY_VIOLATION)  # before accept: HTTP 403
             return
@@ -318,6 +319,7 @@ class MediaStreamEndpoint:
             return
         refusal = self._start_refusal(start)
         if refusal is not None:
+            self._registry.refuse("bad_stream_token")  # counted; the log names the exact reason
             _log.warning("media.refused", reason=refusal, call_sid=start.start.call_sid)
             await socket.close(CLOSE_POLICY_VIOLATION, refusal)
             return

@@ -82,7 +82,9 @@ class LiveCall(Protocol):
 CallFactory = Callable[[TwilioSocket, CallIdentity], LiveCall]
 """Builds (does not start) a call for an accepted, identified socket. Must not block."""
 
-RefusalReason = Literal["duplicate", "busy", "handshakes", "overloaded", "draining"]
+RefusalReason = Literal[
+    "duplicate", "busy", "handshakes", "overloaded", "draining", "bad_signature", "bad_stream_token"
+]
 
 
 class CallRefused(GatewayError):
@@ -106,6 +108,11 @@ class RegistryStatistics(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     refused_handshakes: int
     refused_overloaded: int
     refused_draining: int
+    refused_bad_signature: int
+    """Upgrades whose ``X-Twilio-Signature`` did not check out."""
+    refused_bad_stream_token: int
+    """Sockets whose ``start`` carried no valid, unspent stream token for its call (or named
+    another account than ``twilio.account_sid``)."""
     draining: bool
     caller_audio_dropped_ms: float
     """Caller audio dropped by calls that have ended plus the live ones, since start."""
@@ -171,6 +178,8 @@ class CallRegistry:
             "handshakes": 0,
             "overloaded": 0,
             "draining": 0,
+            "bad_signature": 0,
+            "bad_stream_token": 0,
         }
         self._draining = False
         # Set (and dropped) when the last call or handshake leaves; made lazily by wait_idle().
@@ -296,6 +305,8 @@ class CallRegistry:
             refused_handshakes=self._refused["handshakes"],
             refused_overloaded=self._refused["overloaded"],
             refused_draining=self._refused["draining"],
+            refused_bad_signature=self._refused["bad_signature"],
+            refused_bad_stream_token=self._refused["bad_stream_token"],
             draining=self._draining,
             caller_audio_dropped_ms=self._ended_dropped_ms
             + sum(s.call.caller_audio_dropped_ms() for s in self._calls.values() if s.call),

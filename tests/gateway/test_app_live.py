@@ -275,7 +275,9 @@ class TestSignedUpgrade:
             await websockets.connect(running.ws_url + "/twilio/media", additional_headers=headers)
         assert refused.value.response.status_code == 403
         assert call_log.calls == []
-        assert running.app.state.gateway.registry.statistics().calls_started == 0
+        stats = running.app.state.gateway.registry.statistics()
+        assert stats.calls_started == 0
+        assert stats.refused_bad_signature == 1
 
 
 class TestDebugEndpoint:

@@ -134,7 +134,9 @@ async def test_a_socket_without_its_calls_token_opens_no_call(
         assert await wait_close_code(ws) == 1008
         assert ws.close_reason == reason
     assert call_log.calls == []
-    assert running.app.state.gateway.registry.statistics().calls_started == 0
+    stats = running.app.state.gateway.registry.statistics()
+    assert stats.calls_started == 0
+    assert stats.refused_bad_stream_token == 1
 
 
 async def test_a_replayed_upgrade_with_new_call_sids_opens_nothing(
@@ -145,6 +147,7 @@ async def test_a_replayed_upgrade_with_new_call_sids_opens_nothing(
         async with await start_stream(running, frames, f"CA9{n:02}") as ws:
             assert await wait_close_code(ws) == 1008
     assert call_log.calls == []
+    assert running.app.state.gateway.registry.statistics().refused_bad_stream_token == 10
 
 
 async def test_idle_sockets_beyond_the_pending_limit_are_refused_while_calls_are_admitted(
