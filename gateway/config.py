@@ -166,7 +166,7 @@ class LimitsConfig:
             one hears the goodbye prompt and is closed (1001); no new call is taken meanwhile.
     """
 
-    max_concurrent_calls: PositiveInt = 50
+    max_concurrent_calls: PositiveInt = 60
     ws_max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 65536
     handshake_timeout_s: PositiveSeconds = 5.0
     max_pending_sockets: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 20

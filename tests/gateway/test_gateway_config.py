@@ -22,7 +22,7 @@ def test_defaults() -> None:
     config = load_config(None, {})
     assert config == GatewayConfig()
     assert config.server.host == "127.0.0.1"
-    assert config.limits.max_concurrent_calls == 50
+    assert config.limits.max_concurrent_calls == 60
     assert config.limits.ws_max_message_bytes == 65536
     assert config.debug.enabled is False
     assert config.server.public_media_url() is None
