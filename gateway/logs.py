@@ -3,8 +3,9 @@
 Rules:
 
 * Event names are static dotted strings (``"call.refused"``); everything variable goes in keys.
-* Per-call context (``call_sid``, ``stream_sid``; ``actor`` is bound by the actor runtime) lives in
-  contextvars via :func:`bind_call`; anyio tasks started inside inherit it.
+* Per-call context (``call_sid``, ``stream_sid``) lives in contextvars via :func:`bind_call`; anyio
+  tasks started inside inherit it. Each actor's lines are told apart by their logger name
+  (``actors.call.twilio_ingress``...); supervisors bind ``supervisor`` to theirs.
 * Values under any key with a ``pii`` segment (``pii_from``, ``caller.pii_digits``...) are masked by
   :func:`redact_pii` unless ``logging.log_pii`` is set. Nested mappings are walked.
 * Nothing logs per audio frame; one summary line per call is the caller's job.

@@ -1,6 +1,6 @@
 """Twilio request signatures (``X-Twilio-Signature``), sans-I/O.
 
-Theory of operation (twilio-media-streams.md §6):
+Theory of operation (Twilio's request validation, as its helper libraries do it):
 
 * Webhook: HMAC-SHA1, keyed with the account's primary Auth Token, over the exact URL Twilio
   requested (query string included) followed by every form parameter as ``name + value``, names

@@ -1,4 +1,4 @@
-"""Benchmark: µs of CPU per 20 ms frame on the gateway's audio paths (issue 2 §5).
+"""Benchmark: µs of CPU per 20 ms frame on the gateway's audio paths.
 
 Run from the repository root::
 

@@ -1,4 +1,4 @@
-"""One call's actor tree: Twilio Media Streams <-> Nova Sonic (issue 4 §2).
+"""One call's actor tree: Twilio Media Streams <-> Nova Sonic.
 
 Public surface (import only from here)::
 

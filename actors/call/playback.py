@@ -1,6 +1,6 @@
 """PlaybackEgress's sans-I/O core: a paced playout queue with mark-based heard accounting.
 
-Theory of operation (twilio-media-streams.md §4-5):
+Theory of operation (Twilio Media Streams: outbound ``media``, ``mark`` and ``clear``):
 
 * Input is 8 kHz μ-law per assistant turn (:meth:`PlayoutQueue.enqueue`), closed by
   :meth:`PlayoutQueue.end_turn`. Turns play strictly in arrival order; a chunk never spans two

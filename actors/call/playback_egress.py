@@ -10,7 +10,8 @@ Rules:
   (:class:`AssistantAudioEncoder`), as it arrives: the data mailbox is always drained at once into
   the local paced queue, so SonicSession never waits on playback (Sonic's one event stream also
   carries the barge-in signals; back-pressuring it would delay them behind audio). Converting here
-  rather than in TurnTaker keeps model audio to one mailbox hop (performance.md §8.6).
+  rather than in TurnTaker keeps model audio to one mailbox hop (each hop costs microseconds per
+  message).
 * The greeting (turn 0, generation 0) is queued and its first chunks are sent before this actor
   reports ready: the greeting never waits for the Sonic session, which opens concurrently.
 * Sends ``media`` + ``mark`` per chunk and ``clear`` with the wire encoders; tells TurnTaker when a

@@ -1,6 +1,6 @@
 """The Sonic connector: one SDK client, resolved config and credentials, connections, a warm pool.
 
-Theory of operation (issue 3 §4). A call should not pay for config and credential resolution, TLS
+Theory of operation. A call should not pay for config and credential resolution, TLS
 and HTTP/2 set-up, or stream opening when the connector can pay ahead:
 
 * Entering :class:`SonicConnector` resolves the SDK config once (every field that would read files

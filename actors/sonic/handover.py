@@ -1,6 +1,6 @@
 """When to move a conversation to a new Sonic session: the sans-I/O handover planner.
 
-Theory of operation (reference nova-sonic.md §6 "continuation pattern"):
+Theory of operation (the "continuation" pattern: a new session seeded with the history):
 
 * A stream is *due* for replacement at ``min(opened_at + handover_after_s, credentials expire -
   credential_refresh_margin_s)``. From then on the next stream is prepared in the background

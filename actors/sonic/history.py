@@ -1,6 +1,6 @@
 """What a new Sonic session must be told: the text history and the last seconds of caller audio.
 
-Rules (reference nova-sonic.md §6):
+Rules:
 
 * The history records FINAL text only: the caller's ASR (USER) and what the assistant said
   (ASSISTANT). SPECULATIVE text never enters it (the protocol core does not offer it).

@@ -1,6 +1,6 @@
 """One Bedrock bidirectional stream through the real SDK: open, the one receive loop, send, close.
 
-Theory of operation (reference nova-sonic.md §7, §10):
+Theory of operation:
 
 * :meth:`SonicStream.open` invokes ``InvokeModelWithBidirectionalStream`` with the stream's
   credentials pinned (an operation plugin installs :class:`PinnedIdentityResolver`), sends the

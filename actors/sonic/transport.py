@@ -1,6 +1,6 @@
 """The CRT HTTP/2 transport of the Sonic client: a pool of HTTP/2 connections, a private CA bundle.
 
-Rules (reference nova-sonic.md §9, §10):
+Rules:
 
 * Bedrock's bidirectional stream needs the awscrt transport (aiohttp cannot stream both ways) over
   TLS with ALPN ``h2``; connections are built as HTTP/2-only CRT connections, so an endpoint that

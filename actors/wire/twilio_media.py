@@ -1,12 +1,12 @@
 """Twilio Media Streams frames as msgspec Structs: decode, encode, no I/O.
 
-Theory of operation (reference: twilio-media-streams.md §2-3):
+Theory of operation (Twilio's Media Streams WebSocket messages):
 
 * Every frame is one JSON text message tagged on ``event``. Inbound frames (Twilio → us) decode into
   the closed union :data:`TwilioInbound` through ONE module-level typed decoder built with
   ``strict=False``: Twilio sends ``sequenceNumber``, ``media.chunk`` and ``media.timestamp`` as JSON
   strings (``"3"``) and msgspec turns them into ``int`` in the same pass, while ``media.payload`` (a
-  ``bytes`` field) is base64-decoded in that pass too (1.2 µs per 20 ms frame, performance.md §3).
+  ``bytes`` field) is base64-decoded in that pass too (about 1 µs per 20 ms frame, docs/performance.md §2).
 * Strictness: Twilio may add fields, so unknown fields are ignored; an unknown ``event`` is not a
   message we understand, so it is an error. Every failure (not JSON, unknown event, missing or
   wrongly typed field, bad base64, negative number, a ``media.payload`` over

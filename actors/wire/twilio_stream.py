@@ -1,6 +1,6 @@
 """Sans-I/O order checker for one Twilio Media Streams socket.
 
-Theory of operation (twilio-media-streams.md §2): a socket carries ``connected`` → ``start`` →
+Theory of operation: a socket carries ``connected`` → ``start`` →
 (``media`` | ``dtmf`` | ``mark``)* → ``stop``. :class:`TwilioStreamValidator` is fed every decoded
 inbound frame in arrival order and raises :class:`TwilioMessageError` at the first frame that breaks
 the protocol; it does no I/O and keeps no clock.

@@ -54,7 +54,7 @@ FAULT_KINDS: Final[tuple[FaultKind, ...]] = (*EXCEPTION_KINDS, "reset", "slow_fi
 SESSION_CAP_MESSAGE: Final = "Model has timed out in processing the request"
 SYSTEM_INSTABILITY_MESSAGE: Final = "System instability detected. Please retry your request."
 
-# Messages as the service words them (or as users reported them, nova-sonic.md §6, §11).
+# Messages as the service words them (or as users have reported them in public issue threads).
 DEFAULT_MESSAGES: Final[dict[ExceptionKind, str]] = {
     # The retryable-by-message validation case; a fatal one is a malformed request.
     "validationException": SYSTEM_INSTABILITY_MESSAGE,

@@ -2,7 +2,7 @@
 
 Theory of operation. :class:`OutputEvents` builds the output events of one session with the right
 ids (``sessionId``, echoed ``promptName``, ``completionId``, a fresh ``contentId`` per block) and the
-block shapes of nova-sonic.md §4: a TEXT block is ``contentStart`` (with ``additionalModelFields``
+block shapes of the service's output: a TEXT block is ``contentStart`` (with ``additionalModelFields``
 ``{"generationStage": ...}`` as a JSON *string*), ``textOutput``, ``contentEnd``; an AUDIO block is
 ``contentStart``, ``audioOutput`` chunks, ``contentEnd``; a TOOL block is ``contentStart``,
 ``toolUse``, ``contentEnd`` with ``TOOL_USE``. :class:`Reply` is the plan of one answer (transcript,

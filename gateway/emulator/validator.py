@@ -4,7 +4,7 @@ Theory of operation. :class:`SessionValidator` sees every decoded input event of
 order (:meth:`SessionValidator.feed`) and raises :class:`SessionViolation` on the first event the
 service would answer with a ``ValidationException``. It also remembers what later stages need: the
 prompt name, the caller's input rate, the output rate, and which TOOL block answers which
-``toolUseId``. The rules (nova-sonic.md §2, §3, §5):
+``toolUseId``. The rules (the event order AWS's user guide describes):
 
 * ``sessionStart`` first and once; then one ``promptStart``; content blocks only inside the prompt.
 * every content event names the open prompt; ``contentStart`` names a fresh ``contentName``; payload

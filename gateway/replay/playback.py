@@ -1,6 +1,6 @@
 """Sans-I/O model of Twilio's outbound playback queue, as the simulated peer runs it.
 
-Theory of operation (twilio-media-streams.md §3-4). Outbound ``media`` payloads and ``mark``s share
+Theory of operation (how Twilio plays a stream's audio). Outbound ``media`` payloads and ``mark``s share
 one FIFO. Audio plays in real time at 8000 μ-law bytes per second from the moment it is queued on an
 idle line; a mark completes ("echoes") once every byte queued before it has played, or at once when
 nothing is queued. ``clear`` drops all queued audio and completes every pending mark immediately,

@@ -45,7 +45,7 @@ from actors.wire import (
     input_event_name,
 )
 
-# nova-sonic.md §3, verbatim except the "<base64 LPCM>" placeholder.
+# Input events shaped as in AWS's Nova Sonic user guide, with a "<base64 LPCM>" placeholder.
 SESSION_START = """{"event":{"sessionStart":{
   "inferenceConfiguration":{"maxTokens":1024,"topP":0.9,"temperature":0.7},
   "turnDetectionConfiguration":{"endpointingSensitivity":"MEDIUM"}}}}"""

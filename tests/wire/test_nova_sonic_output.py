@@ -42,7 +42,7 @@ from actors.wire import (
     output_event_name,
 )
 
-# nova-sonic.md §4 and §4.3 verbatim, except the "<base64>" placeholder.
+# Output events shaped as in AWS's Nova Sonic user guide, with a "<base64>" placeholder.
 COMPLETION_START = (
     '{"event":{"completionStart":{"sessionId":"S","promptName":"P","completionId":"K"}}}'
 )

@@ -40,8 +40,8 @@ from actors.wire import (
     encode_twilio_outbound,
 )
 
-# The examples of twilio-media-streams.md §2 verbatim, except that the elided "fn5+fn5+…" payload
-# is cut to valid base64.
+# The message examples of Twilio's Media Streams documentation, except that the elided
+# "fn5+fn5+…" payload is cut to valid base64.
 CONNECTED = '{"event": "connected", "protocol": "Call", "version": "1.0.0"}'
 START = """{"event": "start", "sequenceNumber": "1", "streamSid": "MZ…",
  "start": {"accountSid": "AC…", "streamSid": "MZ…", "callSid": "CA…",
@@ -54,7 +54,7 @@ DTMF = '{"event": "dtmf", "sequenceNumber": "5", "streamSid": "MZ…", "dtmf": {
 MARK = '{"event": "mark", "sequenceNumber": "6", "streamSid": "MZ…", "mark": {"name": "g3:17"}}'
 STOP = '{"event": "stop", "sequenceNumber": "9", "streamSid": "MZ…", "stop": {"accountSid": "AC…", "callSid": "CA…"}}'
 
-# twilio-media-streams.md §3.
+# Outbound messages as Twilio's Media Streams documentation shows them.
 OUT_MEDIA = '{"event": "media", "streamSid": "MZ…", "media": {"payload": "fn5+"}}'
 OUT_MARK = '{"event": "mark",  "streamSid": "MZ…", "mark": {"name": "g3:17"}}'
 OUT_CLEAR = '{"event": "clear", "streamSid": "MZ…"}'

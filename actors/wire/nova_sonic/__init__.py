@@ -1,6 +1,6 @@
 """Nova Sonic events as msgspec Structs: build, encode and decode, with no I/O.
 
-Theory of operation (reference: docs nova-sonic.md §2-4, §8):
+Theory of operation (event shapes as in AWS's Amazon Nova Sonic user guide):
 
 * Every Nova Sonic event is one JSON object, externally tagged: ``{"event": {"<name>": {...}}}``.
   msgspec tags unions internally, so each direction has an *envelope*: ``InputEnvelope(event:
@@ -15,7 +15,7 @@ Theory of operation (reference: docs nova-sonic.md §2-4, §8):
   becomes :class:`UnknownOutputEvent` instead of failing the call.
 * ``bytes`` fields (``audioInput.content``, ``audioOutput.content``, the Bedrock ``{"bytes": ...}``
   payload part) are base64-encoded / -decoded by msgspec in the same pass as the JSON, which is the
-  fastest path measured (performance.md §3). :func:`encode_audio_input` is the hot path: a dedicated
+  fastest path measured (docs/performance.md §2). :func:`encode_audio_input` is the hot path: a dedicated
   envelope and one module-level encoder, no dict, no ``json.dumps``.
 * Struct options: config structs whose fields all go on the wire carry convenient defaults and are
   encoded in full; structs with optional parts default those to ``None`` and use ``omit_defaults``

@@ -1,4 +1,4 @@
-"""Bedrock event-stream payload parts that carry Nova Sonic events (nova-sonic.md §8).
+"""Bedrock event-stream payload parts that carry Nova Sonic events (``{"bytes": "<base64 JSON>"}``).
 
 Each Nova JSON event travels base64-encoded inside an inner ``chunk`` frame whose payload is
 ``{"bytes": "<base64>"}``; service errors travel as ``exception`` frames with ``{"message": "..."}``.

@@ -326,7 +326,7 @@ def generation_stage(content_start: OutputContentStart) -> GenerationStage | Non
     """Return SPECULATIVE or FINAL from ``additionalModelFields``, or None if absent or garbled.
 
     SPECULATIVE text previews what will be said and never goes into history; FINAL is the text to
-    log and replay (nova-sonic.md §4.1).
+    log and replay.
     """
     raw = content_start.additional_model_fields
     if not raw:
