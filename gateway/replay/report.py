@@ -351,9 +351,9 @@ def _checks(
     if expect.answers is not None:
         add(
             "answers heard",
-            f">= {expect.answers}",
+            f"== {expect.answers}",
             str(len(report.answers)),
-            len(report.answers) >= expect.answers,
+            len(report.answers) == expect.answers,
         )
     if expect.transcript:
         if record is None:

@@ -208,7 +208,8 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         rejected: the upgrade was refused with HTTP 403 and no call started.
         handovers: at least this many Sonic session handovers.
         recovered_faults: at least this many Sonic faults recovered within the call.
-        answers: at least this many assistant answers heard (the greeting counts).
+        answers: exactly this many assistant answers heard (the greeting counts): a turn answered
+            twice fails as surely as one not answered.
     """
 
     greeting_within_ms: int | None = None
