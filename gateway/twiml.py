@@ -104,7 +104,7 @@ def reject_twiml(reason: RejectReason = "busy") -> bytes:
     return _document(root)
 
 
-# E.164 with an optional leading "+", or a short code; "w" (half-second pause) is not accepted.
+# E.164 with its "+", or a national number or short code without it; no pauses ("w") or spaces.
 _NUMBER: Final = re.compile(r"\+?[0-9]{3,15}")
 # A SIP URI has no whitespace or control characters; anything else is escaped by ElementTree.
 _SIP_URI: Final = re.compile(r"sips?:[^\x00-\x20\x7f]+", re.IGNORECASE)
@@ -134,8 +134,8 @@ def dial_number_twiml(
     """``<Response><Dial><Number>+15551234567</Number></Dial></Response>`` as UTF-8 XML.
 
     Args:
-        number: the phone number to transfer to: ``+`` and 3 to 15 digits (PII: log it only under
-            a ``pii_*`` key).
+        number: the phone number to transfer to: an optional ``+`` and 3 to 15 digits (PII: log
+            it only under a ``pii_*`` key).
         timeout_s: seconds the target may ring (Twilio's ``<Dial timeout>``, 5 to 600; Twilio's
             default 30 when None).
         caller_id: the ``callerId`` the target sees (a number or SIP URI the account may use).
@@ -144,7 +144,7 @@ def dial_number_twiml(
         ValueError: a malformed number, caller id or timeout (the message never repeats the value).
     """
     if _NUMBER.fullmatch(number) is None:
-        raise ValueError("number: expected + and 3 to 15 digits")
+        raise ValueError("number: expected an optional + and 3 to 15 digits")
     root, dial = _dial(timeout_s, caller_id)
     ET.SubElement(dial, "Number").text = number
     return _document(root)
