@@ -30,17 +30,29 @@ from gateway.signature import (
     validate_webhook_signature,
     validate_websocket_signature,
 )
-from gateway.twiml import reject_twiml, stream_twiml
+from gateway.twilio_rest import (
+    CallAlreadyEnded,
+    CallUpdated,
+    TwilioApiError,
+    TwilioConnectionError,
+    TwilioRestClient,
+    TwilioRestError,
+    TwilioRestSettings,
+    open_twilio_rest,
+)
+from gateway.twiml import dial_number_twiml, dial_sip_twiml, reject_twiml, stream_twiml
 from gateway.version import VERSION
 
 __all__ = [
     "MEDIA_PATH",
     "VERSION",
     "VOICE_PATH",
+    "CallAlreadyEnded",
     "CallConfig",
     "CallFactory",
     "CallRefused",
     "CallRegistry",
+    "CallUpdated",
     "DebugConfig",
     "GatewayConfig",
     "GatewayState",
@@ -51,12 +63,20 @@ __all__ = [
     "ServerConfig",
     "SonicConfig",
     "StarletteTwilioSocket",
+    "TwilioApiError",
     "TwilioConfig",
+    "TwilioConnectionError",
+    "TwilioRestClient",
+    "TwilioRestError",
+    "TwilioRestSettings",
     "bind_call",
     "compute_signature",
     "configure_logging",
     "create_app",
+    "dial_number_twiml",
+    "dial_sip_twiml",
     "load_config",
+    "open_twilio_rest",
     "redact_pii",
     "reject_twiml",
     "run_gateway",

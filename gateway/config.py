@@ -135,6 +135,14 @@ class TwilioConfig:
             socket to a call the signed webhook answered (:mod:`gateway.stream_token`); unset:
             derived from ``auth_token``. Set the same key on every instance behind one number.
         stream_token_ttl_s: how long after the webhook answered its stream may start.
+        api_key_sid / api_key_secret: an API key (``SK...``) for the REST client
+            (:mod:`gateway.twilio_rest`); without one the client authenticates with ``account_sid``
+            and ``auth_token``. Set both or neither.
+        region / edge: the Twilio Region (``ie1``) and edge location (``dublin``) REST requests go
+            to, ``https://api.<edge>.<region>.twilio.com``; unset: ``https://api.twilio.com``. An
+            edge alone means region ``us1``; a region needs an edge.
+        api_base_url: overrides the REST base URL entirely (tests point it at a local fake).
+        rest_timeout_s: the REST client's timeout for each of connect, write, read and pool wait.
     """
 
     auth_token: str | None = None
@@ -143,6 +151,12 @@ class TwilioConfig:
     account_sid: Annotated[str, msgspec.Meta(pattern=r"^AC[0-9a-fA-F]{32}$")] | None = None
     stream_token_key: str | None = None
     stream_token_ttl_s: Annotated[float, msgspec.Meta(ge=5.0, le=3600.0)] = 60.0
+    api_key_sid: Annotated[str, msgspec.Meta(pattern=r"^SK[0-9a-fA-F]{32}$")] | None = None
+    api_key_secret: str | None = None
+    region: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}[0-9]$")] | None = None
+    edge: Annotated[str, msgspec.Meta(pattern=r"^[a-z]+(-[a-z]+)*$")] | None = None
+    api_base_url: str | None = None
+    rest_timeout_s: Annotated[float, msgspec.Meta(ge=0.1, le=120.0)] = 10.0
 
 
 @attrs.frozen
@@ -622,9 +636,11 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
         (config.twilio.auth_token, ("twilio", "auth_token")),
         (config.debug.bearer_token, ("debug", "bearer_token")),
         (config.twilio.stream_token_key, ("twilio", "stream_token_key")),
+        (config.twilio.api_key_secret, ("twilio", "api_key_secret")),
     ):
         if value is not None and (len(value) < 8 or value.strip() != value):
             raise ConfigError(key(*path), "a secret of at least 8 characters, no spaces")
+    _check_twilio_rest(config.twilio, origin)
     if config.call.playback_chunk_ms > config.call.playback_lead_ms:
         raise ConfigError(
             key("call", "playback_chunk_ms"),
@@ -642,6 +658,25 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
     ):
         if file is not None and not os.path.isfile(file):
             raise ConfigError(key(*path), "an existing file", str(file))
+
+
+def _check_twilio_rest(twilio: TwilioConfig, origin: Mapping[tuple[str, ...], str]) -> None:
+    def missing(name: str, because: str) -> str:
+        # Name the missing key the way its partner was given (environment or TOML).
+        path = ("twilio", name)
+        return _env_name(path) if ("twilio", because) in origin else ".".join(path)
+
+    if twilio.api_key_sid is not None and twilio.api_key_secret is None:
+        raise ConfigError(missing("api_key_secret", "api_key_sid"), "set with twilio.api_key_sid")
+    if twilio.api_key_secret is not None and twilio.api_key_sid is None:
+        raise ConfigError(missing("api_key_sid", "api_key_secret"), "set with the API key secret")
+    if twilio.api_key_sid is not None and twilio.account_sid is None:
+        raise ConfigError(missing("account_sid", "api_key_sid"), "set when an API key is set")
+    if twilio.region is not None and twilio.edge is None:
+        raise ConfigError(missing("edge", "region"), "set when twilio.region is (e.g. dublin)")
+    if twilio.api_base_url is not None:
+        path = ("twilio", "api_base_url")
+        _check_public_url(twilio.api_base_url, origin.get(path, ".".join(path)))
 
 
 def _check_public_url(url: str, key: str) -> None:

@@ -11,6 +11,11 @@ log those under ``pii_*`` keys.
 With an auth token the webhook adds ``streamToken`` (:data:`gateway.stream_token.PARAM_STREAM_TOKEN`),
 the one-use token the media socket must present in ``start``.
 
+:func:`dial_number_twiml` and :func:`dial_sip_twiml` build the cold-transfer document
+``<Response><Dial><Number>...`` / ``<Dial><Sip>...`` that :mod:`gateway.twilio_rest` hands to a live
+call: Twilio stops the media stream, dials the target and ends the call when the ``<Dial>`` ends
+(nothing follows it). Transfer targets are validated, never silently altered.
+
 Documents are built with :mod:`xml.etree.ElementTree`, which escapes attribute values; characters
 XML 1.0 cannot carry at all (most C0 controls) are dropped from untrusted values first.
 """
@@ -30,6 +35,8 @@ __all__ = [
     "PARAM_FROM",
     "PARAM_TO",
     "RejectReason",
+    "dial_number_twiml",
+    "dial_sip_twiml",
     "reject_twiml",
     "stream_parameters",
     "stream_twiml",
@@ -94,4 +101,78 @@ def reject_twiml(reason: RejectReason = "busy") -> bytes:
     """``<Response><Reject reason="busy"/></Response>``: the caller hears a busy signal."""
     root = ET.Element("Response")
     ET.SubElement(root, "Reject", reason=reason)
+    return _document(root)
+
+
+# E.164 with its "+", or a national number or short code without it; no pauses ("w") or spaces.
+_NUMBER: Final = re.compile(r"\+?[0-9]{3,15}")
+# A SIP URI has no whitespace or control characters; anything else is escaped by ElementTree.
+_SIP_URI: Final = re.compile(r"sips?:[^\x00-\x20\x7f]+", re.IGNORECASE)
+_MAX_SIP_URI_LEN: Final = 255
+_DIAL_TIMEOUT_S: Final = range(5, 601)
+
+
+def _dial(timeout_s: int | None, caller_id: str | None) -> tuple[ET.Element, ET.Element]:
+    root = ET.Element("Response")
+    dial = ET.SubElement(root, "Dial")
+    if caller_id is not None:
+        if _NUMBER.fullmatch(caller_id) is None and (
+            _SIP_URI.fullmatch(caller_id) is None or _NOT_XML_CHAR.search(caller_id) is not None
+        ):
+            raise ValueError("caller_id: expected a phone number (+E.164) or a SIP URI")
+        dial.set("callerId", caller_id)
+    if timeout_s is not None:
+        if timeout_s not in _DIAL_TIMEOUT_S:
+            raise ValueError("timeout_s: expected 5 to 600 seconds")
+        dial.set("timeout", str(timeout_s))
+    return root, dial
+
+
+def dial_number_twiml(
+    number: str, *, timeout_s: int | None = None, caller_id: str | None = None
+) -> bytes:
+    """``<Response><Dial><Number>+15551234567</Number></Dial></Response>`` as UTF-8 XML.
+
+    Args:
+        number: the phone number to transfer to: an optional ``+`` and 3 to 15 digits (PII: log
+            it only under a ``pii_*`` key).
+        timeout_s: seconds the target may ring (Twilio's ``<Dial timeout>``, 5 to 600; Twilio's
+            default 30 when None).
+        caller_id: the ``callerId`` the target sees (a number or SIP URI the account may use).
+
+    Raises:
+        ValueError: a malformed number, caller id or timeout (the message never repeats the value).
+    """
+    if _NUMBER.fullmatch(number) is None:
+        raise ValueError("number: expected an optional + and 3 to 15 digits")
+    root, dial = _dial(timeout_s, caller_id)
+    ET.SubElement(dial, "Number").text = number
+    return _document(root)
+
+
+def dial_sip_twiml(
+    uri: str, *, timeout_s: int | None = None, caller_id: str | None = None
+) -> bytes:
+    """``<Response><Dial><Sip>sip:agent@pbx.example.com</Sip></Dial></Response>`` as UTF-8 XML.
+
+    The URI is escaped, not interpreted: ``&``, ``<`` and quotes in URI parameters or headers
+    (``sip:a@b?X-Ref=1&X-Queue=2``) arrive at Twilio exactly as given.
+
+    Args:
+        uri: a ``sip:`` or ``sips:`` URI, at most 255 characters, without whitespace, control
+            characters or characters XML cannot carry.
+        timeout_s: as for :func:`dial_number_twiml`.
+        caller_id: as for :func:`dial_number_twiml`.
+
+    Raises:
+        ValueError: a malformed URI, caller id or timeout (the message never repeats the value).
+    """
+    if (
+        len(uri) > _MAX_SIP_URI_LEN
+        or _SIP_URI.fullmatch(uri) is None
+        or _NOT_XML_CHAR.search(uri) is not None
+    ):
+        raise ValueError("uri: expected sip: or sips: and at most 255 characters, no whitespace")
+    root, dial = _dial(timeout_s, caller_id)
+    ET.SubElement(dial, "Sip").text = uri
     return _document(root)
