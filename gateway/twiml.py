@@ -1,6 +1,6 @@
 """TwiML answers to the voice webhook, sans-I/O.
 
-Theory of operation (twilio-media-streams.md §1): the gateway always answers
+Theory of operation (Twilio's Media Streams TwiML): the gateway always answers
 ``<Connect><Stream url="wss://.../twilio/media">`` (bidirectional; Twilio runs nothing after
 ``</Connect>`` until we close the socket). Per-call data travels as ``<Parameter>`` children, which
 arrive in ``start.customParameters``; never in a query string (dropped by Twilio, or error 31920).
