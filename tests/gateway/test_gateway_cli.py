@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-@pytest.mark.parametrize("command", ["serve", "emulator", "replay", "demo"])
+@pytest.mark.parametrize("command", ["serve", "emulator", "replay", "demo", "prompts"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args([command, "--help"])
