@@ -85,7 +85,8 @@ def read_wav_mono(source: str | os.PathLike[str] | bytes) -> tuple[bytes, int]:
             rate = reader.getframerate()
             frames = reader.readframes(reader.getnframes())
     except (wave.Error, EOFError, RuntimeError, ValueError, struct.error) as exc:
-        raise AudioFormatError(f"not a readable PCM WAV file: {exc}") from exc
+        detail = f": {exc}" if str(exc) else " (truncated)"
+        raise AudioFormatError(f"not a readable PCM WAV file{detail}") from exc
     if channels < 1 or rate < 1:
         raise AudioFormatError(f"bad header: {channels} channels at {rate} Hz")
     if width not in (1, 2, 3, 4):
