@@ -29,12 +29,13 @@ from audiocodec.g711 import (
     ulaw_encode,
     ulaw_encode_lut,
 )
-from audiocodec.resample import SUPPORTED_RATES, Resampler
+from audiocodec.resample import CLIP_MAX_FACTOR, SUPPORTED_RATES, Resampler, resample_clip
 from audiocodec.synth import speech_like, tone
 from audiocodec.vad import EnergyVad, SpeechEnd, SpeechStart, VadEvent
-from audiocodec.wav import AudioFormatError, encode_wav, read_wav, write_wav
+from audiocodec.wav import AudioFormatError, encode_wav, read_wav, read_wav_mono, write_wav
 
 __all__ = [
+    "CLIP_MAX_FACTOR",
     "FRAME_MS",
     "PCM8K_FRAME_BYTES",
     "PCM16K_FRAME_BYTES",
@@ -56,6 +57,8 @@ __all__ = [
     "has_audioop",
     "join_frames",
     "read_wav",
+    "read_wav_mono",
+    "resample_clip",
     "silence_pcm",
     "silence_ulaw",
     "speech_like",

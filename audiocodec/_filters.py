@@ -118,12 +118,15 @@ def polyphase_bank(in_rate: int, out_rate: int) -> PolyphaseBank:
     offset = -(delay // up)
     last = ((up - 1) * down + delay) // up
     width = last - offset + 1
+    # Vectorised (large clip ratios such as 80/441 have tens of thousands of entries).
+    k = (
+        (np.arange(up) * down)[np.newaxis, :]
+        + delay
+        - (np.arange(width) + offset)[:, np.newaxis] * up
+    )
+    inside = (k >= 0) & (k < taps)
     bank = np.zeros((width, up), dtype=np.float64)
-    for r in range(up):
-        for w in range(width):
-            k = r * down + delay - (w + offset) * up
-            if 0 <= k < taps:
-                bank[w, r] = h[k]
+    bank[inside] = h[k[inside]]
     return PolyphaseBank(
         up=up, down=down, taps=taps, delay=delay, offset=offset, width=width, bank=bank
     )

@@ -24,10 +24,17 @@ Theory of operation (see :mod:`audiocodec._filters` for the filter design):
 
 Supported: any pair of positive integer rates whose reduced ratio keeps the bank small (8, 16, 24
 kHz in any direction, and equal rates as a pass-through). Not thread-safe; no I/O, no clock.
+
+Whole clips loaded once at start (prompt files) go through :func:`resample_clip`, which allows
+reduced ratios up to 1024:1 (44.1 kHz -> 8 kHz is 441 -> 80). The design is the same (band edges
+from the lower rate, 95 dB Kaiser, coefficients on the 2**-30 grid), only the bank is larger: for
+44.1 -> 8 kHz the prototype runs at 3.528 MHz and has ~17 800 taps, a (663, 80) bank. Sums stay
+exact in float64 (int16 times 2**-30 multiples, bounded by 2**15 * sum|h| * 2**30 << 2**53).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Final, final
 
 import numpy as np
@@ -36,12 +43,15 @@ from numpy.lib.stride_tricks import as_strided
 
 from audiocodec._filters import polyphase_bank
 
-__all__ = ["SUPPORTED_RATES", "Resampler"]
+__all__ = ["CLIP_MAX_FACTOR", "SUPPORTED_RATES", "Resampler", "resample_clip"]
 
 SUPPORTED_RATES: Final = frozenset({8000, 16000, 24000})
 """Rates every pairing of which is designed and tested (others work if the ratio is small)."""
 
 _MAX_FACTOR: Final = 12  # largest L or M accepted: keeps banks and delays small
+
+CLIP_MAX_FACTOR: Final = 1024
+"""Largest term of the reduced ratio :func:`resample_clip` accepts (every usual rate 8-192 kHz)."""
 _INITIAL_CAPACITY_S: Final = 0.25  # work buffer sized for 250 ms chunks; grows if fed more
 
 
@@ -52,9 +62,12 @@ class Resampler:
     Args:
         in_rate: input sample rate in Hz.
         out_rate: output sample rate in Hz; equal rates make a pass-through.
+        max_factor: largest term of the reduced ratio ``L/M`` accepted. The default keeps the
+            bank and per-call memory small for streaming; :func:`resample_clip` passes
+            :data:`CLIP_MAX_FACTOR` for one-shot conversions.
 
     Raises:
-        ValueError: a rate is not positive, or the reduced ratio is larger than 12:1.
+        ValueError: a rate is not positive, or a term of the reduced ratio is over ``max_factor``.
     """
 
     __slots__ = (
@@ -75,7 +88,7 @@ class Resampler:
         "_work",
     )
 
-    def __init__(self, in_rate: int, out_rate: int) -> None:
+    def __init__(self, in_rate: int, out_rate: int, *, max_factor: int = _MAX_FACTOR) -> None:
         if in_rate <= 0 or out_rate <= 0:
             raise ValueError(f"sample rates must be positive, got {in_rate} -> {out_rate}")
         self._in_rate = in_rate
@@ -89,9 +102,11 @@ class Resampler:
             self._history = 0
             self._bank: npt.NDArray[np.float64] = np.ones((1, 1))
         else:
-            spec = polyphase_bank(in_rate, out_rate)
-            if max(spec.up, spec.down) > _MAX_FACTOR:
+            g = math.gcd(in_rate, out_rate)
+            if max(in_rate, out_rate) // g > max_factor:
+                # Checked before the design: a huge ratio would build a huge bank first.
                 raise ValueError(f"unsupported resampling ratio {in_rate} -> {out_rate}")
+            spec = polyphase_bank(in_rate, out_rate)
             self._up, self._down = spec.up, spec.down
             self._width = spec.width
             self._history = -spec.offset  # zeros standing for the time before the stream
@@ -213,3 +228,18 @@ class Resampler:
         self._fill = self._history
         self._in_total = 0
         self._out_total = 0
+
+
+def resample_clip(pcm: bytes, in_rate: int, out_rate: int) -> bytes:
+    """Resample a whole PCM16 LE mono clip in one go (start-up loading, not per-call streaming).
+
+    Same filter design and accounting as :class:`Resampler` (output time-aligned with the input,
+    ``round_half_up(n_in * out_rate / in_rate)`` samples), but reduced ratios up to
+    :data:`CLIP_MAX_FACTOR` are accepted, so 44.1 kHz, 22.05 kHz or 48 kHz files reach 8 kHz in
+    one exact polyphase stage.
+
+    Raises:
+        ValueError: a rate is not positive, the ratio is too large, or ``pcm`` has an odd length.
+    """
+    resampler = Resampler(in_rate, out_rate, max_factor=CLIP_MAX_FACTOR)
+    return resampler.process(pcm) + resampler.flush()

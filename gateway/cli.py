@@ -1,8 +1,9 @@
 """The ``sonic-gateway`` command line (also ``python -m gateway``).
 
 Sub-commands: ``serve`` (the service), ``emulator`` (the local Nova Sonic emulator on its own),
-``replay SCENARIO...`` (scripted calls through a simulated Twilio peer) and ``demo`` (emulator +
-gateway + bundled scenarios). Heavy modules (the AWS SDK, the emulator, the replay runner) are
+``replay SCENARIO...`` (scripted calls through a simulated Twilio peer), ``demo`` (emulator +
+gateway + bundled scenarios) and ``prompts render`` (the five prompts synthesised by Amazon Polly
+into ``prompts.cache_dir``). Heavy modules (the AWS SDK, the emulator, the replay runner) are
 imported inside the command that needs them, so ``--help`` is instant.
 
 Configuration for ``serve``: defaults, then ``--config FILE`` (TOML), then ``SONIC_GATEWAY_*``
@@ -143,7 +144,60 @@ def build_parser() -> argparse.ArgumentParser:
             "credentials or network needed."
         ),
     )
+    prompts = commands.add_parser(
+        "prompts",
+        help="manage the prompt clips",
+        description="Manage the prompt clips the gateway plays (greeting, hold, transferring, "
+        "goodbye, sorry).",
+    )
+    prompt_commands = prompts.add_subparsers(
+        dest="prompts_command", required=True, metavar="ACTION"
+    )
+    render = prompt_commands.add_parser(
+        "render",
+        help="synthesise the prompts with Amazon Polly",
+        description=(
+            "Ask Amazon Polly (AWS credential chain) to say each prompts.<name>_text and write "
+            "<out>/<name>.ulaw (8 kHz μ-law), the files the gateway loads from prompts.cache_dir."
+        ),
+    )
+    render.add_argument(
+        "--voice", required=True, metavar="VOICE_ID", help="Polly voice, e.g. Joanna"
+    )
+    render.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+    render.add_argument("--region", help="AWS region (default: sonic.region of the config)")
+    render.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML file with [prompts] texts"
+    )
+    render.add_argument(
+        "--engine",
+        choices=["neural", "standard"],
+        help="Polly engine (default: neural when the voice has it, else standard)",
+    )
     return parser
+
+
+def _cmd_prompts(args: argparse.Namespace, client: object = None) -> int:
+    config = load_config(args.config, dict(os.environ))
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from actors.call import PROMPT_NAMES
+    from gateway.prompt_render import PromptRenderError, render_prompts
+
+    if client is None:
+        client = boto3.client("polly", region_name=args.region or config.sonic.region)
+    texts = {name: config.prompts.text(name) for name in PROMPT_NAMES}
+    try:
+        written = render_prompts(
+            client, voice_id=args.voice, texts=texts, out_dir=args.out, engine=args.engine
+        )
+    except (BotoCoreError, ClientError, PromptRenderError, OSError) as exc:
+        print(f"sonic-gateway: prompts render: {exc}", file=sys.stderr)
+        return 1
+    for name, path in written.items():
+        print(f"{name}: {path} ({path.stat().st_size // 8} ms)")
+    return 0
 
 
 def _serve_config(args: argparse.Namespace, environ: dict[str, str]) -> GatewayConfig:
@@ -216,6 +270,7 @@ _COMMANDS: Final[dict[str, Callable[[argparse.Namespace], int]]] = {
     "emulator": _cmd_emulator,
     "replay": _cmd_replay,
     "demo": _cmd_demo,
+    "prompts": _cmd_prompts,
 }
 
 

@@ -3,7 +3,8 @@
 Theory of operation:
 
 * :class:`GatewayConfig` is a frozen attrs object made of frozen sections (``server``, ``twilio``,
-  ``limits``, ``debug``, ``logging``, ``sonic``, ``call``) plus the top-level ``backend``. Defaults
+  ``limits``, ``debug``, ``logging``, ``sonic``, ``call``, ``prompts``) plus the top-level
+  ``backend``. Defaults
   live on the attrs fields and nowhere else.
 * Sources, in increasing precedence: the defaults, a TOML file (:meth:`GatewayConfig.from_toml`),
   then ``SONIC_GATEWAY_*`` environment variables (:meth:`GatewayConfig.from_env`);
@@ -56,6 +57,7 @@ __all__ = [
     "LogLevel",
     "LoggingConfig",
     "PoolLevel",
+    "PromptsConfig",
     "SampleRate",
     "ServerConfig",
     "SonicConfig",
@@ -317,7 +319,8 @@ class CallConfig:
     """Per-call behaviour.
 
     Attributes:
-        greeting_wav: WAV file replacing the bundled greeting (None: the bundled clip).
+        greeting_wav: the older name of ``prompts.greeting_wav`` (still accepted; setting both is
+            an error).
         playback_lead_ms: most assistant audio kept buffered at Twilio ahead of playback
             (multiple of 20). The part above one chunk is the cushion against network delay and
             jitter; a barge-in's ``clear`` drops whatever is buffered.
@@ -337,6 +340,54 @@ class CallConfig:
 
 
 @attrs.frozen
+class PromptsConfig:
+    """The named prompt clips (:mod:`actors.call.prompts`), loaded once at start.
+
+    Each ``<name>_wav`` replaces one clip with a WAV file (integer PCM, 8/16/24/32-bit, any
+    sample rate and channel count; mixed down and resampled to 8 kHz μ-law at start). Without
+    it, ``<cache_dir>/<name>.ulaw`` is used when present (``sonic-gateway prompts render`` writes
+    those), else the bundled clip. The ``<name>_text`` values are what ``prompts render`` asks
+    Amazon Polly to say; they do not change a clip loaded from a file.
+
+    Attributes:
+        greeting_wav, hold_wav, transferring_wav, goodbye_wav, sorry_wav: WAV file per prompt.
+        cache_dir: directory of rendered ``<name>.ulaw`` clips (raw 8 kHz μ-law).
+        greeting_text, hold_text, transferring_text, goodbye_text, sorry_text: texts to render.
+    """
+
+    greeting_wav: Path | None = None
+    hold_wav: Path | None = None
+    transferring_wav: Path | None = None
+    goodbye_wav: Path | None = None
+    sorry_wav: Path | None = None
+    cache_dir: Path | None = None
+    greeting_text: NonEmptyStr = "Hello, how can I help?"
+    hold_text: NonEmptyStr = "Please hold for a moment."
+    transferring_text: NonEmptyStr = "Transferring your call now."
+    goodbye_text: NonEmptyStr = "Sorry, we must end the call now. Goodbye."
+    sorry_text: NonEmptyStr = "Sorry, something went wrong. Please try again."
+
+    def wav(self, name: str) -> Path | None:
+        """The WAV file configured for prompt ``name`` (None: none)."""
+        value: Path | None = getattr(self, f"{name}_wav")
+        return value
+
+    def text(self, name: str) -> str:
+        """The text ``prompts render`` synthesises for prompt ``name``."""
+        value: str = getattr(self, f"{name}_text")
+        return value
+
+
+_PROMPT_WAV_KEYS: Final = (
+    "greeting_wav",
+    "hold_wav",
+    "transferring_wav",
+    "goodbye_wav",
+    "sorry_wav",
+)
+
+
+@attrs.frozen
 class GatewayConfig:
     """Everything the gateway process is configured with; frozen and validated.
 
@@ -352,6 +403,7 @@ class GatewayConfig:
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
     sonic: SonicConfig = attrs.field(factory=SonicConfig)
     call: CallConfig = attrs.field(factory=CallConfig)
+    prompts: PromptsConfig = attrs.field(factory=PromptsConfig)
 
     @classmethod
     def from_toml(cls, path: Path) -> GatewayConfig:
@@ -613,10 +665,20 @@ def _normalise(
     call = attrs.evolve(
         config.call, greeting_wav=resolve(config.call.greeting_wav, ("call", "greeting_wav"))
     )
+    prompts = config.prompts
+    prompts = attrs.evolve(
+        prompts,
+        greeting_wav=resolve(prompts.greeting_wav, ("prompts", "greeting_wav")),
+        hold_wav=resolve(prompts.hold_wav, ("prompts", "hold_wav")),
+        transferring_wav=resolve(prompts.transferring_wav, ("prompts", "transferring_wav")),
+        goodbye_wav=resolve(prompts.goodbye_wav, ("prompts", "goodbye_wav")),
+        sorry_wav=resolve(prompts.sorry_wav, ("prompts", "sorry_wav")),
+        cache_dir=resolve(prompts.cache_dir, ("prompts", "cache_dir")),
+    )
     server = config.server
     if server.public_url is not None and server.public_url.endswith("/"):
         server = attrs.evolve(server, public_url=server.public_url.rstrip("/"))
-    return attrs.evolve(config, server=server, sonic=sonic, call=call)
+    return attrs.evolve(config, server=server, sonic=sonic, call=call, prompts=prompts)
 
 
 def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], str]) -> None:
@@ -655,9 +717,19 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
     for file, path in (
         (config.sonic.ca_bundle, ("sonic", "ca_bundle")),
         (config.call.greeting_wav, ("call", "greeting_wav")),
+        *((config.prompts.wav(k[:-4]), ("prompts", k)) for k in _PROMPT_WAV_KEYS),
     ):
         if file is not None and not os.path.isfile(file):
             raise ConfigError(key(*path), "an existing file", str(file))
+    if config.call.greeting_wav is not None and config.prompts.greeting_wav is not None:
+        raise ConfigError(
+            key("call", "greeting_wav"),
+            f"unset when {key('prompts', 'greeting_wav')} is set (it is the older name of it)",
+            str(config.call.greeting_wav),
+        )
+    cache_dir = config.prompts.cache_dir
+    if cache_dir is not None and not os.path.isdir(cache_dir):
+        raise ConfigError(key("prompts", "cache_dir"), "an existing directory", str(cache_dir))
 
 
 def _check_twilio_rest(twilio: TwilioConfig, origin: Mapping[tuple[str, ...], str]) -> None:

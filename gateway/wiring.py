@@ -19,7 +19,18 @@ from typing import TYPE_CHECKING, Final, final
 import anyio
 import structlog
 
-from actors.call import Call, CallDeps, CallIdentity, CallReport, TwilioSocket, load_greeting
+from actors.call import (
+    PROMPT_NAMES,
+    Call,
+    CallDeps,
+    CallIdentity,
+    CallReport,
+    PromptCache,
+    PromptFile,
+    PromptName,
+    TwilioSocket,
+    load_prompt_cache,
+)
 from actors.sonic import BotocoreCredentials, SonicConnector, StaticCredentials
 from gateway.debug import DebugSources
 from gateway.server import run_gateway
@@ -35,6 +46,7 @@ __all__ = [
     "CallBuilder",
     "FinishedCalls",
     "build_call_factory",
+    "load_prompts",
     "open_sonic_connector",
     "serve_command",
 ]
@@ -114,27 +126,53 @@ class FinishedCalls:
         return report
 
 
+def load_prompts(config: GatewayConfig) -> PromptCache:
+    """Load the prompt cache ``config.prompts`` describes (``call.greeting_wav`` as the greeting's
+    older key). Reads files and converts audio; blocks; done once at start.
+
+    Raises:
+        ConfigError: a configured file is not a usable WAV / μ-law clip (names its key).
+    """
+    prompts = config.prompts
+    wavs: dict[PromptName, PromptFile] = {}
+    for name in PROMPT_NAMES:
+        path = prompts.wav(name)
+        if path is not None:
+            wavs[name] = PromptFile(key=f"prompts.{name}_wav", path=path)
+    if config.call.greeting_wav is not None:
+        wavs["greeting"] = PromptFile(key="call.greeting_wav", path=config.call.greeting_wav)
+    cache = load_prompt_cache(wavs, cache_dir=prompts.cache_dir)
+    _log.info("gateway.prompts_loaded", sources=dict(cache.sources), ms=cache.durations_ms())
+    return cache
+
+
 def build_call_factory(
     config: GatewayConfig,
     connector: SonicConnector,
     *,
     on_finished: Callable[[CallReport], None] | None = None,
+    prompts: PromptCache | None = None,
 ) -> CallFactory:
     """Build the factory of per-call actor trees (``actors.call``) over ``connector``.
 
     Each call it builds is a :class:`~actors.call.Call` (a CallSupervisor over TwilioIngress,
     SonicSession, TurnTaker and PlaybackEgress) over the socket and identity the gateway read.
     Its SonicSession opens conversations through ``connector``; its behaviour comes from
-    ``config.call``. The greeting is read once, here, not per call.
+    ``config.call``. The prompts are loaded once (``prompts``, or :func:`load_prompts` here), not
+    per call.
 
     Raises:
-        audiocodec.AudioFormatError, OSError: ``call.greeting_wav`` is not a readable 16-bit WAV.
+        ConfigError: ``prompts`` is None and a configured prompt file is not usable.
     """
     call = config.call
+    if prompts is None:
+        prompts = load_prompts(config)
     deps = CallDeps(
         connector=connector,
         sonic_settings=connector.settings,
-        greeting_ulaw=load_greeting(call.greeting_wav),
+        greeting_ulaw=prompts.greeting,
+        goodbye_ulaw=prompts.goodbye,
+        prompts=prompts,
         playback_lead_ms=float(call.playback_lead_ms),
         playback_chunk_ms=call.playback_chunk_ms,
         local_vad_barge_in=call.local_vad_barge_in,
@@ -170,12 +208,14 @@ class CallBuilder:
 async def serve_command(config: GatewayConfig) -> None:
     """Run the whole service until a signal and the drain stop it; returns normally; blocks."""
     finished = FinishedCalls()
+    # Before the connector opens: a bad prompt file stops the start with one ConfigError line.
+    prompts = load_prompts(config)
     async with open_sonic_connector(config) as connector:
         sources = DebugSources(
             recent_reports=finished.recent, sonic_statistics=connector.statistics
         )
         await run_gateway(
             config,
-            build_call_factory(config, connector, on_finished=finished.add),
+            build_call_factory(config, connector, on_finished=finished.add, prompts=prompts),
             debug_sources=sources,
         )

@@ -16,10 +16,19 @@ from actors.call.call import Call
 from actors.call.deps import CallDeps, load_greeting
 from actors.call.outcome import CallOutcome, Outcome, outcome_for_end_reason, outcome_for_error
 from actors.call.ports import CallIdentity, TwilioSocket
+from actors.call.prompts import (
+    PROMPT_NAMES,
+    PromptCache,
+    PromptFile,
+    PromptFormatError,
+    PromptName,
+    load_prompt_cache,
+)
 from actors.call.report import BargeInSummary, CallReport, TranscriptLine, TurnLatency
 from actors.call.view import CallView, call_view, mask_number
 
 __all__ = [
+    "PROMPT_NAMES",
     "BargeInSummary",
     "Call",
     "CallDeps",
@@ -28,11 +37,16 @@ __all__ = [
     "CallReport",
     "CallView",
     "Outcome",
+    "PromptCache",
+    "PromptFile",
+    "PromptFormatError",
+    "PromptName",
     "TranscriptLine",
     "TurnLatency",
     "TwilioSocket",
     "call_view",
     "load_greeting",
+    "load_prompt_cache",
     "mask_number",
     "outcome_for_end_reason",
     "outcome_for_error",

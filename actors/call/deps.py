@@ -2,24 +2,25 @@
 
 Rules: ``CallDeps`` is a frozen attrs object built once by the gateway from its validated config
 and shared by every call (the Sonic connector and its warm pool are per process, not per call).
-Actors never read the environment or files: the greeting is loaded here, once, at start-up.
-The default greeting ships in the package as raw 8 kHz μ-law (``assets/greeting.ulaw``, rendered
-once with espeak-ng + sox, "Hello, how can I help?", ~1.4 s); a WAV file can replace it. The
-goodbye prompt (``assets/goodbye.ulaw``, same tools, "Sorry, we must end the call now. Goodbye.",
-~2.9 s) is what a call still live when the gateway stops hears before its socket closes.
+Actors never read the environment or files: the prompts are loaded once, at start-up, into a
+:class:`~actors.call.prompts.PromptCache` (:mod:`actors.call.prompts`). The default greeting ships
+in the package as raw 8 kHz μ-law (``assets/greeting.ulaw``, rendered once with espeak-ng + sox,
+"Hello, how can I help?", ~1.4 s). The goodbye prompt (``assets/goodbye.ulaw``, same tools,
+"Sorry, we must end the call now. Goodbye.", ~2.9 s) is what a call still live when the gateway
+stops hears before its socket closes. ``greeting_ulaw`` and ``goodbye_ulaw`` are the clips a call
+plays; the gateway fills them from the cache it also passes as ``prompts``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import resources
 from typing import TYPE_CHECKING
 
 import attrs
 
+from actors.call.prompts import PromptCache, bundled_prompt, ulaw_from_wav
 from actors.call.report import CallReport
 from actors.sonic import SonicConnector, SonicSettings
-from audiocodec import Resampler, read_wav, ulaw_encode
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,31 +28,26 @@ if TYPE_CHECKING:
 
 __all__ = ["CallDeps", "load_goodbye", "load_greeting"]
 
-_GREETING_ASSET = "greeting.ulaw"
-_GOODBYE_ASSET = "goodbye.ulaw"
-
 
 def load_greeting(path: Path | None = None) -> bytes:
     """Return the greeting as raw 8 kHz μ-law.
 
     Args:
-        path: a 16-bit PCM WAV file (any supported rate, mono or stereo) to use instead of the
+        path: an integer PCM WAV file (any rate and channel count) to use instead of the
             packaged clip; None for the default.
 
     Raises:
-        audiocodec.AudioFormatError: the file is not a 16-bit PCM WAV.
+        actors.call.prompts.PromptFormatError: the file is not usable (the message says why).
         OSError: the file cannot be read.
     """
     if path is None:
-        return (resources.files("actors.call") / "assets" / _GREETING_ASSET).read_bytes()
-    pcm, rate = read_wav(path)
-    resampler = Resampler(rate, 8000)
-    return ulaw_encode(resampler.process(pcm) + resampler.flush())
+        return bundled_prompt("greeting")
+    return ulaw_from_wav(path.read_bytes())
 
 
 def load_goodbye() -> bytes:
     """Return the packaged goodbye prompt as raw 8 kHz μ-law."""
-    return (resources.files("actors.call") / "assets" / _GOODBYE_ASSET).read_bytes()
+    return bundled_prompt("goodbye")
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -79,6 +75,7 @@ class CallDeps:
         goodbye_ulaw: played to a call the gateway ends while stopping (:func:`load_goodbye`);
             empty for none.
         on_finished: called once with the call's report when the call has ended (must not block).
+        prompts: every named prompt clip (hold, transferring, sorry... for call control).
     """
 
     connector: SonicConnector
@@ -90,3 +87,4 @@ class CallDeps:
     min_barge_in_speech_ms: float = attrs.field(default=300.0, validator=_positive)
     on_finished: Callable[[CallReport], None] | None = None
     goodbye_ulaw: bytes = attrs.field(factory=load_goodbye, repr=False)
+    prompts: PromptCache = attrs.field(factory=PromptCache.bundled, repr=False)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audiocodec import Resampler
+from audiocodec import CLIP_MAX_FACTOR, Resampler, resample_clip
 
 PAIRS = [(8000, 16000), (16000, 8000), (24000, 8000), (8000, 24000), (16000, 24000), (24000, 16000)]
 AMPLITUDE = 16384.0  # -6 dBFS
@@ -169,3 +169,45 @@ def test_prototype_stopband_is_at_least_94_db(fs: int) -> None:
     response = np.abs(np.exp(-2j * np.pi * np.outer(freqs, n) / fs) @ h)
     assert 20 * np.log10(response.max()) <= -94.0
     assert (len(h) - 1) / 2 / fs <= 0.003
+
+
+# ---------------------------------------------------------------- whole clips, large ratios
+
+CLIP_RATES = [11025, 22050, 32000, 44100, 48000, 96000]
+
+
+@pytest.mark.parametrize("rate_in", CLIP_RATES)
+@pytest.mark.parametrize("freq", [440.0, 1000.0, 3400.0])
+def test_clip_tone_keeps_frequency_and_level(rate_in: int, freq: float) -> None:
+    out = np.frombuffer(resample_clip(_tone(rate_in, freq), rate_in, 8000), dtype="<i2")
+    assert len(out) == 9600  # 1.2 s at 8 kHz
+    segment = out[800:8800].astype(np.float64)  # one steady second
+    assert abs(_level_db(segment, 8000, freq)) <= 0.1
+    spectrum = np.abs(np.fft.rfft(segment))
+    assert int(np.argmax(spectrum)) == int(freq)  # 1 Hz bins: the peak is the tone's own bin
+    ideal = AMPLITUDE * np.sin(2 * np.pi * freq * (np.arange(8000) + 800) / 8000)
+    snr = 10 * np.log10(np.mean(ideal**2) / np.mean((segment - ideal) ** 2))
+    assert snr >= 85.0, f"{rate_in} at {freq} Hz: SNR {snr:.1f} dB"
+
+
+@pytest.mark.parametrize("rate_in", CLIP_RATES)
+@pytest.mark.parametrize("freq", [4600.0, 5000.0, 6000.0, 9000.0, 15000.0])
+def test_clip_content_above_the_telephone_band_does_not_alias(rate_in: int, freq: float) -> None:
+    if freq >= rate_in / 2:
+        pytest.skip("not representable at this rate")
+    out = np.frombuffer(resample_clip(_tone(rate_in, freq), rate_in, 8000), dtype="<i2")
+    segment = out[800:8800].astype(np.float64)
+    # Whatever a tone above 4.6 kHz leaves behind (aliases included) is at least 85 dB down.
+    rms_db = 10 * np.log10(max(np.mean(segment**2), 1e-12) / (AMPLITUDE**2 / 2))
+    assert rms_db <= -85.0, f"{rate_in} at {freq} Hz: {rms_db:.1f} dB"
+
+
+def test_clip_equals_streaming_and_rejects_huge_ratios() -> None:
+    pcm = _tone(44100, 1000.0, 0.3)
+    streaming = Resampler(44100, 8000, max_factor=CLIP_MAX_FACTOR)
+    assert _stream(streaming, pcm, 882).astype("<i2").tobytes() == resample_clip(pcm, 44100, 8000)
+    assert resample_clip(pcm[:200], 8000, 8000) == pcm[:200]
+    with pytest.raises(ValueError, match="unsupported resampling ratio"):
+        Resampler(44100, 8000)  # streaming keeps the small-ratio limit
+    with pytest.raises(ValueError, match="unsupported resampling ratio"):
+        resample_clip(pcm, 44057, 8000)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-@pytest.mark.parametrize("command", ["serve", "emulator", "replay", "demo"])
+@pytest.mark.parametrize("command", ["serve", "emulator", "replay", "demo", "prompts"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args([command, "--help"])
@@ -106,3 +106,15 @@ def test_drain_timeout_is_configurable() -> None:
     assert load_config(None, env).limits.drain_timeout_s == 2.5
     with pytest.raises(ConfigError, match="DRAIN_TIMEOUT_S"):
         load_config(None, {"SONIC_GATEWAY_LIMITS__DRAIN_TIMEOUT_S": "0"})
+
+
+def test_serve_with_an_unusable_greeting_file_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "greeting.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEnot really")
+    path = tmp_path / "g.toml"
+    path.write_text('[prompts]\ngreeting_wav = "greeting.wav"\n[logging]\nlevel = "error"\n')
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "config prompts.greeting_wav: expected a 16-bit" in err
+    assert "Traceback" not in err

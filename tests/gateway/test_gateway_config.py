@@ -171,3 +171,30 @@ def test_playback_chunk_must_fit_in_the_lead(tmp_path: Path) -> None:
     assert "playback_lead_ms" in caught.value.expected
     ok = GatewayConfig.from_toml(write(tmp_path, "[call]\nplayback_chunk_ms = 60\n"))
     assert (ok.call.playback_lead_ms, ok.call.playback_chunk_ms) == (200, 60)
+
+
+def test_prompts_section_paths_resolve_and_are_checked(tmp_path: Path) -> None:
+    (tmp_path / "hold.wav").write_bytes(b"RIFF")
+    (tmp_path / "rendered").mkdir()
+    path = write(tmp_path, '[prompts]\nhold_wav = "hold.wav"\ncache_dir = "rendered"\n')
+    config = GatewayConfig.from_toml(path)
+    assert config.prompts.wav("hold") == tmp_path / "hold.wav"
+    assert config.prompts.cache_dir == tmp_path / "rendered"
+    assert config.prompts.wav("greeting") is None
+    assert config.prompts.text("greeting") == "Hello, how can I help?"
+    env = load_config(None, {"SONIC_GATEWAY_PROMPTS__SORRY_TEXT": "Oops."})
+    assert env.prompts.text("sorry") == "Oops."
+    for toml, key, expected in [
+        ('[prompts]\nsorry_wav = "missing.wav"\n', "prompts.sorry_wav", "existing file"),
+        ('[prompts]\ncache_dir = "nowhere"\n', "prompts.cache_dir", "existing directory"),
+        ('[prompts]\nhold_text = ""\n', "prompts.hold_text", "length"),
+        (
+            '[call]\ngreeting_wav = "hold.wav"\n[prompts]\ngreeting_wav = "hold.wav"\n',
+            "call.greeting_wav",
+            "older name",
+        ),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            GatewayConfig.from_toml(write(tmp_path, toml))
+        assert caught.value.key == key
+        assert expected in caught.value.expected
