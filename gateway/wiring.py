@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Final, final
 import anyio
 import structlog
 
-from actors.call import Call, CallDeps, CallIdentity, CallReport, TwilioSocket, load_greeting
+from actors.call import (
+    Call,
+    CallDeps,
+    CallIdentity,
+    CallReport,
+    DtmfSettings,
+    TwilioSocket,
+    load_greeting,
+)
 from actors.sonic import BotocoreCredentials, SonicConnector, StaticCredentials
 from gateway.debug import DebugSources
 from gateway.server import run_gateway
@@ -141,6 +149,11 @@ def build_call_factory(
         # 0 in the config means "no guard": the smallest guard the VAD can express is one frame.
         min_barge_in_speech_ms=float(max(call.min_barge_in_speech_ms, 20)),
         on_finished=on_finished,
+        dtmf=DtmfSettings(
+            interdigit_ms=call.dtmf_interdigit_ms,
+            terminator=call.dtmf_terminator,
+            max_digits=call.dtmf_max_digits,
+        ),
     )
 
     return CallBuilder(deps)

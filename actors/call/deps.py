@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from actors.call.dtmf import DtmfSettings
 from actors.call.report import CallReport
 from actors.sonic import SonicConnector, SonicSettings
 from audiocodec import Resampler, read_wav, ulaw_encode
@@ -78,6 +79,7 @@ class CallDeps:
         min_barge_in_speech_ms: continuous caller speech needed for a local-VAD barge-in.
         goodbye_ulaw: played to a call the gateway ends while stopping (:func:`load_goodbye`);
             empty for none.
+        dtmf: how the caller's keys are grouped into entries for the model.
         on_finished: called once with the call's report when the call has ended (must not block).
     """
 
@@ -90,3 +92,4 @@ class CallDeps:
     min_barge_in_speech_ms: float = attrs.field(default=300.0, validator=_positive)
     on_finished: Callable[[CallReport], None] | None = None
     goodbye_ulaw: bytes = attrs.field(factory=load_goodbye, repr=False)
+    dtmf: DtmfSettings = attrs.field(factory=DtmfSettings)
