@@ -209,6 +209,8 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         handovers: at least this many Sonic session handovers.
         recovered_faults: at least this many Sonic faults recovered within the call.
         answers: at least this many assistant answers heard (the greeting counts).
+        text_inputs: the interactive USER texts the model must have received (DTMF entries):
+            exactly this many, in order, each containing its text (ignoring case and spacing).
     """
 
     greeting_within_ms: int | None = None
@@ -223,6 +225,7 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     handovers: int | None = None
     recovered_faults: int | None = None
     answers: int | None = None
+    text_inputs: list[str] | None = None
 
     def __post_init__(self) -> None:
         for line in self.transcript:
