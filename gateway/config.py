@@ -330,6 +330,9 @@ class CallConfig:
             coarser with larger chunks.
         local_vad_barge_in: also barge in on local VAD, not only on Sonic's signal.
         min_barge_in_speech_ms: local VAD speech needed before a barge-in (guards coughs).
+        dtmf_interdigit_ms: the caller's keypad entry ends this long after the last key.
+        dtmf_terminator: the key that ends a keypad entry at once ("" for none).
+        dtmf_max_digits: a keypad entry ends when it has this many keys.
     """
 
     greeting_wav: Path | None = None
@@ -337,6 +340,9 @@ class CallConfig:
     playback_chunk_ms: Annotated[int, msgspec.Meta(ge=20, le=1000, multiple_of=20)] = 100
     local_vad_barge_in: bool = False
     min_barge_in_speech_ms: Annotated[int, msgspec.Meta(ge=0, le=5000)] = 250
+    dtmf_interdigit_ms: Annotated[int, msgspec.Meta(ge=100, le=30_000)] = 2000
+    dtmf_terminator: Annotated[str, msgspec.Meta(pattern=r"^[0-9*#A-D]?$")] = "#"
+    dtmf_max_digits: Annotated[int, msgspec.Meta(ge=1, le=64)] = 20
 
 
 @attrs.frozen

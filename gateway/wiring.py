@@ -25,6 +25,7 @@ from actors.call import (
     CallDeps,
     CallIdentity,
     CallReport,
+    DtmfSettings,
     PromptCache,
     PromptFile,
     PromptName,
@@ -179,6 +180,11 @@ def build_call_factory(
         # 0 in the config means "no guard": the smallest guard the VAD can express is one frame.
         min_barge_in_speech_ms=float(max(call.min_barge_in_speech_ms, 20)),
         on_finished=on_finished,
+        dtmf=DtmfSettings(
+            interdigit_ms=call.dtmf_interdigit_ms,
+            terminator=call.dtmf_terminator,
+            max_digits=call.dtmf_max_digits,
+        ),
     )
 
     return CallBuilder(deps)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from actors.call.call import Call
 from actors.call.deps import CallDeps, load_greeting
+from actors.call.dtmf import DtmfSettings
 from actors.call.outcome import CallOutcome, Outcome, outcome_for_end_reason, outcome_for_error
 from actors.call.ports import CallIdentity, TwilioSocket
 from actors.call.prompts import (
@@ -36,6 +37,7 @@ __all__ = [
     "CallOutcome",
     "CallReport",
     "CallView",
+    "DtmfSettings",
     "Outcome",
     "PromptCache",
     "PromptFile",

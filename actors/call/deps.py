@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from actors.call.dtmf import DtmfSettings
 from actors.call.prompts import PromptCache, bundled_prompt, ulaw_from_wav
 from actors.call.report import CallReport
 from actors.sonic import SonicConnector, SonicSettings
@@ -74,6 +75,7 @@ class CallDeps:
         min_barge_in_speech_ms: continuous caller speech needed for a local-VAD barge-in.
         goodbye_ulaw: played to a call the gateway ends while stopping (:func:`load_goodbye`);
             empty for none.
+        dtmf: how the caller's keys are grouped into entries for the model.
         on_finished: called once with the call's report when the call has ended (must not block).
         prompts: every named prompt clip (hold, transferring, sorry... for call control).
     """
@@ -88,3 +90,4 @@ class CallDeps:
     on_finished: Callable[[CallReport], None] | None = None
     goodbye_ulaw: bytes = attrs.field(factory=load_goodbye, repr=False)
     prompts: PromptCache = attrs.field(factory=PromptCache.bundled, repr=False)
+    dtmf: DtmfSettings = attrs.field(factory=DtmfSettings)

@@ -4,9 +4,17 @@ Rules:
 
 * Wraps one :class:`actors.sonic.SonicConversation` (which hands over planned session rotations
   and recovers retryable stream errors with history replay on its own). Three tasks in one task
-  group, each with one job: caller audio (data mailbox -> ``send_audio``), control (DTMF ->
-  cross-modal USER text; ``HeardReport`` -> history truncation), and Sonic events -> internal
-  messages. Control has its own task so a digit or a heard report never waits behind audio.
+  group, each with one job: caller audio (data mailbox -> ``send_audio``), control (DTMF keys ->
+  :class:`~actors.call.dtmf.DigitCollector` -> one cross-modal USER text per keypad entry;
+  ``HeardReport`` -> history truncation), and Sonic events -> internal messages. Control has its
+  own task so a digit or a heard report never waits behind audio.
+* DTMF: Sonic does not hear keypad tones. Keys are grouped into entries (terminator, inter-digit
+  timeout, length limit: :mod:`actors.call.dtmf`); each entry goes to the model as ONE interactive
+  USER text, ``DTMF: <keys>`` (``DTMF: #`` for a lone terminator), which a system prompt can refer
+  to. The inter-digit timer is the control loop's receive deadline (``anyio.move_on_at``), as in
+  TurnTaker; keys pending when the session stops or restarts are dropped. The text unit's three
+  events go out under the stream's send lock, never between audio events, and the audio block
+  stays open (:mod:`actors.sonic.protocol`).
 * Readiness is signalled BEFORE the conversation opens: the greeting and the ingress must not wait
   for Sonic. Caller audio meanwhile waits in the drop-oldest audio mailbox.
 * Event translation: first audio chunk of a turn -> ``AssistantTurnStarted`` to TurnTaker, THEN the
@@ -35,6 +43,7 @@ import msgspec
 import structlog
 
 from actors.call._snapshot import with_counters
+from actors.call.dtmf import DigitCollector, DtmfEntry, DtmfSettings
 from actors.call.protocol import (
     AssistantAudio,
     AssistantAudioEnded,
@@ -72,9 +81,12 @@ if TYPE_CHECKING:
     from actors.call.report import CallJournal
     from actors.sonic import SonicConnector, SonicConversation, SonicEvent, SonicSettings
 
-__all__ = ["SessionMemory", "SonicSession"]
+__all__ = ["DTMF_TEXT_PREFIX", "SessionMemory", "SonicSession", "dtmf_text"]
 
 _log = structlog.get_logger("actors.call.sonic_session")
+DTMF_TEXT_PREFIX: Final = "DTMF: "
+"""Every keypad entry reaches the model as this prefix and the keys (a system prompt may say what
+the caller's keys mean)."""
 _NO_TOOLS: Final = msgspec.json.encode({"error": "no tools are available on this line"}).decode()
 
 
@@ -119,6 +131,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         turn_control: TurnTaker's mailbox.
         memory: survives restarts (owned by the supervisor).
         journal: the call's flight recorder.
+        dtmf: how keys are grouped into entries.
     """
 
     def __init__(
@@ -131,8 +144,11 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         turn_control: Mailbox[TurnControl],
         memory: SessionMemory,
         journal: CallJournal,
+        dtmf: DtmfSettings | None = None,
     ) -> None:
         super().__init__("sonic_session", inbox=audio, control=control)
+        self._dtmf_settings = dtmf if dtmf is not None else DtmfSettings()
+        self._digits = DigitCollector(self._dtmf_settings)
         self._connector = connector
         self._audio = audio
         self._control_box = control
@@ -146,6 +162,8 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         self.audio_bytes_in = 0
         self.audio_bytes_out = 0
         self.events_in = 0
+        self.dtmf_keys = 0
+        self.dtmf_entries = 0
         self.dtmf_sent = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -211,18 +229,36 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 return
 
     async def _pump_control(self, conv: SonicConversation) -> None:
+        digits = self._digits
         while True:
+            msg: SonicControl | None = None
+            deadline = digits.deadline
             try:
-                msg = await self._control_box.receive()
+                if deadline is None:
+                    msg = await self._control_box.receive()
+                else:
+                    # The inter-digit timer: wait for the next message until the entry's deadline.
+                    with anyio.move_on_at(deadline):
+                        msg = await self._control_box.receive()
             except MailboxClosed:
                 return
+            if msg is None:
+                entry = digits.expire(anyio.current_time())
+                if entry is not None:
+                    await self._send_dtmf(conv, entry)
+                continue
             self.messages_in += 1
             match msg:
-                case CallerDtmf(digit=digit):
-                    # Sonic does not hear DTMF tones: the digit goes in as interactive USER text.
-                    delivered = await conv.send_user_text(f"(The caller pressed the key {digit}.)")
-                    self.dtmf_sent += delivered
-                    _log.info("sonic_session.dtmf", pii_digit=digit, delivered=delivered)
+                case CallerDtmf(digit=digit, at=at):
+                    self.dtmf_keys += 1
+                    try:
+                        entry = digits.press(digit, at)
+                    except ValueError:
+                        # The ingress passes Twilio's digit string on unchecked: not a keypad key.
+                        _log.warning("sonic_session.dtmf_refused", reason="not a DTMF key")
+                        continue
+                    if entry is not None:
+                        await self._send_dtmf(conv, entry)
                 case HeardReport(turn_id=turn_id, heard_ms=heard, total_ms=total):
                     fraction = 1.0 if total <= 0 else heard / total
                     self._memory.history.note_heard(turn_id, fraction)
@@ -231,6 +267,18 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                         conv.note_heard(sonic_turn, fraction)
                 case _:
                     assert_never(msg)
+
+    async def _send_dtmf(self, conv: SonicConversation, entry: DtmfEntry) -> None:
+        """One keypad entry -> one interactive USER text (Sonic does not hear DTMF tones)."""
+        self.dtmf_entries += 1
+        delivered = await conv.send_user_text(dtmf_text(entry, self._dtmf_settings.terminator))
+        self.dtmf_sent += delivered
+        _log.info(
+            "sonic_session.dtmf_entry",
+            pii_digits=entry.digits,
+            ended_by=entry.ended_by,
+            delivered=delivered,
+        )
 
     async def _pump_events(self, conv: SonicConversation) -> None:
         async for event in conv.events:
@@ -317,12 +365,19 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             audio_bytes_in=self.audio_bytes_in,
             audio_bytes_out=self.audio_bytes_out,
             events_in=self.events_in,
+            dtmf_keys=self.dtmf_keys,
+            dtmf_entries=self.dtmf_entries,
             dtmf_sent=self.dtmf_sent,
             sessions=self._memory.sessions,
             handovers=_int(conv_stats.get("handovers")),
             recoveries=_int(conv_stats.get("recoveries")),
             session_index=_int(conv_stats.get("session_index")),
         )
+
+
+def dtmf_text(entry: DtmfEntry, terminator: str) -> str:
+    """The USER text that tells the model about one keypad entry: ``DTMF: 1234``."""
+    return DTMF_TEXT_PREFIX + (entry.digits or terminator)
 
 
 def _int(value: object) -> int | None:

@@ -169,6 +169,7 @@ def build_call_supervisor(
             turn_control=mb.turn_control,
             memory=memory,
             journal=journal,
+            dtmf=deps.dtmf,
         )
 
     def ingress() -> TwilioIngress:

@@ -3,10 +3,11 @@
 Theory of operation. A :class:`ModelScript` is plain data (msgspec Structs that reject unknown
 fields), decodable from a TOML table with :func:`model_script_from_toml` or from an already parsed
 mapping with :func:`model_script_from_mapping`. Its ``turns`` are consumed one per caller turn the
-emulator detects (in order, per session); when they run out the default persona answers. A turn may
-ask for a tool first (``tool_use``: a TOOL block, then the emulator waits for the client's
-``toolResult``) or fail instead of answering (``fault``). ``faults`` fire once per session,
-``after_ms`` from the start of the response; ``session_cap_s`` overrides the emulator's cap.
+emulator detects (speech, or an interactive USER text such as DTMF keys; in order, per session);
+when they run out the default persona answers. A turn may ask for a tool first (``tool_use``: a
+TOOL block, then the emulator waits for the client's ``toolResult``) or fail instead of answering
+(``fault``). ``faults`` fire once per session, ``after_ms`` from the start of the response;
+``session_cap_s`` overrides the emulator's cap.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class ScriptedTurn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """What the model does for one caller turn.
 
     Attributes:
-        transcript: the USER FINAL transcript it reports.
+        transcript: the USER FINAL transcript it reports (none for a text turn).
         reply: the ASSISTANT text (SPECULATIVE and FINAL).
         answer_ms: length of the spoken reply; None takes the emulator setting.
         think_ms: delay from end of turn to the reply; None takes the emulator setting.

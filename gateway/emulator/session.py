@@ -9,6 +9,10 @@ Theory of operation. :class:`SessionRunner` is the async shell around the sans-I
   call splits and decodes frames, validates each event, records it, feeds caller audio to the turn
   detector and hands finished turns to the responder over a small bounded channel. No task hop per
   event: that is most of the emulator's cost per call-second.
+* *Cross-modal text*: a USER ``textInput`` sent while the audio block is open (DTMF keys, "speak
+  first") is recorded (``EmulatedSession.text_inputs``) and is a caller turn like speech: it takes
+  the next scripted turn (or the default persona) and is answered the same way, except that no USER
+  transcript is reported for it (the model was not told anything it had to transcribe).
 * :meth:`SessionRunner.run` owns one task group for the stream's life: the *responder* answers
   turns one at a time (transcript, optional tool call, think time, speculative text, paced audio,
   final text, usage); its current reply runs in a cancel scope that caller speech inside the
@@ -128,6 +132,8 @@ class EmulatedSession:
     replies: list[str] = attrs.Factory(list)
     reply_audio_bytes: int = 0
     barge_ins: int = 0
+    text_inputs: list[str] = attrs.Factory(list)
+    """Interactive USER text received while the audio block was open, in order."""
     tool_results: list[tuple[str, str]] = attrs.Factory(list)
     """``(toolUseId, content)`` per toolResult received."""
     faults: list[str] = attrs.Factory(list)
@@ -143,6 +149,14 @@ class EmulatedSession:
         if not self.input_rate:
             return 0.0
         return 1000.0 * self.caller_pcm_bytes / 2 / self.input_rate
+
+
+@final
+@attrs.frozen
+class TextTurn:
+    """A caller turn made of cross-modal USER text."""
+
+    text: str
 
 
 @final
@@ -199,9 +213,9 @@ class SessionRunner:
         self._tool_waits: dict[str, anyio.Event] = {}
         self.reset_requested = False
         self._input_done = anyio.Event()
-        self._turns_send, self._turns_recv = anyio.create_memory_object_stream[TurnEnded](
-            _TURN_QUEUE
-        )
+        self._turns_send, self._turns_recv = anyio.create_memory_object_stream[
+            TurnEnded | TextTurn
+        ](_TURN_QUEUE)
         cap = settings.session_cap_s
         if script is not None and script.session_cap_s is not None:
             cap = script.session_cap_s
@@ -301,8 +315,14 @@ class SessionRunner:
         self._record.input_events.append(input_event_name(event))
         self._validator.feed(event)
         match event:
-            case SessionStart() | TextInput() | InputContentEnd() | PromptEnd():
+            case SessionStart() | InputContentEnd() | PromptEnd():
                 pass
+            case TextInput():
+                block = self._validator.last_block
+                if self._detector is not None and block is not None and block.role == "USER":
+                    # After the audio block opened: cross-modal input, not history.
+                    self._record.text_inputs.append(event.content)
+                    self._queue_turn(TextTurn(text=event.content))
             case PromptStart():
                 self._events = OutputEvents(
                     prompt_name=event.prompt_name, output_rate=self._validator.output_rate
@@ -344,15 +364,19 @@ class SessionRunner:
                 case SpeechOnset():
                     self._maybe_barge_in(now)
                 case TurnEnded():
-                    record.turns += 1
-                    try:
-                        self._turns_send.send_nowait(turn_event)
-                    except anyio.WouldBlock:
-                        # The responder is _TURN_QUEUE turns behind (audio sent much faster
-                        # than real time): this turn gets no answer.
-                        _log.warning("emulator.turn_dropped", session=record.number)
+                    self._queue_turn(turn_event)
                 case _:
                     assert_never(turn_event)
+
+    def _queue_turn(self, turn: TurnEnded | TextTurn) -> None:
+        record = self._record
+        record.turns += 1
+        try:
+            self._turns_send.send_nowait(turn)
+        except anyio.WouldBlock:
+            # The responder is _TURN_QUEUE turns behind (audio sent much faster than real
+            # time): this turn gets no answer.
+            _log.warning("emulator.turn_dropped", session=record.number)
 
     def _maybe_barge_in(self, now: float) -> None:
         scope = self._reply_scope
@@ -377,10 +401,10 @@ class SessionRunner:
 
     # ------------------------------------------------------------------------------ answering
 
-    async def _respond(self, turns: MemoryObjectReceiveStream[TurnEnded]) -> None:
+    async def _respond(self, turns: MemoryObjectReceiveStream[TurnEnded | TextTurn]) -> None:
         with self._responder_scope:
             index = 0
-            async for _turn in turns:
+            async for turn in turns:
                 index += 1
                 reply, fault = self._plan(index)
                 if fault is not None:
@@ -388,7 +412,7 @@ class SessionRunner:
                     return
                 with anyio.CancelScope() as scope:
                     self._reply_scope = scope
-                    await self._reply(reply)
+                    await self._reply(reply, transcribe=not isinstance(turn, TextTurn))
                 self._reply_scope = None
                 if scope.cancelled_caught:
                     await self._interrupted()
@@ -407,18 +431,19 @@ class SessionRunner:
             return reply, turn.fault
         return default_reply(index, answer_ms=settings.answer_ms, think_ms=settings.think_ms), None
 
-    async def _reply(self, reply: Reply) -> None:
+    async def _reply(self, reply: Reply, *, transcribe: bool = True) -> None:
         events = self._events
         if events is None:
             return
         if not self._completion_started:
             self._completion_started = True
             await self._emit(events.completion_start())
-        for body in events.text_block(
-            role="USER", stage=FINAL, text=reply.transcript, stop_reason="PARTIAL_TURN"
-        ):
-            await self._emit(body)
-        self._record.transcripts.append(reply.transcript)
+        if transcribe:
+            for body in events.text_block(
+                role="USER", stage=FINAL, text=reply.transcript, stop_reason="PARTIAL_TURN"
+            ):
+                await self._emit(body)
+            self._record.transcripts.append(reply.transcript)
         if reply.tool_name is not None and reply.tool_arguments is not None:
             await self._use_tool(events, reply.tool_name, reply.tool_arguments)
         # Think time runs while the reply audio renders (a worker thread, first use only).

@@ -50,6 +50,8 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
         error: why the call failed, None when it ended normally.
         sessions: Sonic sessions opened for the call.
         source: who produced the record ("gateway", "emulator", ...).
+        text_inputs: interactive USER texts the model received during the call (DTMF entries),
+            in order; None when the record's source cannot see them.
     """
 
     call_sid: str
@@ -59,6 +61,7 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     sessions: int = 0
     source: str = ""
+    text_inputs: list[str] | None = None
 
 
 class TurnLatency(msgspec.Struct, frozen=True, kw_only=True):
@@ -233,6 +236,11 @@ def _norm(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
 
+def _squash(text: str) -> str:
+    """Case and spacing ignored, every other character kept (``#`` and ``*`` matter in DTMF)."""
+    return " ".join(text.lower().split())
+
+
 def _transcript_matches(expected: list[str], lines: list[str]) -> tuple[bool, str]:
     """Each expected line must match, in order, a record line of its role containing its text."""
     position = 0
@@ -378,6 +386,21 @@ def _checks(
                 f"{len(expect.heard_contains)} phrases",
                 "all present" if not absent else f"missing {absent[0]!r}",
                 not absent,
+            )
+    if expect.text_inputs is not None:
+        wanted = expect.text_inputs
+        got = None if record is None else record.text_inputs
+        if got is None:
+            no_record("model text inputs", f"{len(wanted)} texts")
+        else:
+            ok = len(got) == len(wanted) and all(
+                _squash(w) in _squash(g) for w, g in zip(wanted, got, strict=True)
+            )
+            add(
+                "model text inputs",
+                " | ".join(wanted) or "none",
+                " | ".join(got) or "none",
+                ok,
             )
     if expect.handovers is not None:
         if record is None:

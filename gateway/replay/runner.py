@@ -245,6 +245,7 @@ class _StackObserver:
             error=None if report.end_reason in _CLEAN_ENDS else report.end_reason,
             sessions=len(sessions),
             source="gateway",
+            text_inputs=[text for session in sessions for text in session.text_inputs],
         )
 
 

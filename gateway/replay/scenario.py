@@ -210,6 +210,8 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         recovered_faults: at least this many Sonic faults recovered within the call.
         answers: exactly this many assistant answers heard (the greeting counts): a turn answered
             twice fails as surely as one not answered.
+        text_inputs: the interactive USER texts the model must have received (DTMF entries):
+            exactly this many, in order, each containing its text (ignoring case and spacing).
     """
 
     greeting_within_ms: int | None = None
@@ -224,6 +226,7 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     handovers: int | None = None
     recovered_faults: int | None = None
     answers: int | None = None
+    text_inputs: list[str] | None = None
 
     def __post_init__(self) -> None:
         for line in self.transcript:

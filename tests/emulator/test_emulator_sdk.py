@@ -417,3 +417,29 @@ async def test_wrong_path_method_and_content_type(emulator: Emulator) -> None:
         assert response.status_code == 400
         assert response.headers["x-amzn-errortype"] == "ValidationException"
     assert emulator.statistics()["rejected_requests"] == 3
+
+
+async def test_interactive_user_text_is_recorded_and_answered(
+    sonic_client_class: Any, pcm_helpers: Any
+) -> None:
+    script = ModelScript(
+        turns=[ScriptedTurn(reply="You entered one two three four.", answer_ms=200)]
+    )
+    async with run_emulator(FAST, script) as emu:
+        client = sonic_client_class(emu.endpoint_uri, str(emu.ca_path))
+        try:
+            await client.start(history=[("USER", "an earlier question")])
+            await client.audio(pcm_helpers.silence(client.in_rate, 100))
+            await client.text_block("USER", "DTMF: 1234", interactive=True)
+            await client.audio(pcm_helpers.silence(client.in_rate, 100))  # the audio block is open
+            await client.receive_until(lambda e: isinstance(e, UsageEvent))
+            await client.finish()
+            await client.drain()
+        finally:
+            await client.close()
+    texts = [(e.role, e.content) for e in client.events if isinstance(e, TextOutput)]
+    assert ("ASSISTANT", "You entered one two three four.") in texts
+    assert not [t for t in texts if t[0] == "USER"]  # nothing to transcribe
+    (session,) = emu.sessions
+    assert session.text_inputs == ["DTMF: 1234"]  # history before the audio block is not input
+    assert session.end_reason == "closed"

@@ -32,13 +32,14 @@ async def test_bundled_scenario_passes(path: Path) -> None:
     assert report.passed, format_report(report)
 
 
-def test_there_are_seven_bundled_scenarios() -> None:
+def test_there_are_eight_bundled_scenarios() -> None:
     names = {p.stem for p in bundled_scenarios()}
     assert names == {
         "greeting_and_two_turns",
         "barge_in_mid_answer",
         "hangup_mid_answer",
         "dtmf",
+        "dtmf_entry",
         "sonic_fault_recovered",
         "session_handover",
         "rejected_unsigned_socket",
