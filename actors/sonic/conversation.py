@@ -1,6 +1,6 @@
 """A conversation that outlives Sonic's session cap: streams handed over, errors recovered.
 
-Theory of operation (issue 3 §3; reference nova-sonic.md §6). A :class:`SonicConversation` is an
+Theory of operation. A :class:`SonicConversation` is an
 async context manager owning a task group; inside it:
 
 * exactly one receive loop per stream (:meth:`SonicStream.run`), started as soon as the stream is
