@@ -1,8 +1,9 @@
 """The Nova Sonic event protocol of ONE stream, sans I/O: what to send, and what was received.
 
-Theory of operation (the event sequence of AWS's Nova Sonic user guide). The input side is a small state machine whose
-methods return the encoded events to send, in order, as ONE unit (a list of bytes), so a shell that
-sends each unit without interleaving is the single writer the service needs::
+Theory of operation (the event sequence of AWS's Nova Sonic user guide). The input side is a small
+state machine whose methods return the encoded events to send, in order, as ONE unit (a list of
+bytes), so a shell that sends each unit without interleaving is the single writer the service
+needs::
 
     NEW --prelude()--> PROMPT --history()*--> PROMPT --mark_ready(); open_audio()--> AUDIO
     AUDIO --audio()/user_text()/tool_result()--> AUDIO --close()--> CLOSED
