@@ -5,7 +5,7 @@ Public surface::
     tool = HttpTool(HttpToolSpec(name="lookup", url="https://...", hmac_key="..."), client)
     toolbox = Toolbox([tool], max_in_flight=4)      # shared by every call (CallDeps.tools)
     async with anyio.create_task_group() as tg:     # owned by the call's SonicSession
-        runner = ToolRunner(toolbox, tg, answer=conv.send_tool_result, record=journal.tools.append)
+        runner = ToolRunner(toolbox, tg, answer=conv.send_tool_result, record=journal.record_tool_call)
         await runner.submit(tool_use_id, name, input_json)   # never blocks on the tool
 
 See :mod:`actors.tools.core` (results, structured errors, signing), :mod:`actors.tools.http` (the
