@@ -302,7 +302,12 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
     async def _send_tool_result(
         self, conv: SonicConversation, tool_use_id: str, content_json: str
     ) -> bool:
-        return await conv.send_tool_result(tool_use_id, content_json)
+        # Runs in a tool's task: an error here must not fail the task group. A failed or closing
+        # conversation surfaces through the event stream; the result is simply not delivered.
+        try:
+            return await conv.send_tool_result(tool_use_id, content_json)
+        except (SonicError, ClosedByUs):
+            return False
 
     async def _pump_events(self, conv: SonicConversation) -> None:
         async for event in conv.events:
