@@ -4,7 +4,7 @@ Theory of operation:
 
 * :class:`GatewayConfig` is a frozen attrs object made of frozen sections (``server``, ``twilio``,
   ``limits``, ``debug``, ``logging``, ``sonic``, ``call``, ``prompts``) plus the top-level
-  ``backend``. Defaults
+  ``backend`` and ``tools`` (``[[tools]]`` entries, :mod:`gateway.tools`; TOML only). Defaults
   live on the attrs fields and nowhere else.
 * Sources, in increasing precedence: the defaults, a TOML file (:meth:`GatewayConfig.from_toml`),
   then ``SONIC_GATEWAY_*`` environment variables (:meth:`GatewayConfig.from_env`);
@@ -37,11 +37,14 @@ import attrs
 import msgspec
 
 from actors.errors import ConfigError
+from gateway.tools import ToolConfig, check_tools
 
 if TYPE_CHECKING:
     # Imported lazily at run time: actors.sonic pulls in the AWS SDK, which the config layer
     # (and commands like ``emulator``) should not pay for.
-    from actors.sonic import PoolSettings, SonicSettings
+    from collections.abc import Sequence
+
+    from actors.sonic import PoolSettings, SonicSettings, SonicTool
 
 __all__ = [
     "ENV_PREFIX",
@@ -61,6 +64,7 @@ __all__ = [
     "SampleRate",
     "ServerConfig",
     "SonicConfig",
+    "ToolConfig",
     "TwilioConfig",
     "backend_chosen",
     "check_emulator_not_production",
@@ -273,13 +277,18 @@ class SonicConfig:
     pool_max_connections: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
 
     def to_sonic_settings(
-        self, *, endpoint_uri: str | None = None, ca_bundle: Path | None = None
+        self,
+        *,
+        endpoint_uri: str | None = None,
+        ca_bundle: Path | None = None,
+        tools: Sequence[SonicTool] = (),
     ) -> SonicSettings:
         """The Sonic client's per-conversation settings.
 
         Args:
             endpoint_uri: overrides ``endpoint_uri`` (the in-process emulator's endpoint).
             ca_bundle: overrides ``ca_bundle`` (the emulator's CA).
+            tools: the tools offered to the model (``gateway.tools.sonic_tools``).
         """
         from actors.sonic import SonicSettings
 
@@ -299,6 +308,7 @@ class SonicConfig:
             audio_batch_ms=self.audio_batch_ms,
             quiet_batch_ms=self.quiet_batch_ms,
             handover_after_s=self.handover_after_s,
+            tools=tuple(tools),
         )
 
     def to_pool_settings(self) -> PoolSettings:
@@ -333,6 +343,8 @@ class CallConfig:
         dtmf_interdigit_ms: the caller's keypad entry ends this long after the last key.
         dtmf_terminator: the key that ends a keypad entry at once ("" for none).
         dtmf_max_digits: a keypad entry ends when it has this many keys.
+        tools_max_in_flight: most tool calls running at once in one call; the model gets
+            ``{"error": "busy"}`` for more.
     """
 
     greeting_wav: Path | None = None
@@ -343,6 +355,7 @@ class CallConfig:
     dtmf_interdigit_ms: Annotated[int, msgspec.Meta(ge=100, le=30_000)] = 2000
     dtmf_terminator: Annotated[str, msgspec.Meta(pattern=r"^[0-9*#A-D]?$")] = "#"
     dtmf_max_digits: Annotated[int, msgspec.Meta(ge=1, le=64)] = 20
+    tools_max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=32)] = 4
 
 
 @attrs.frozen
@@ -410,6 +423,7 @@ class GatewayConfig:
     sonic: SonicConfig = attrs.field(factory=SonicConfig)
     call: CallConfig = attrs.field(factory=CallConfig)
     prompts: PromptsConfig = attrs.field(factory=PromptsConfig)
+    tools: tuple[ToolConfig, ...] = ()
 
     @classmethod
     def from_toml(cls, path: Path) -> GatewayConfig:
@@ -519,7 +533,12 @@ def _check_known_keys(raw: Mapping[str, Any], cls: type, prefix: tuple[str, ...]
             known = ", ".join(".".join((*prefix, n)) for n in names)
             raise ConfigError(dotted, f"a known key (one of: {known})", key)
         hint = hints[key]
-        if attrs.has(hint):
+        if key == "tools" and prefix == () and isinstance(value, list):
+            for i, entry in enumerate(value):
+                if not isinstance(entry, dict):
+                    raise ConfigError(f"tools[{i}]", "a [[tools]] table", entry)
+                _check_known_keys(entry, ToolConfig, (f"tools[{i}]",))
+        elif attrs.has(hint):
             if not isinstance(value, dict):
                 raise ConfigError(dotted, f"a [{dotted}] table", value)
             _check_known_keys(value, hint, (*prefix, key))
@@ -709,6 +728,7 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
         if value is not None and (len(value) < 8 or value.strip() != value):
             raise ConfigError(key(*path), "a secret of at least 8 characters, no spaces")
     _check_twilio_rest(config.twilio, origin)
+    check_tools(config.tools)
     if config.call.playback_chunk_ms > config.call.playback_lead_ms:
         raise ConfigError(
             key("call", "playback_chunk_ms"),

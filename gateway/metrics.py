@@ -7,7 +7,8 @@ per app (never the process-global default registry, so several apps share a proc
   wrapper awaits the call and then reads its :class:`~actors.call.CallReport` (the figures of the
   ``call.summary`` log line): outcome, greeting time, each turn's model / gateway / total response
   time, barge-in stop times, assistant audio heard and cleared, Sonic handovers, restarts and
-  errors. These go into ordinary counters and histograms.
+  errors, tool calls by tool and outcome with their latency. These go into ordinary counters and
+  histograms.
 * **Live state, at scrape time.** :class:`LiveCollector` reads the call registry (live calls,
   handshakes, refusals by reason, caller audio dropped, drain state), the loop-lag monitor's
   cumulative histogram, the Sonic connector's pool and connection statistics, and the mailbox
@@ -17,7 +18,8 @@ per app (never the process-global default registry, so several apps share a proc
 
 Labels are low-cardinality only: an end reason's prefix (``sonic_fatal:accessDeniedException`` is
 outcome ``sonic_fatal``), a refusal reason, a Sonic error kind (a closed set, see
-:mod:`actors.sonic.classify`), a mailbox name, a barge-in source. Never a CallSid or a number.
+:mod:`actors.sonic.classify`), a mailbox name, a barge-in source, a configured tool's name (a name the model made up is
+``_unknown``). Never a CallSid or a number.
 docs/metrics.md lists every metric.
 """
 
@@ -63,6 +65,10 @@ PREFIX: Final = "sonic_gateway"
 # time and barge-in stop are the gateway's own work (a few ms when healthy).
 _RESPONSE_BUCKETS: Final = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
 _GATEWAY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5)
+_TOOL_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+UNKNOWN_TOOL_LABEL: Final = "_unknown"
+"""The ``tool`` label of calls to a name that is not configured (the model chose the name: never a
+label value of its own)."""
 _BARGE_IN_BUCKETS: Final = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 _GREETING_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 _DURATION_BUCKETS: Final = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
@@ -358,6 +364,19 @@ class GatewayMetrics:
             ["kind"],
             registry=reg,
         )
+        self.tool_calls = Counter(
+            f"{PREFIX}_tool_calls",
+            "Tool calls the model made, by tool and outcome (ok or the structured error).",
+            ["tool", "outcome"],
+            registry=reg,
+        )
+        self.tool_latency = Histogram(
+            f"{PREFIX}_tool_latency_seconds",
+            "Tool call asked by the model to result sent back, by tool.",
+            ["tool"],
+            buckets=_TOOL_BUCKETS,
+            registry=reg,
+        )
         reg.register(
             LiveCollector(
                 registry,
@@ -397,6 +416,11 @@ class GatewayMetrics:
         self.restarts.inc(report.sonic_restarts)
         for kind in report.sonic_errors:
             self.sonic_errors.labels(kind).inc()
+        for tool in report.tools:
+            name = UNKNOWN_TOOL_LABEL if tool.outcome == "unknown_tool" else tool.name
+            self.tool_calls.labels(name, tool.outcome).inc()
+            if tool.outcome != "cancelled":
+                self.tool_latency.labels(name).observe(tool.latency_ms / 1000.0)
 
     def observe_ended(self, call: LiveCall, *, failed: bool) -> None:
         """Count a call that has just ended (its report when it has one, and its mailbox drops).

@@ -7,7 +7,8 @@ endpoint and the standard AWS credential chain), builds the call factory from it
 (:func:`build_call_factory`) and serves the app until SIGTERM/SIGINT and the drain that follows
 (:mod:`gateway.drain`) have stopped the server. Everything is owned by one task tree: leaving
 :func:`serve_command` closes the server, then the connector (pooled streams in order), then the
-emulator (removing its temporary CA directory).
+emulator (removing its temporary CA directory), then the one HTTP client the configured tools
+share (:mod:`gateway.tools`).
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ from actors.call import (
 from actors.sonic import BotocoreCredentials, SonicConnector, StaticCredentials
 from gateway.debug import DebugSources
 from gateway.server import run_gateway
+from gateway.tools import build_toolbox, open_tool_client, sonic_tools
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from actors.sonic import ConnectorStatistics, CredentialsProvider, SonicSettings
+    from actors.tools import Toolbox
     from gateway.config import GatewayConfig
     from gateway.registry import CallFactory
 
@@ -75,12 +78,14 @@ async def open_sonic_connector(config: GatewayConfig) -> AsyncIterator[SonicConn
 
             emulator = await stack.enter_async_context(run_emulator(EmulatorSettings()))
             settings = config.sonic.to_sonic_settings(
-                endpoint_uri=emulator.endpoint_uri, ca_bundle=emulator.ca_path
+                endpoint_uri=emulator.endpoint_uri,
+                ca_bundle=emulator.ca_path,
+                tools=sonic_tools(config.tools),
             )
             credentials = StaticCredentials()
             _log.info("backend.emulator_started", endpoint=emulator.endpoint_uri)
         else:
-            settings = config.sonic.to_sonic_settings()
+            settings = config.sonic.to_sonic_settings(tools=sonic_tools(config.tools))
             credentials = BotocoreCredentials()
             _log.info("backend.bedrock", region=settings.region, model_id=settings.model_id)
         connector = await stack.enter_async_context(
@@ -153,6 +158,7 @@ def build_call_factory(
     *,
     on_finished: Callable[[CallReport], None] | None = None,
     prompts: PromptCache | None = None,
+    tools: Toolbox | None = None,
 ) -> CallFactory:
     """Build the factory of per-call actor trees (``actors.call``) over ``connector``.
 
@@ -160,7 +166,9 @@ def build_call_factory(
     SonicSession, TurnTaker and PlaybackEgress) over the socket and identity the gateway read.
     Its SonicSession opens conversations through ``connector``; its behaviour comes from
     ``config.call``. The prompts are loaded once (``prompts``, or :func:`load_prompts` here), not
-    per call.
+    per call. ``tools`` are the executable ``[[tools]]`` (:func:`gateway.tools.build_toolbox`,
+    over the process's one HTTP client); None: no tool runs (the model is answered
+    ``unknown_tool``).
 
     Raises:
         ConfigError: ``prompts`` is None and a configured prompt file is not usable.
@@ -185,6 +193,7 @@ def build_call_factory(
             terminator=call.dtmf_terminator,
             max_digits=call.dtmf_max_digits,
         ),
+        **({} if tools is None else {"tools": tools}),
     )
 
     return CallBuilder(deps)
@@ -216,12 +225,14 @@ async def serve_command(config: GatewayConfig) -> None:
     finished = FinishedCalls()
     # Before the connector opens: a bad prompt file stops the start with one ConfigError line.
     prompts = load_prompts(config)
-    async with open_sonic_connector(config) as connector:
+    async with open_tool_client() as http, open_sonic_connector(config) as connector:
+        tools = build_toolbox(config.tools, http, max_in_flight=config.call.tools_max_in_flight)
+        if config.tools:
+            _log.info("gateway.tools", names=list(tools.names))
         sources = DebugSources(
             recent_reports=finished.recent, sonic_statistics=connector.statistics
         )
-        await run_gateway(
-            config,
-            build_call_factory(config, connector, on_finished=finished.add, prompts=prompts),
-            debug_sources=sources,
+        factory = build_call_factory(
+            config, connector, on_finished=finished.add, prompts=prompts, tools=tools
         )
+        await run_gateway(config, factory, debug_sources=sources)

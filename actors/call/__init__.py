@@ -25,7 +25,13 @@ from actors.call.prompts import (
     PromptName,
     load_prompt_cache,
 )
-from actors.call.report import BargeInSummary, CallReport, TranscriptLine, TurnLatency
+from actors.call.report import (
+    BargeInSummary,
+    CallReport,
+    ToolCallSummary,
+    TranscriptLine,
+    TurnLatency,
+)
 from actors.call.view import CallView, call_view, mask_number
 
 __all__ = [
@@ -43,6 +49,7 @@ __all__ = [
     "PromptFile",
     "PromptFormatError",
     "PromptName",
+    "ToolCallSummary",
     "TranscriptLine",
     "TurnLatency",
     "TwilioSocket",

@@ -182,6 +182,7 @@ class Call:
             heard_ms=report.heard_ms,
             handovers=report.handovers,
             sonic_restarts=report.sonic_restarts,
+            tools=_tool_counts(report),
             caller_audio_dropped_ms=dropped_ms,
             pii_transcript=[f"{line.role}: {line.text}" for line in report.transcript],
         )
@@ -191,3 +192,14 @@ class Call:
                 callback(report)
             except Exception:
                 _log.exception("call.on_finished_failed")
+
+
+def _tool_counts(report: CallReport) -> dict[str, dict[str, float]]:
+    """Per tool: calls, calls by outcome and the slowest latency (the summary stays one line)."""
+    counts: dict[str, dict[str, float]] = {}
+    for call in report.tools:
+        entry = counts.setdefault(call.name, {"calls": 0, "max_latency_ms": 0.0})
+        entry["calls"] += 1
+        entry[call.outcome] = entry.get(call.outcome, 0) + 1
+        entry["max_latency_ms"] = max(entry["max_latency_ms"], call.latency_ms)
+    return counts

@@ -22,6 +22,7 @@ from actors.call.dtmf import DtmfSettings
 from actors.call.prompts import PromptCache, bundled_prompt, ulaw_from_wav
 from actors.call.report import CallReport
 from actors.sonic import SonicConnector, SonicSettings
+from actors.tools import Toolbox
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -78,6 +79,8 @@ class CallDeps:
         dtmf: how the caller's keys are grouped into entries for the model.
         on_finished: called once with the call's report when the call has ended (must not block).
         prompts: every named prompt clip (hold, transferring, sorry... for call control).
+        tools: the tools the model may call (their specs go to Sonic in ``sonic_settings.tools``);
+            each call runs them in its SonicSession, at most ``tools.max_in_flight`` at once.
     """
 
     connector: SonicConnector
@@ -91,3 +94,4 @@ class CallDeps:
     goodbye_ulaw: bytes = attrs.field(factory=load_goodbye, repr=False)
     prompts: PromptCache = attrs.field(factory=PromptCache.bundled, repr=False)
     dtmf: DtmfSettings = attrs.field(factory=DtmfSettings)
+    tools: Toolbox = attrs.field(factory=Toolbox, repr=False)

@@ -4,7 +4,8 @@ Rules:
 
 * The journal is append-only and owned by :class:`~actors.call.Call`; each actor writes only its own
   facts (ingress: end reason and frame counts; SonicSession: transcripts, handovers, restarts;
-  TurnTaker: latencies and barge-in decisions; PlaybackEgress: clears sent and playback results).
+  TurnTaker: latencies and barge-in decisions; PlaybackEgress: clears sent and playback results;
+  SonicSession's ToolRunner: finished tool calls).
   It is a recorder, not a channel: no actor reads what another wrote, so it creates no coupling and
   needs no lock (one event loop, no awaits inside its methods).
 * Times recorded are ``anyio.current_time()`` values; the report turns them into millisecond
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 from typing import Literal, final
 
+import anyio
 import attrs
 import msgspec
 
 from actors.call.protocol import BargeInSource, PlaybackFinished
+from actors.tools import ToolCall, ToolOutcome
 
 __all__ = [
     "BargeInRecord",
@@ -28,6 +31,7 @@ __all__ = [
     "CallJournal",
     "CallReport",
     "EndOfSpeechSource",
+    "ToolCallSummary",
     "TranscriptLine",
     "TurnLatency",
     "truncate_to_heard",
@@ -84,6 +88,21 @@ class BargeInSummary(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """How much of the interrupted turn the caller heard."""
 
 
+class ToolCallSummary(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One tool call the model made: which tool, how it ended, how long it took."""
+
+    name: str
+    outcome: ToolOutcome
+    """``ok``, or the structured error the model got (``timeout``, ``http_status``...), or
+    ``cancelled`` (the call or its Sonic session ended first)."""
+    latency_ms: float
+    """Request from the model -> result sent back (or cancelled)."""
+    at_ms: float
+    """When the model asked, from the call's start."""
+    delivered: bool
+    """The result reached the model."""
+
+
 class CallReport(msgspec.Struct, frozen=True, kw_only=True):
     """What happened on one call: latencies, transcript, barge-ins, what was heard, why it ended."""
 
@@ -105,6 +124,8 @@ class CallReport(msgspec.Struct, frozen=True, kw_only=True):
     """Assistant audio cut off by a barge-in (generated, never heard), all turns."""
     sonic_errors: list[str] = msgspec.field(default_factory=list)
     """The kind of every Sonic error the call met, in order: recovered, restarted or fatal."""
+    tools: list[ToolCallSummary] = msgspec.field(default_factory=list)
+    """Every tool call the model made, in the order they finished."""
 
 
 def truncate_to_heard(text: str, heard_ms: float, total_ms: float) -> str:
@@ -137,6 +158,8 @@ class CallJournal:
     handovers: list[float] = attrs.field(factory=list)
     sonic_restarts: int = 0
     sonic_errors: list[str] = attrs.field(factory=list)
+    tool_calls: list[tuple[float, ToolCall]] = attrs.field(factory=list)
+    """``(asked at, finished call)`` per tool call, written by SonicSession's ToolRunner."""
     ended_at: float | None = None
 
     def end(self, reason: str, at: float, detail: str | None = None) -> None:
@@ -145,6 +168,11 @@ class CallJournal:
             self.end_reason = reason
             self.end_detail = detail
             self.ended_at = at
+
+    def record_tool_call(self, call: ToolCall) -> None:
+        """A tool call finished (its start is recovered from its latency); never blocks."""
+        now = anyio.current_time()
+        self.tool_calls.append((now - call.latency_ms / 1000.0, call))
 
     def report(self, *, call_sid: str, stream_sid: str, now: float) -> CallReport:
         """Build the report (callable at any time; final once the call has ended)."""
@@ -203,4 +231,14 @@ class CallJournal:
                 if p.interrupted
             ),
             sonic_errors=list(self.sonic_errors),
+            tools=[
+                ToolCallSummary(
+                    name=call.name,
+                    outcome=call.outcome,
+                    latency_ms=call.latency_ms,
+                    at_ms=ms(at),
+                    delivered=call.delivered,
+                )
+                for at, call in self.tool_calls
+            ],
         )

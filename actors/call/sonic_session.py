@@ -15,6 +15,13 @@ Rules:
   TurnTaker; keys pending when the session stops or restarts are dropped. The text unit's three
   events go out under the stream's send lock, never between audio events, and the audio block
   stays open (:mod:`actors.sonic.protocol`).
+* Tools: a ``ToolUseRequested`` is handed to a :class:`~actors.tools.ToolRunner` that runs the
+  tool in this actor's task group and returns at once, so the event stream (and the model's
+  speech) never waits on a tool; the result, or a structured error such as
+  ``{"error": "timeout"}``, goes back with ``send_tool_result``. At most ``tools.max_in_flight``
+  run at once (more are answered ``{"error": "busy"}``); a name not configured is answered
+  ``{"error": "unknown_tool"}``. Pending tools are cancelled when the session stops or restarts
+  (their tool-use ids die with the Sonic session). Each call is recorded in the journal.
 * Readiness is signalled BEFORE the conversation opens: the greeting and the ingress must not wait
   for Sonic. Caller audio meanwhile waits in the drop-oldest audio mailbox.
 * Event translation: first audio chunk of a turn -> ``AssistantTurnStarted`` to TurnTaker, THEN the
@@ -35,11 +42,11 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Final, assert_never, final
 
 import anyio
 import attrs
-import msgspec
 import structlog
 
 from actors.call._snapshot import with_counters
@@ -74,6 +81,7 @@ from actors.sonic import (
     Usage,
     UserTranscript,
 )
+from actors.tools import Toolbox, ToolRunner
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -87,7 +95,6 @@ _log = structlog.get_logger("actors.call.sonic_session")
 DTMF_TEXT_PREFIX: Final = "DTMF: "
 """Every keypad entry reaches the model as this prefix and the keys (a system prompt may say what
 the caller's keys mean)."""
-_NO_TOOLS: Final = msgspec.json.encode({"error": "no tools are available on this line"}).decode()
 
 
 @final
@@ -132,6 +139,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         memory: survives restarts (owned by the supervisor).
         journal: the call's flight recorder.
         dtmf: how keys are grouped into entries.
+        tools: the tools the model may call (none: every call is answered ``unknown_tool``).
     """
 
     def __init__(
@@ -145,11 +153,14 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         memory: SessionMemory,
         journal: CallJournal,
         dtmf: DtmfSettings | None = None,
+        tools: Toolbox | None = None,
     ) -> None:
         super().__init__("sonic_session", inbox=audio, control=control)
         self._dtmf_settings = dtmf if dtmf is not None else DtmfSettings()
         self._digits = DigitCollector(self._dtmf_settings)
         self._connector = connector
+        self._toolbox = tools if tools is not None else Toolbox()
+        self._tools: ToolRunner | None = None
         self._audio = audio
         self._control_box = control
         self._playback_data = playback_data
@@ -189,6 +200,13 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 self.state = "open"
                 with self._work:
                     async with anyio.create_task_group() as tg:
+                        # Tools run in this task group: leaving it cancels the pending ones.
+                        self._tools = ToolRunner(
+                            self._toolbox,
+                            tg,
+                            answer=functools.partial(self._send_tool_result, conv),
+                            record=self._journal.record_tool_call,
+                        )
                         tg.start_soon(self._pump_audio, conv)
                         tg.start_soon(self._pump_control, conv)
                         await self._pump_events(conv)
@@ -206,6 +224,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             raise
         finally:
             self._conv = None
+            self._tools = None
         self.state = "closed"
 
     def request_stop(self) -> bool:
@@ -280,6 +299,16 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             delivered=delivered,
         )
 
+    async def _send_tool_result(
+        self, conv: SonicConversation, tool_use_id: str, content_json: str
+    ) -> bool:
+        # Runs in a tool's task: an error here must not fail the task group. A failed or closing
+        # conversation surfaces through the event stream; the result is simply not delivered.
+        try:
+            return await conv.send_tool_result(tool_use_id, content_json)
+        except (SonicError, ClosedByUs):
+            return False
+
     async def _pump_events(self, conv: SonicConversation) -> None:
         async for event in conv.events:
             self.events_in += 1
@@ -326,10 +355,10 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 self._journal.assistant_lines.append((now, turn_id, text))
                 self._memory.history.add_assistant(text, turn_id=turn_id)
                 _log.info("sonic_session.assistant_text", turn_id=turn_id, pii_transcript=text)
-            case ToolUseRequested(tool_use_id=tool_use_id, name=name):
-                # No tools are configured on this line: answer at once so the model moves on.
-                _log.info("sonic_session.tool_unsupported", tool=name)
-                await conv.send_tool_result(tool_use_id, _NO_TOOLS)
+            case ToolUseRequested(tool_use_id=tool_use_id, name=name, arguments_json=arguments):
+                tools = self._tools
+                assert tools is not None  # set for as long as events are pumped
+                await tools.submit(tool_use_id, name, arguments)
             case HandedOver(reason=reason, session_index=index):
                 self._journal.handovers.append(now)
                 if reason.startswith("error:"):  # a retryable error the conversation recovered
@@ -368,6 +397,8 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             dtmf_keys=self.dtmf_keys,
             dtmf_entries=self.dtmf_entries,
             dtmf_sent=self.dtmf_sent,
+            tools_started=None if self._tools is None else self._tools.started,
+            tools_in_flight=None if self._tools is None else self._tools.in_flight,
             sessions=self._memory.sessions,
             handovers=_int(conv_stats.get("handovers")),
             recoveries=_int(conv_stats.get("recoveries")),

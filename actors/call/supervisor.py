@@ -170,6 +170,7 @@ def build_call_supervisor(
             memory=memory,
             journal=journal,
             dtmf=deps.dtmf,
+            tools=deps.tools,
         )
 
     def ingress() -> TwilioIngress:

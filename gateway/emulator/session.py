@@ -136,6 +136,8 @@ class EmulatedSession:
     """Interactive USER text received while the audio block was open, in order."""
     tool_results: list[tuple[str, str]] = attrs.Factory(list)
     """``(toolUseId, content)`` per toolResult received."""
+    tools_offered: list[str] = attrs.Factory(list)
+    """The tool names ``promptStart``'s tool configuration offered the model."""
     faults: list[str] = attrs.Factory(list)
     end_reason: str | None = None
     """``closed`` (orderly), an exception kind, ``reset``, ``stall``, ``input_ended``,
@@ -324,6 +326,9 @@ class SessionRunner:
                     self._record.text_inputs.append(event.content)
                     self._queue_turn(TextTurn(text=event.content))
             case PromptStart():
+                config = event.tool_configuration
+                if config is not None:
+                    self._record.tools_offered = [t.tool_spec.name for t in config.tools]
                 self._events = OutputEvents(
                     prompt_name=event.prompt_name, output_rate=self._validator.output_rate
                 )

@@ -285,6 +285,7 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
     from gateway.debug import DebugSources
     from gateway.emulator import EmulatorSettings, run_emulator
     from gateway.server import serve_gateway
+    from gateway.tools import build_toolbox, open_tool_client, sonic_tools
 
     try:
         settings = EmulatorSettings(**{"port": 0, **scenario.emulator})
@@ -311,16 +312,20 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
             connector = await stack.enter_async_context(
                 SonicConnector(
                     config.sonic.to_sonic_settings(
-                        endpoint_uri=emulator.endpoint_uri, ca_bundle=emulator.ca_path
+                        endpoint_uri=emulator.endpoint_uri,
+                        ca_bundle=emulator.ca_path,
+                        tools=sonic_tools(config.tools),
                     ),
                     credentials=StaticCredentials(),
                     pool=config.sonic.to_pool_settings(),
                 )
             )
             finished = wiring.FinishedCalls()
+            http = await stack.enter_async_context(open_tool_client())
+            tools = build_toolbox(config.tools, http, max_in_flight=config.call.tools_max_in_flight)
             try:
                 call_factory = wiring.build_call_factory(
-                    config, connector, on_finished=finished.add
+                    config, connector, on_finished=finished.add, tools=tools
                 )
             except GatewayError as unwired:
                 raise StackUnavailable(

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
 from actors.call import CallReport
-from actors.call.report import BargeInSummary, TurnLatency
+from actors.call.report import BargeInSummary, ToolCallSummary, TurnLatency
 from actors.sonic import ConnectorStatistics
 from actors.sonic.transport import ConnectionStatistics
 from gateway.loop_lag import LoopLagMonitor
@@ -322,3 +322,29 @@ def test_dashboard_is_json_and_names_only_metrics_that_exist() -> None:
     exposed |= {f"{f.name}_total" for f in families.values() if f.type == "counter"}
     assert names
     assert names <= exposed, names - exposed
+
+
+def test_tool_calls_are_counted_by_tool_and_outcome_with_their_latency() -> None:
+    tools = [
+        ToolCallSummary(name="balance", outcome="ok", latency_ms=120.0, at_ms=1.0, delivered=True),
+        ToolCallSummary(
+            name="balance", outcome="timeout", latency_ms=5000.0, at_ms=2.0, delivered=True
+        ),
+        ToolCallSummary(
+            name="made_up", outcome="unknown_tool", latency_ms=0.5, at_ms=3.0, delivered=True
+        ),
+        ToolCallSummary(
+            name="balance", outcome="cancelled", latency_ms=10.0, at_ms=4.0, delivered=False
+        ),
+    ]
+    metrics = GatewayMetrics(CallRegistry(4))
+    metrics.observe_report(report(tools=tools))
+    f = parse(metrics.render().decode())
+    assert sample(f, "sonic_gateway_tool_calls_total", tool="balance", outcome="ok") == 1
+    assert sample(f, "sonic_gateway_tool_calls_total", tool="balance", outcome="timeout") == 1
+    assert sample(f, "sonic_gateway_tool_calls_total", tool="balance", outcome="cancelled") == 1
+    assert sample(f, "sonic_gateway_tool_calls_total", tool="_unknown", outcome="unknown_tool") == 1
+    assert sample(f, "sonic_gateway_tool_latency_seconds_count", tool="balance") == 2
+    assert sample(f, "sonic_gateway_tool_latency_seconds_sum", tool="balance") == pytest.approx(
+        5.12
+    )
