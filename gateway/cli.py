@@ -117,6 +117,28 @@ def build_parser() -> argparse.ArgumentParser:
         "arrives)",
     )
     emulator.add_argument(
+        "--end-of-turn-silence-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="caller silence that ends a turn, for every session (default: each session's "
+        "endpointingSensitivity as Nova 2 Sonic documents it: 1500 HIGH, 1750 MEDIUM, 2000 LOW)",
+    )
+    emulator.add_argument(
+        "--think-ms",
+        type=int,
+        default=200,
+        metavar="MS",
+        help="mean time from the end of a turn to the reply (default 200; not measured)",
+    )
+    emulator.add_argument(
+        "--think-jitter-ms",
+        type=int,
+        default=50,
+        metavar="MS",
+        help="each reply's think time is drawn uniformly from --think-ms +/- MS (default 50)",
+    )
+    emulator.add_argument(
         "--stats-file",
         type=Path,
         metavar="PATH",
@@ -243,6 +265,9 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         port=args.port,
         realtime_factor=args.realtime_factor,
         vad_block_ms=args.vad_block_ms,
+        end_of_turn_silence_ms=args.end_of_turn_silence_ms,
+        think_ms=args.think_ms,
+        think_jitter_ms=args.think_jitter_ms,
     )
     anyio.run(lambda: serve_forever(settings, on_ready=on_ready, stats_file=args.stats_file))
     return 0

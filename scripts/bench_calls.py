@@ -11,8 +11,10 @@ real WebSocket) and prints, from two vantage points:
   assistant media received; caller starts talking over the answer -> ``clear`` received, and how
   much assistant audio the caller still heard after starting to talk.
 
-Model time here is the emulator's: its end-of-turn silence (600 ms default) plus think time
-(200 ms); a real Nova Sonic's endpointing replaces it. Usage::
+Model time here is the emulator's, on the timing these figures have always been measured with
+(600 ms end-of-turn silence, exactly 200 ms think time, unless a scenario's ``[emulator]`` table
+says otherwise), not the emulator's default (Nova 2 Sonic's documented pause, 1.75 s at
+``MEDIUM``); a real Nova Sonic's endpointing replaces it. Usage::
 
     .venv/bin/python scripts/bench_calls.py --rounds 3
 """
@@ -21,9 +23,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
+import msgspec
 
 from gateway.config import LoggingConfig
 from gateway.logs import configure_logging
@@ -31,6 +34,10 @@ from gateway.replay import bundled_scenarios, load_scenario, replay_stack
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+# Comparable with docs/performance.md: the emulator timing from before its default followed the
+# session's endpointingSensitivity. A scenario's own [emulator] table wins.
+EMULATOR_TIMING: Final = {"end_of_turn_silence_ms": 600.0, "think_ms": 200, "think_jitter_ms": 0}
 
 
 def _fmt(values: list[float]) -> str:
@@ -60,6 +67,9 @@ async def _run(paths: list[Path], rounds: int) -> None:
     for _ in range(rounds):
         for path in paths:
             scenario = load_scenario(path)
+            scenario = msgspec.structs.replace(
+                scenario, emulator={**EMULATOR_TIMING, **scenario.emulator}
+            )
             async with replay_stack(scenario) as stack:
                 peer = await stack.run()
                 own = stack.finished.get(peer.call_sid)

@@ -88,6 +88,16 @@ LOADGEN: Final = Path(__file__).resolve().with_name("loadgen.py")
 # The emulator decides turn ends on 100 ms blocks of caller audio under load (cheaper per event,
 # and the same for every gateway measured); its default, per event, is for exact scenario timing.
 EMULATOR_VAD_BLOCK_MS: Final = 100
+# The emulator's timing from before it followed Nova 2 Sonic's documented end-of-turn pause (600 ms
+# silence, exactly 200 ms think time): figures stay comparable with docs/performance.md.
+EMULATOR_TIMING: Final = (
+    "--end-of-turn-silence-ms",
+    "600",
+    "--think-ms",
+    "200",
+    "--think-jitter-ms",
+    "0",
+)
 START_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 15.0
 MAX_LINE: Final = 1 << 28
@@ -195,6 +205,8 @@ async def run_emulator(
         command += ["--stats-file", str(stats_file)]
     if b"--vad-block-ms" in helped.stdout:
         command += ["--vad-block-ms", str(EMULATOR_VAD_BLOCK_MS)]
+    if b"--end-of-turn-silence-ms" in helped.stdout:
+        command += EMULATOR_TIMING
     process = await anyio.open_process(pinned(command, cpus), cwd=root)
     emulator = Emulator(process=process, stats_file=stats_file)
     ready = anyio.Event()

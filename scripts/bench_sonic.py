@@ -73,6 +73,7 @@ async def _serve_emulator() -> None:
 
     settings = EmulatorSettings(
         think_ms=0,
+        think_jitter_ms=0,
         answer_ms=6000,
         output_chunk_ms=100,
         realtime_factor=50.0,

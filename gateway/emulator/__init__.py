@@ -28,13 +28,14 @@ from gateway.emulator.script import (
     model_script_from_toml,
 )
 from gateway.emulator.server import ConnectionFaultKind, Emulator, run_emulator, serve_forever
-from gateway.emulator.session import EmulatedSession
-from gateway.emulator.settings import EmulatorSettings
+from gateway.emulator.session import EmulatedSession, TurnTiming
+from gateway.emulator.settings import ENDPOINTING_PAUSE_MS, EmulatorSettings, ThinkTimes
 from gateway.emulator.validator import CHAT_HISTORY_MESSAGE
 
 __all__ = [
     "CHAT_HISTORY_MESSAGE",
     "DEFAULT_MESSAGES",
+    "ENDPOINTING_PAUSE_MS",
     "EXCEPTION_KINDS",
     "FAULT_KINDS",
     "SESSION_CAP_MESSAGE",
@@ -50,6 +51,8 @@ __all__ = [
     "ScriptedFault",
     "ScriptedToolUse",
     "ScriptedTurn",
+    "ThinkTimes",
+    "TurnTiming",
     "model_script_from_mapping",
     "model_script_from_toml",
     "run_emulator",

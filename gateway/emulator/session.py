@@ -40,6 +40,7 @@ from actors.errors import RemoteProtocolError
 from actors.wire import (
     BARGE_IN_MARKER,
     AudioInput,
+    EndpointingSensitivity,
     InputContentEnd,
     InputContentStart,
     OutputContentStart,
@@ -75,6 +76,7 @@ from gateway.emulator.persona import (
     default_reply,
     scripted_reply,
 )
+from gateway.emulator.settings import ThinkTimes
 from gateway.emulator.turns import SpeechOnset, TurnDetector, TurnEnded
 from gateway.emulator.validator import SessionValidator, SessionViolation
 from gateway.emulator.voice import (
@@ -93,7 +95,7 @@ if TYPE_CHECKING:
     from gateway.emulator.settings import EmulatorSettings
     from gateway.loop_lag import LagHistogram
 
-__all__ = ["EmulatedSession", "FrameOutput", "SessionRunner"]
+__all__ = ["EmulatedSession", "FrameOutput", "SessionRunner", "TurnTiming"]
 
 _log = structlog.get_logger("gateway.emulator")
 _TURN_QUEUE: Final = 8
@@ -107,6 +109,28 @@ class FrameOutput(Protocol):
 
     async def send(self, data: bytes) -> None:
         """Queue a frame, waiting first while the output is above its high water."""
+
+
+@final
+@attrs.define
+class TurnTiming:
+    """When the emulated model decided one caller turn had ended, and when it started answering.
+
+    ``pause_ms``: the caller silence (audio time) that ended the turn; None for a text turn.
+    ``ended_at`` / ``first_audio_at``: ``anyio.current_time()`` of the decision and of the first
+    ``audioOutput`` of its reply (None: no audio went out, e.g. a fault or a hang-up first).
+    """
+
+    ended_at: float
+    pause_ms: float | None
+    first_audio_at: float | None = None
+
+    @property
+    def first_audio_ms(self) -> float | None:
+        """The model's time to first audio after it decided the turn ended (wall ms)."""
+        if self.first_audio_at is None:
+            return None
+        return 1000.0 * (self.first_audio_at - self.ended_at)
 
 
 @attrs.define
@@ -128,6 +152,10 @@ class EmulatedSession:
     first_audio_at: float | None = None
     last_audio_at: float | None = None
     turns: int = 0
+    end_of_turn_pause_ms: float | None = None
+    """The silence that ends a caller turn in this session (None until the audio block opens)."""
+    turn_timings: list[TurnTiming] = attrs.Factory(list)
+    """One per caller turn, in order (dropped turns included, with no first audio)."""
     transcripts: list[str] = attrs.Factory(list)
     replies: list[str] = attrs.Factory(list)
     reply_audio_bytes: int = 0
@@ -216,8 +244,10 @@ class SessionRunner:
         self.reset_requested = False
         self._input_done = anyio.Event()
         self._turns_send, self._turns_recv = anyio.create_memory_object_stream[
-            TurnEnded | TextTurn
+            tuple[TurnEnded | TextTurn, TurnTiming]
         ](_TURN_QUEUE)
+        self._sensitivity: EndpointingSensitivity | None = None
+        self._think_times = ThinkTimes(settings, record.number)
         cap = settings.session_cap_s
         if script is not None and script.session_cap_s is not None:
             cap = script.session_cap_s
@@ -317,7 +347,11 @@ class SessionRunner:
         self._record.input_events.append(input_event_name(event))
         self._validator.feed(event)
         match event:
-            case SessionStart() | InputContentEnd() | PromptEnd():
+            case SessionStart():
+                detection = event.turn_detection_configuration
+                if detection is not None:
+                    self._sensitivity = detection.endpointing_sensitivity
+            case InputContentEnd() | PromptEnd():
                 pass
             case TextInput():
                 block = self._validator.last_block
@@ -340,9 +374,11 @@ class SessionRunner:
             case InputContentStart():
                 if event.type == "AUDIO" and self._validator.input_rate is not None:
                     self._record.input_rate = self._validator.input_rate
+                    pause_ms = self._settings.end_of_turn_pause_ms(self._sensitivity)
+                    self._record.end_of_turn_pause_ms = pause_ms
                     self._detector = TurnDetector(
                         self._validator.input_rate,
-                        end_of_turn_silence_ms=self._settings.end_of_turn_silence_ms,
+                        end_of_turn_silence_ms=pause_ms,
                         onset_ms=self._settings.vad_onset_ms,
                         threshold_dbfs=self._settings.vad_threshold_dbfs,
                         block_ms=self._settings.vad_block_ms,
@@ -376,8 +412,13 @@ class SessionRunner:
     def _queue_turn(self, turn: TurnEnded | TextTurn) -> None:
         record = self._record
         record.turns += 1
+        timing = TurnTiming(
+            ended_at=anyio.current_time(),
+            pause_ms=turn.silence_ms if isinstance(turn, TurnEnded) else None,
+        )
+        record.turn_timings.append(timing)
         try:
-            self._turns_send.send_nowait(turn)
+            self._turns_send.send_nowait((turn, timing))
         except anyio.WouldBlock:
             # The responder is _TURN_QUEUE turns behind (audio sent much faster than real
             # time): this turn gets no answer.
@@ -406,10 +447,12 @@ class SessionRunner:
 
     # ------------------------------------------------------------------------------ answering
 
-    async def _respond(self, turns: MemoryObjectReceiveStream[TurnEnded | TextTurn]) -> None:
+    async def _respond(
+        self, turns: MemoryObjectReceiveStream[tuple[TurnEnded | TextTurn, TurnTiming]]
+    ) -> None:
         with self._responder_scope:
             index = 0
-            async for turn in turns:
+            async for turn, timing in turns:
                 index += 1
                 reply, fault = self._plan(index)
                 if fault is not None:
@@ -417,13 +460,14 @@ class SessionRunner:
                     return
                 with anyio.CancelScope() as scope:
                     self._reply_scope = scope
-                    await self._reply(reply, transcribe=not isinstance(turn, TextTurn))
+                    await self._reply(reply, timing, transcribe=not isinstance(turn, TextTurn))
                 self._reply_scope = None
                 if scope.cancelled_caught:
                     await self._interrupted()
 
     def _plan(self, index: int) -> tuple[Reply, Fault | None]:
         settings = self._settings
+        think_ms = self._think_times.draw()
         script = self._script
         # Scripted turns belong to the conversation, not to one stream: a handover or a recovery
         # continues the script where the previous session left it.
@@ -431,12 +475,12 @@ class SessionRunner:
         if script is not None and scripted is not None and scripted < len(script.turns):
             turn = script.turns[scripted]
             reply = scripted_reply(
-                turn, index=index, answer_ms=settings.answer_ms, think_ms=settings.think_ms
+                turn, index=index, answer_ms=settings.answer_ms, think_ms=think_ms
             )
             return reply, turn.fault
-        return default_reply(index, answer_ms=settings.answer_ms, think_ms=settings.think_ms), None
+        return default_reply(index, answer_ms=settings.answer_ms, think_ms=think_ms), None
 
-    async def _reply(self, reply: Reply, *, transcribe: bool = True) -> None:
+    async def _reply(self, reply: Reply, timing: TurnTiming, *, transcribe: bool = True) -> None:
         events = self._events
         if events is None:
             return
@@ -459,7 +503,7 @@ class SessionRunner:
             role="ASSISTANT", stage=SPECULATIVE, text=reply.text, stop_reason="PARTIAL_TURN"
         ):
             await self._emit(body)
-        await self._speak(events, reply, audio)
+        await self._speak(events, reply, audio, timing)
         if self._playback_end is not None:
             # The FINAL text says what was spoken: it comes when playback would have finished.
             await anyio.sleep(max(0.0, self._playback_end - anyio.current_time()))
@@ -510,7 +554,9 @@ class SessionRunner:
             events.output_rate, reply.answer_ms, reply_seed(reply.text), chunk_bytes
         )
 
-    async def _speak(self, events: OutputEvents, reply: Reply, audio: RenderedReply) -> None:
+    async def _speak(
+        self, events: OutputEvents, reply: Reply, audio: RenderedReply, timing: TurnTiming
+    ) -> None:
         rate = events.output_rate
         factor = self._settings.realtime_factor
         block = events.audio_start()
@@ -536,6 +582,8 @@ class SessionRunner:
             if self._terminated:
                 return
             await self._out.send(encoder.frame(tail))
+            if timing.first_audio_at is None:
+                timing.first_audio_at = anyio.current_time()
             if self._playback_end is None:
                 # The caller starts hearing the answer now; it lasts the answer's duration.
                 self._playback_end = anyio.current_time() + reply.answer_ms / 1000.0

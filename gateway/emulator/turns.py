@@ -35,10 +35,14 @@ class SpeechOnset:
 @final
 @attrs.frozen
 class TurnEnded:
-    """A caller turn ended (decided at ``audio_ms``) after ``speech_ms`` of speech."""
+    """A caller turn ended (decided at ``audio_ms``) after ``speech_ms`` of speech.
+
+    ``silence_ms``: audio time from the end of the speech to the decision (the end-of-turn pause).
+    """
 
     audio_ms: float
     speech_ms: float
+    silence_ms: float = 0.0
 
 
 type TurnEvent = SpeechOnset | TurnEnded
@@ -93,7 +97,9 @@ class TurnDetector:
                 case SpeechEnd():
                     events.append(
                         TurnEnded(
-                            audio_ms=event.at_ms, speech_ms=event.ended_ms - self._speech_began_ms
+                            audio_ms=event.at_ms,
+                            speech_ms=event.ended_ms - self._speech_began_ms,
+                            silence_ms=event.at_ms - event.ended_ms,
                         )
                     )
                 case _:

@@ -13,6 +13,7 @@ answer, and one :class:`Check` per expectation with the measured value. Formatti
 from __future__ import annotations
 
 import re
+import statistics
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -32,10 +33,28 @@ __all__ = [
     "CallReport",
     "Check",
     "TurnLatency",
+    "TurnSplit",
     "build_report",
     "format_report",
     "format_summary",
 ]
+
+
+class TurnSplit(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one answered caller turn's response time went (None: that side did not say).
+
+    Attributes:
+        pause_ms: the model's end-of-turn pause: caller silence (audio time) before it decided the
+            turn had ended (the emulator's record).
+        first_audio_ms: the model's time from that decision to its first reply audio (wall time,
+            the emulator's record).
+        gateway_ms: the gateway's time from that first audio to the first media it sent (the
+            gateway's own report of the call).
+    """
+
+    pause_ms: float | None
+    first_audio_ms: float | None
+    gateway_ms: float | None
 
 
 class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +71,9 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
         source: who produced the record ("gateway", "emulator", ...).
         text_inputs: interactive USER texts the model received during the call (DTMF entries),
             in order; None when the record's source cannot see them.
+        turn_splits: per spoken caller turn the model answered, in order: its end-of-turn pause,
+            its time to first audio and the gateway's time; None when the record's source
+            cannot see the model's side.
     """
 
     call_sid: str
@@ -62,6 +84,7 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     sessions: int = 0
     source: str = ""
     text_inputs: list[str] | None = None
+    turn_splits: list[TurnSplit] | None = None
 
 
 class TurnLatency(msgspec.Struct, frozen=True, kw_only=True):
@@ -557,6 +580,17 @@ def format_report(report: CallReport) -> str:
         lines.extend(
             _table(rows, ("answer", "start", "end", "heard", "cleared", "how"), indent="    ")
         )
+    splits = report.record.turn_splits if report.record is not None else None
+    if splits:
+        lines.append("")
+        lines.append("  response time split (model pause + model to first audio + gateway)")
+        rows = [
+            (str(i), _opt(t.pause_ms), _opt(t.first_audio_ms), _opt(t.gateway_ms))
+            for i, t in enumerate(splits, 1)
+        ]
+        lines.extend(
+            _table(rows, ("turn", "model pause", "model to audio", "gateway"), indent="    ")
+        )
     lines.append("")
     lines.append("  expectations")
     rows = [("ok" if c.passed else "FAIL", c.name, c.expected, c.measured) for c in report.checks]
@@ -564,10 +598,17 @@ def format_report(report: CallReport) -> str:
     return "\n".join(lines)
 
 
+def _median(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 1) if known else None
+
+
 def format_summary(reports: Sequence[CallReport]) -> str:
-    """One row per scenario: verdict, greeting, worst turn latency, worst barge-in stop, heard."""
+    """One row per scenario: verdict, greeting, worst turn latency and its median split (model
+    pause, model to first audio, gateway), worst barge-in stop, heard."""
     rows: list[tuple[str, ...]] = []
     for r in reports:
+        splits = r.record.turn_splits if r.record is not None and r.record.turn_splits else []
         latencies = [t.latency_ms for t in r.turns if t.latency_ms is not None]
         stops = [b.stop_ms for b in r.barge_ins if b.stop_ms is not None]
         failed = sum(not c.passed for c in r.checks)
@@ -577,6 +618,9 @@ def format_summary(reports: Sequence[CallReport]) -> str:
                 "PASS" if r.passed else "FAIL",
                 _opt(r.greeting_ms),
                 _opt(max(latencies, default=None)),
+                _opt(_median([t.pause_ms for t in splits])),
+                _opt(_median([t.first_audio_ms for t in splits])),
+                _opt(_median([t.gateway_ms for t in splits])),
                 _opt(max(stops, default=None)),
                 f"{r.heard_ms:.0f} ms",
                 f"{len(r.checks) - failed}/{len(r.checks)}",
@@ -587,7 +631,18 @@ def format_summary(reports: Sequence[CallReport]) -> str:
     lines.extend(
         _table(
             rows,
-            ("scenario", "result", "greeting", "max latency", "barge-in stop", "heard", "checks"),
+            (
+                "scenario",
+                "result",
+                "greeting",
+                "max latency",
+                "model pause",
+                "model to audio",
+                "gateway",
+                "barge-in stop",
+                "heard",
+                "checks",
+            ),
         )
     )
     lines.append(f"  {passed}/{len(reports)} scenarios passed")

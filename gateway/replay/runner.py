@@ -34,7 +34,13 @@ from gateway.config import VOICE_PATH, GatewayConfig
 from gateway.emulator import Emulator
 from gateway.replay.audio import load_caller_audio, speech_like_ulaw
 from gateway.replay.peer import TwilioPeer
-from gateway.replay.report import CallRecord, build_report, format_report, format_summary
+from gateway.replay.report import (
+    CallRecord,
+    TurnSplit,
+    build_report,
+    format_report,
+    format_summary,
+)
 from gateway.replay.scenario import BargeIn, Say, Scenario, ScenarioError, load_scenario
 from gateway.server import RunningGateway
 from gateway.wiring import FinishedCalls
@@ -42,6 +48,8 @@ from gateway.wiring import FinishedCalls
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
+    from actors.call import CallReport as GatewayCallReport
+    from gateway.emulator import EmulatedSession
     from gateway.replay.report import CallReport
 
 __all__ = [
@@ -246,7 +254,33 @@ class _StackObserver:
             sessions=len(sessions),
             source="gateway",
             text_inputs=[text for session in sessions for text in session.text_inputs],
+            turn_splits=_turn_splits(sessions, report),
         )
+
+
+def _turn_splits(sessions: Sequence[EmulatedSession], report: GatewayCallReport) -> list[TurnSplit]:
+    """The emulator's spoken turns it answered with audio, in order, each with the gateway's time.
+
+    The gateway's turns that followed caller speech (``model_ms`` set) pair with them in order;
+    when the counts differ (a turn the gateway did not see as one), the gateway's time is left
+    out rather than paired with the wrong turn.
+    """
+    timings = [
+        t
+        for session in sessions
+        for t in session.turn_timings
+        if t.pause_ms is not None and t.first_audio_at is not None
+    ]
+    gateway = [t.gateway_ms for t in report.turns if t.model_ms is not None]
+    paired = len(gateway) == len(timings)
+    return [
+        TurnSplit(
+            pause_ms=None if t.pause_ms is None else round(t.pause_ms, 1),
+            first_audio_ms=None if t.first_audio_ms is None else round(t.first_audio_ms, 1),
+            gateway_ms=gateway[i] if paired else None,
+        )
+        for i, t in enumerate(timings)
+    ]
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

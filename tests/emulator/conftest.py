@@ -28,6 +28,7 @@ from actors.wire import (
     AudioInput,
     AudioInputConfiguration,
     AudioOutputConfiguration,
+    EndpointingSensitivity,
     InferenceConfiguration,
     InputContentEnd,
     InputContentStart,
@@ -40,6 +41,7 @@ from actors.wire import (
     TextInput,
     ToolResult,
     ToolResultInputConfiguration,
+    TurnDetectionConfiguration,
     decode_output_event,
     encode_input_event,
 )
@@ -129,10 +131,26 @@ class SonicTestClient:
             )
         )
 
-    async def start(self, *, history: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
-        """sessionStart, promptStart, system prompt, optional history, then the AUDIO block."""
+    async def start(
+        self,
+        *,
+        history: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        sensitivity: EndpointingSensitivity | None = None,
+    ) -> None:
+        """sessionStart (with ``turnDetectionConfiguration`` when ``sensitivity`` is given),
+        promptStart, system prompt, optional history, then the AUDIO block."""
         await self.open()
-        await self.send(SessionStart(inference_configuration=InferenceConfiguration()))
+        detection = (
+            None
+            if sensitivity is None
+            else TurnDetectionConfiguration(endpointing_sensitivity=sensitivity)
+        )
+        await self.send(
+            SessionStart(
+                inference_configuration=InferenceConfiguration(),
+                turn_detection_configuration=detection,
+            )
+        )
         await self.send(
             PromptStart(
                 prompt_name=self.prompt,
