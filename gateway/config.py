@@ -37,7 +37,7 @@ import attrs
 import msgspec
 
 from actors.errors import ConfigError
-from gateway.tools import ToolConfig, check_tools
+from gateway.tools import ToolConfig, check_builtin_tools, check_tools
 
 if TYPE_CHECKING:
     # Imported lazily at run time: actors.sonic pulls in the AWS SDK, which the config layer
@@ -729,6 +729,12 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
             raise ConfigError(key(*path), "a secret of at least 8 characters, no spaces")
     _check_twilio_rest(config.twilio, origin)
     check_tools(config.tools)
+    twilio = config.twilio
+    check_builtin_tools(
+        config.tools,
+        rest_configured=twilio.account_sid is not None
+        and (twilio.auth_token is not None or twilio.api_key_secret is not None),
+    )
     if config.call.playback_chunk_ms > config.call.playback_lead_ms:
         raise ConfigError(
             key("call", "playback_chunk_ms"),
