@@ -206,7 +206,9 @@ class ReplayStack:
         )
 
 
-_CLEAN_ENDS: Final = frozenset({"caller_hangup", "stopped", "socket_closed"})
+_CLEAN_ENDS: Final = frozenset(
+    {"caller_hangup", "stopped", "socket_closed", "tool_end_call", "tool_transfer"}
+)
 
 
 @final
