@@ -129,3 +129,12 @@ async def test_the_built_tools_answer_and_carry_their_action(tmp_path: Path) -> 
             "reason": reason,
             "targets": ["sales", "support"],
         }
+
+
+def test_an_unknown_target_key_is_named(tmp_path: Path) -> None:
+    text = (
+        REST + '[[tools]]\nname = "t"\ndescription = "d"\nkind = "transfer_call"\n'
+        '[[tools.targets]]\nname = "a"\nnumbr = "+15551234567"\n'
+    )
+    with pytest.raises(ConfigError, match=r"tools\[0\]\.targets\[0\]\.numbr"):
+        load(tmp_path, text)
