@@ -21,6 +21,7 @@ from tests.gateway.fake_twilio_rest import (
     CALL,
     KEY_SECRET,
     KEY_SID,
+    Answer,
     FakeTwilioRest,
     serving,
 )
@@ -95,9 +96,11 @@ def scenario_for(url: str, tool: str, arguments: str) -> str:
     )
 
 
-async def run(tool: str, arguments: str) -> tuple[FakeTwilioRest, float, list[str]]:
+async def run(
+    tool: str, arguments: str, *, answers: list[Answer] | None = None
+) -> tuple[FakeTwilioRest, float, list[str]]:
     """Replay one call; the REST fake, when the prompt's mark was echoed (s), the tool results."""
-    fake = FakeTwilioRest(KEY_SID, KEY_SECRET)
+    fake = FakeTwilioRest(KEY_SID, KEY_SECRET, script=list(answers or ()))
     async with serving(fake) as url:
         scenario = parse_scenario(scenario_for(url, tool, arguments))
         async with replay_stack(scenario) as stack:
@@ -139,3 +142,34 @@ async def test_transfer_call_plays_transferring_then_dials_the_named_target() ->
     assert number is not None
     assert number.text == "+15551234567"
     assert request.at >= heard_at
+
+
+@pytest.mark.parametrize("answer", ["not_found", "error"])
+async def test_end_call_still_ends_cleanly_when_twilio_says_ended_or_refuses(
+    answer: Answer,
+) -> None:
+    # 404/20404: the call had already ended (an answer, not a failure); 500: a WARNING. Either
+    # way the goodbye was heard and the socket closes with 1000 (checked in ``run``).
+    fake, heard_at, _ = await run("end_call", "{}", answers=[answer])
+    (request,) = fake.requests
+    assert request.at >= heard_at
+
+
+async def test_an_unknown_target_is_an_error_for_the_model_and_nothing_happens() -> None:
+    fake = FakeTwilioRest(KEY_SID, KEY_SECRET)
+    async with serving(fake) as url:
+        scenario = parse_scenario(scenario_for(url, "transfer_call", '{ target = "+15550000000" }'))
+        async with replay_stack(scenario) as stack:
+            report = await stack.run()
+            sessions = stack.emulator.sessions
+            (call_report,) = stack.finished.recent(1)
+    assert report.passed, format_report(report)
+    results = [content for session in sessions for _, content in session.tool_results]
+    assert [msgspec.json.decode(r) for r in results] == [
+        {"error": "bad_input", "reason": "unknown_target", "targets": ["sales", "support"]}
+    ]
+    (used,) = call_report.tools
+    assert (used.name, used.outcome) == ("transfer_call", "bad_input")
+    assert fake.requests == []
+    assert not [e for e in report.timeline if e.detail == ACTION_MARK]
+    assert call_report.end_reason != "tool_transfer"
