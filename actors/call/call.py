@@ -191,24 +191,32 @@ class Call:
                 _log.info("call.ending", heard=heard)
                 if control is None:
                     return
-                with anyio.move_on_after(_REST_TIMEOUT_S):
+                with anyio.move_on_after(_REST_TIMEOUT_S) as scope:
                     try:
                         result = await control.complete_call(call_sid)
                     except GatewayError as exc:
                         _log.warning("call.end_failed", reason=str(exc))
                         return
                     _log.info("call.ended_by_tool", result=type(result).__name__)
+                if scope.cancelled_caught:
+                    _log.warning("call.end_failed", reason="no answer from Twilio in time")
             case TransferCall(target=target, twiml=twiml):
                 _log.info("call.transferring", heard=heard, target=target)
                 if control is None:
                     return
-                with anyio.move_on_after(_REST_TIMEOUT_S):
+                with anyio.move_on_after(_REST_TIMEOUT_S) as scope:
                     try:
                         result = await control.update_call_twiml(call_sid, twiml)
                     except GatewayError as exc:
                         _log.warning("call.transfer_failed", target=target, reason=str(exc))
                         return
                     _log.info("call.transferred", target=target, result=type(result).__name__)
+                if scope.cancelled_caught:
+                    _log.warning(
+                        "call.transfer_failed",
+                        target=target,
+                        reason="no answer from Twilio in time",
+                    )
             case _:
                 assert_never(action)
 
