@@ -37,7 +37,7 @@ import attrs
 import msgspec
 
 from actors.errors import ConfigError
-from gateway.tools import ToolConfig, check_tools
+from gateway.tools import ToolConfig, TransferTarget, check_builtin_tools, check_tools
 
 if TYPE_CHECKING:
     # Imported lazily at run time: actors.sonic pulls in the AWS SDK, which the config layer
@@ -538,6 +538,10 @@ def _check_known_keys(raw: Mapping[str, Any], cls: type, prefix: tuple[str, ...]
                 if not isinstance(entry, dict):
                     raise ConfigError(f"tools[{i}]", "a [[tools]] table", entry)
                 _check_known_keys(entry, ToolConfig, (f"tools[{i}]",))
+                targets = entry.get("targets")
+                for j, target in enumerate(targets if isinstance(targets, list) else ()):
+                    if isinstance(target, dict):
+                        _check_known_keys(target, TransferTarget, (f"tools[{i}].targets[{j}]",))
         elif attrs.has(hint):
             if not isinstance(value, dict):
                 raise ConfigError(dotted, f"a [{dotted}] table", value)
@@ -729,6 +733,12 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
             raise ConfigError(key(*path), "a secret of at least 8 characters, no spaces")
     _check_twilio_rest(config.twilio, origin)
     check_tools(config.tools)
+    twilio = config.twilio
+    check_builtin_tools(
+        config.tools,
+        rest_configured=twilio.account_sid is not None
+        and (twilio.auth_token is not None or twilio.api_key_secret is not None),
+    )
     if config.call.playback_chunk_ms > config.call.playback_lead_ms:
         raise ConfigError(
             key("call", "playback_chunk_ms"),

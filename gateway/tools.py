@@ -3,7 +3,8 @@
 Theory of operation: each ``[[tools]]`` table is one :class:`ToolConfig` (a field of
 :class:`gateway.config.GatewayConfig`, converted with the rest of the config). After conversion
 :func:`check_tools` cross-checks them (distinct names, the input schema is a JSON object schema,
-the URL). At start the gateway turns them into two things: :func:`sonic_tools`, the specs Sonic
+the URL; a built-in's targets) and :func:`check_builtin_tools` refuses the built-ins
+(``end_call``, ``transfer_call``) without Twilio REST credentials. At start the gateway turns them into two things: :func:`sonic_tools`, the specs Sonic
 sees in ``promptStart`` (name, description, input schema), and :func:`build_toolbox`, the
 executable tools over the ONE ``httpx.AsyncClient`` the process opens with
 :func:`open_tool_client`. Nothing here runs a tool; :mod:`actors.tools` does.
@@ -28,21 +29,61 @@ if TYPE_CHECKING:
     from actors.tools import Toolbox
 
 __all__ = [
+    "BUILTIN_KINDS",
     "ToolConfig",
     "ToolKind",
+    "TransferTarget",
     "build_toolbox",
+    "check_builtin_tools",
     "check_tools",
     "open_tool_client",
     "sonic_tools",
 ]
 
-ToolKind = Literal["http"]
+ToolKind = Literal["http", "end_call", "transfer_call"]
+BUILTIN_KINDS: Final = ("end_call", "transfer_call")
 _NAME: Final = r"^[A-Za-z0-9_-]{1,64}$"
 _SECRET_MIN: Final = 8
 
 
 def _empty_schema() -> dict[str, Any]:
     return {"type": "object", "properties": {}}
+
+
+@attrs.frozen
+class TransferTarget:
+    """One allowed ``transfer_call`` target (``[[tools.targets]]``): the model picks it by name.
+
+    Attributes:
+        name: what the model calls it (letters, digits, ``_``, ``-``; at most 64).
+        number: a phone number to dial (``+`` and digits); PII, never logged.
+        sip: a ``sip:`` / ``sips:`` URI to dial instead of a number.
+        timeout_s: how long the target may ring (5 to 600; Twilio's default 30 when unset).
+        caller_id: the caller id the target sees (a number or SIP URI the account may use).
+    """
+
+    name: Annotated[str, msgspec.Meta(pattern=_NAME)]
+    number: str | None = attrs.field(default=None, repr=False)
+    sip: str | None = attrs.field(default=None, repr=False)
+    timeout_s: int | None = None
+    caller_id: str | None = attrs.field(default=None, repr=False)
+
+    def twiml(self) -> bytes:
+        """The transfer ``<Dial>`` document.
+
+        Raises:
+            ValueError: neither or both of ``number`` / ``sip``, or a malformed value.
+        """
+        from gateway.twiml import dial_number_twiml, dial_sip_twiml
+
+        if (self.number is None) == (self.sip is None):
+            raise ValueError("exactly one of number and sip")
+        if self.number is not None:
+            return dial_number_twiml(
+                self.number, timeout_s=self.timeout_s, caller_id=self.caller_id
+            )
+        assert self.sip is not None
+        return dial_sip_twiml(self.sip, timeout_s=self.timeout_s, caller_id=self.caller_id)
 
 
 @attrs.frozen
@@ -54,8 +95,11 @@ class ToolConfig:
         description: what it does and when to use it, for the model.
         input_schema: the JSON Schema of its input, a TOML table or a JSON string; must describe
             an object (``"type": "object"``). Default: an object with no properties.
-        kind: ``http`` (the only kind): POST the input to ``url``, answer with the JSON returned.
-        url: the ``http://`` or ``https://`` URL the input is POSTed to.
+        kind: ``http``: POST the input to ``url``, answer with the JSON returned;
+            ``end_call`` / ``transfer_call``: the built-ins (no ``url``, no ``input_schema``: the
+            gateway makes it; Twilio REST credentials required; docs/tools.md).
+        url: the ``http://`` or ``https://`` URL the input is POSTed to (``http`` only).
+        targets: ``transfer_call`` only: the allowed targets, at least one.
         bearer_token: sent as ``Authorization: Bearer`` (secret; at least 8 characters).
         hmac_key: signs each body, ``X-Sonic-Gateway-Signature: sha256=<hex>`` (secret; at least
             8 characters).
@@ -73,6 +117,7 @@ class ToolConfig:
     hmac_key: str | None = attrs.field(default=None, repr=False)
     timeout_s: Annotated[float, msgspec.Meta(gt=0.0, le=60.0)] = 5.0
     max_retries: Annotated[int, msgspec.Meta(ge=0, le=5)] = 1
+    targets: tuple[TransferTarget, ...] = ()
 
     def schema_json(self) -> str:
         """The input schema as a compact JSON string (what Sonic's ``inputSchema.json`` takes).
@@ -81,7 +126,22 @@ class ToolConfig:
             ValueError: a string schema that is not JSON.
         """
         schema: object = self.input_schema
-        if isinstance(schema, str):
+        if self.kind == "end_call":
+            schema = _empty_schema()
+        elif self.kind == "transfer_call":
+            names = [t.name for t in self.targets]
+            schema = {
+                "type": "object",
+                "properties": {
+                    "target": {
+                        "type": "string",
+                        "enum": names,
+                        "description": "who to transfer the caller to: one of " + ", ".join(names),
+                    }
+                },
+                "required": ["target"],
+            }
+        elif isinstance(schema, str):
             try:
                 schema = msgspec.json.decode(schema)
             except msgspec.DecodeError as exc:
@@ -101,6 +161,11 @@ def check_tools(tools: Sequence[ToolConfig]) -> None:
         if tool.name in seen:
             raise ConfigError(f"{key}.name", "a name no other tool has", tool.name)
         seen.add(tool.name)
+        if tool.kind in BUILTIN_KINDS:
+            _check_builtin(tool, key)
+            continue
+        if tool.targets:
+            raise ConfigError(f"{key}.targets", 'unset (only for kind = "transfer_call")')
         try:
             schema = msgspec.json.decode(tool.schema_json())
         except ValueError:
@@ -121,6 +186,45 @@ def check_tools(tools: Sequence[ToolConfig]) -> None:
         for secret, field in ((tool.bearer_token, "bearer_token"), (tool.hmac_key, "hmac_key")):
             if secret is not None and (len(secret) < _SECRET_MIN or secret.strip() != secret):
                 raise ConfigError(f"{key}.{field}", "a secret of at least 8 characters, no spaces")
+
+
+def _check_builtin(tool: ToolConfig, key: str) -> None:
+    if tool.url is not None:
+        raise ConfigError(f"{key}.url", f'unset for kind = "{tool.kind}"')
+    if tool.input_schema != _empty_schema():
+        raise ConfigError(f"{key}.input_schema", f'unset for kind = "{tool.kind}" (it is built in)')
+    if tool.kind == "end_call":
+        if tool.targets:
+            raise ConfigError(f"{key}.targets", 'unset (only for kind = "transfer_call")')
+        return
+    if not tool.targets:
+        raise ConfigError(f"{key}.targets", "at least one [[tools.targets]] table")
+    names: set[str] = set()
+    for j, target in enumerate(tool.targets):
+        tkey = f"{key}.targets[{j}]"
+        if target.name in names:
+            raise ConfigError(f"{tkey}.name", "a name no other target has", target.name)
+        names.add(target.name)
+        try:
+            target.twiml()
+        except ValueError as exc:
+            # The message names the field and never repeats the value (a number is PII).
+            raise ConfigError(tkey, str(exc)) from None
+
+
+def check_builtin_tools(tools: Sequence[ToolConfig], *, rest_configured: bool) -> None:
+    """A built-in tool needs Twilio's REST API: refuse one without its credentials.
+
+    Raises:
+        ConfigError: naming the first built-in tool's ``kind``.
+    """
+    for i, tool in enumerate(tools):
+        if tool.kind in BUILTIN_KINDS and not rest_configured:
+            raise ConfigError(
+                f"tools[{i}].kind",
+                "twilio.account_sid with twilio.auth_token or an API key (Twilio REST credentials)"
+                f' for kind = "{tool.kind}"',
+            )
 
 
 def _check_url(url: str, key: str) -> None:
@@ -152,11 +256,17 @@ def sonic_tools(tools: Sequence[ToolConfig]) -> tuple[SonicTool, ...]:
 def build_toolbox(
     tools: Sequence[ToolConfig], client: httpx.AsyncClient, *, max_in_flight: int = 4
 ) -> Toolbox:
-    """The executable tools over the process's shared HTTP client."""
-    from actors.tools import HttpTool, HttpToolSpec, Toolbox
+    """The executable tools over the process's shared HTTP client (built-ins need none)."""
+    from actors.tools import EndCallTool, HttpTool, HttpToolSpec, Tool, Toolbox, TransferCallTool
 
-    built = []
+    built: list[Tool] = []
     for t in tools:
+        if t.kind == "end_call":
+            built.append(EndCallTool(t.name))
+            continue
+        if t.kind == "transfer_call":
+            built.append(TransferCallTool({x.name: x.twiml() for x in t.targets}, t.name))
+            continue
         assert t.url is not None  # check_tools ran at load
         spec = HttpToolSpec(
             name=t.name,

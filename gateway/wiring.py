@@ -7,8 +7,8 @@ endpoint and the standard AWS credential chain), builds the call factory from it
 (:func:`build_call_factory`) and serves the app until SIGTERM/SIGINT and the drain that follows
 (:mod:`gateway.drain`) have stopped the server. Everything is owned by one task tree: leaving
 :func:`serve_command` closes the server, then the connector (pooled streams in order), then the
-emulator (removing its temporary CA directory), then the one HTTP client the configured tools
-share (:mod:`gateway.tools`).
+emulator (removing its temporary CA directory), then the Twilio REST client the built-in tools use
+(when configured), then the one HTTP client the configured tools share (:mod:`gateway.tools`).
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ from actors.sonic import BotocoreCredentials, SonicConnector, StaticCredentials
 from gateway.debug import DebugSources
 from gateway.server import run_gateway
 from gateway.tools import build_toolbox, open_tool_client, sonic_tools
+from gateway.twilio_rest import TwilioRestClient, TwilioRestSettings, open_twilio_rest
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
+    from actors.call.ports import CallControl
     from actors.sonic import ConnectorStatistics, CredentialsProvider, SonicSettings
     from actors.tools import Toolbox
     from gateway.config import GatewayConfig
@@ -51,6 +53,7 @@ __all__ = [
     "FinishedCalls",
     "build_call_factory",
     "load_prompts",
+    "open_call_control",
     "open_sonic_connector",
     "serve_command",
 ]
@@ -159,6 +162,7 @@ def build_call_factory(
     on_finished: Callable[[CallReport], None] | None = None,
     prompts: PromptCache | None = None,
     tools: Toolbox | None = None,
+    call_control: CallControl | None = None,
 ) -> CallFactory:
     """Build the factory of per-call actor trees (``actors.call``) over ``connector``.
 
@@ -168,7 +172,8 @@ def build_call_factory(
     ``config.call``. The prompts are loaded once (``prompts``, or :func:`load_prompts` here), not
     per call. ``tools`` are the executable ``[[tools]]`` (:func:`gateway.tools.build_toolbox`,
     over the process's one HTTP client); None: no tool runs (the model is answered
-    ``unknown_tool``).
+    ``unknown_tool``). ``call_control`` is the Twilio REST client the built-in ``end_call`` /
+    ``transfer_call`` use (:func:`open_call_control`).
 
     Raises:
         ConfigError: ``prompts`` is None and a configured prompt file is not usable.
@@ -194,6 +199,7 @@ def build_call_factory(
             max_digits=call.dtmf_max_digits,
         ),
         **({} if tools is None else {"tools": tools}),
+        call_control=call_control,
     )
 
     return CallBuilder(deps)
@@ -220,12 +226,29 @@ class CallBuilder:
         return self._deps.connector.statistics()
 
 
+@contextlib.asynccontextmanager
+async def open_call_control(config: GatewayConfig) -> AsyncIterator[TwilioRestClient | None]:
+    """The process's one Twilio REST client (for ``end_call`` / ``transfer_call``) when the
+    config has REST credentials (``twilio.account_sid`` and an auth token or API key); else None.
+    """
+    twilio = config.twilio
+    if twilio.account_sid is None or (twilio.auth_token is None and twilio.api_key_secret is None):
+        yield None
+        return
+    async with open_twilio_rest(TwilioRestSettings.from_config(twilio)) as client:
+        yield client
+
+
 async def serve_command(config: GatewayConfig) -> None:
     """Run the whole service until a signal and the drain stop it; returns normally; blocks."""
     finished = FinishedCalls()
     # Before the connector opens: a bad prompt file stops the start with one ConfigError line.
     prompts = load_prompts(config)
-    async with open_tool_client() as http, open_sonic_connector(config) as connector:
+    async with (
+        open_tool_client() as http,
+        open_call_control(config) as control,
+        open_sonic_connector(config) as connector,
+    ):
         tools = build_toolbox(config.tools, http, max_in_flight=config.call.tools_max_in_flight)
         if config.tools:
             _log.info("gateway.tools", names=list(tools.names))
@@ -233,6 +256,11 @@ async def serve_command(config: GatewayConfig) -> None:
             recent_reports=finished.recent, sonic_statistics=connector.statistics
         )
         factory = build_call_factory(
-            config, connector, on_finished=finished.add, prompts=prompts, tools=tools
+            config,
+            connector,
+            on_finished=finished.add,
+            prompts=prompts,
+            tools=tools,
+            call_control=control,
         )
         await run_gateway(config, factory, debug_sources=sources)

@@ -12,7 +12,7 @@ See docs/call.md for the tree, the messages, the mailboxes and the latency point
 
 from __future__ import annotations
 
-from actors.call.call import Call
+from actors.call.call import ACTION_MARK, Call
 from actors.call.deps import CallDeps, load_greeting
 from actors.call.dtmf import DtmfSettings
 from actors.call.outcome import CallOutcome, Outcome, outcome_for_end_reason, outcome_for_error
@@ -35,6 +35,7 @@ from actors.call.report import (
 from actors.call.view import CallView, call_view, mask_number
 
 __all__ = [
+    "ACTION_MARK",
     "PROMPT_NAMES",
     "BargeInSummary",
     "Call",

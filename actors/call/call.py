@@ -16,6 +16,13 @@ Rules:
   per call with per-turn latencies; transcripts only under ``pii_*`` keys.
 * On the way out the socket is closed with the outcome's code (bounded, shielded; a no-op when
   the ingress closed it already), then ``deps.on_finished(report)``.
+* A built-in tool's action (``end_call``, ``transfer_call``; :mod:`actors.tools.builtin`) arrives
+  after its result went to the model: the call records ``tool_end_call`` / ``tool_transfer``,
+  stops the tree like :meth:`Call.request_stop`, then -- the socket now its alone -- plays the
+  goodbye / transferring prompt and waits for its mark's echo (bounded by the clip plus slack),
+  and only then asks Twilio's REST API (``deps.call_control``) to complete the call or run the
+  transfer ``<Dial>``. An already-ended call is fine; a REST failure is a WARNING. The socket
+  then closes with 1000.
 * :meth:`Call.say_goodbye` (the gateway is stopping and waited long enough) stops the tree like
   :meth:`Call.request_stop` -- the Sonic stream is closed in order -- then plays the goodbye prompt
   and closes the socket with 1001 (going away).
@@ -23,7 +30,7 @@ Rules:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Final, assert_never, final
 
 import anyio
 import msgspec
@@ -35,7 +42,8 @@ from actors.call.report import CallJournal, CallReport
 from actors.call.sonic_session import SessionMemory
 from actors.call.supervisor import CallMailboxes, build_call_supervisor
 from actors.call.view import call_view
-from actors.errors import SupervisorGaveUp
+from actors.errors import GatewayError, SupervisorGaveUp
+from actors.tools import CallAction, EndCall, TransferCall
 
 if TYPE_CHECKING:
     from actors.call.deps import CallDeps
@@ -43,10 +51,14 @@ if TYPE_CHECKING:
     from actors.call.view import CallView
     from actors.runtime import SupervisorSnapshot
 
-__all__ = ["Call"]
+__all__ = ["ACTION_MARK", "Call"]
 
 _log = structlog.get_logger("actors.call")
 _CLOSE_TIMEOUT_S = 1.0
+ACTION_MARK: Final = "call_action"
+"""The mark after the prompt of an ``end_call`` / ``transfer_call``; its echo means "heard"."""
+_ACTION_SLACK_S: Final = 1.0
+_REST_TIMEOUT_S: Final = 30.0
 
 
 @final
@@ -73,9 +85,11 @@ class Call:
             journal=self._journal,
             mailboxes=self._mailboxes,
             memory=self._memory,
+            on_call_action=self._on_call_action,
         )
         self._report: CallReport | None = None
         self._goodbye = False
+        self._action: CallAction | None = None
 
     @property
     def identity(self) -> CallIdentity:
@@ -110,6 +124,8 @@ class Call:
                         chunk_ms=self._deps.playback_chunk_ms,
                     )
                     _log.info("call.goodbye_played", heard=heard)
+                elif self._action is not None:
+                    await self._carry_out(self._action)
             except SupervisorGaveUp as exc:
                 self._journal.end("supervisor_gave_up", anyio.current_time())
                 _log.error("call.gave_up", error=str(exc))
@@ -141,6 +157,68 @@ class Call:
         self._goodbye = True
         self._journal.end("drained", anyio.current_time())
         self._supervisor.request_stop()
+
+    def _on_call_action(self, action: CallAction) -> None:
+        """A built-in tool's action (its result already went to the model): stop the tree; the
+        prompt and the REST request follow in :meth:`run`. The first ending wins."""
+        if self._goodbye or self._action is not None or self._journal.end_reason is not None:
+            _log.info("call.action_ignored", action=type(action).__name__)
+            return
+        self._action = action
+        reason = "tool_end_call" if isinstance(action, EndCall) else "tool_transfer"
+        self._journal.end(reason, anyio.current_time())
+        self._supervisor.request_stop()
+
+    async def _carry_out(self, action: CallAction) -> None:
+        """Play the action's prompt until Twilio echoes its mark (bounded), then ask Twilio's REST
+        API to hang up or transfer. Runs after the tree stopped: the socket is ours alone."""
+        deps = self._deps
+        clip = deps.prompts.get("goodbye" if isinstance(action, EndCall) else "transferring")
+        heard = await play_goodbye(
+            self._socket,
+            self._identity.stream_sid,
+            clip,
+            chunk_ms=deps.playback_chunk_ms,
+            mark=ACTION_MARK,
+            # What the model said before the tool use plays out first (at most the lead).
+            clear=False,
+            slack_s=_ACTION_SLACK_S + deps.playback_lead_ms / 1000.0,
+        )
+        control = deps.call_control
+        call_sid = self._identity.call_sid
+        match action:
+            case EndCall():
+                _log.info("call.ending", heard=heard)
+                if control is None:
+                    return
+                with anyio.move_on_after(_REST_TIMEOUT_S) as scope:
+                    try:
+                        result = await control.complete_call(call_sid)
+                    except GatewayError as exc:
+                        _log.warning("call.end_failed", reason=str(exc))
+                        return
+                    _log.info("call.ended_by_tool", result=type(result).__name__)
+                if scope.cancelled_caught:
+                    _log.warning("call.end_failed", reason="no answer from Twilio in time")
+            case TransferCall(target=target, twiml=twiml):
+                _log.info("call.transferring", heard=heard, target=target)
+                if control is None:
+                    return
+                with anyio.move_on_after(_REST_TIMEOUT_S) as scope:
+                    try:
+                        result = await control.update_call_twiml(call_sid, twiml)
+                    except GatewayError as exc:
+                        _log.warning("call.transfer_failed", target=target, reason=str(exc))
+                        return
+                    _log.info("call.transferred", target=target, result=type(result).__name__)
+                if scope.cancelled_caught:
+                    _log.warning(
+                        "call.transfer_failed",
+                        target=target,
+                        reason="no answer from Twilio in time",
+                    )
+            case _:
+                assert_never(action)
 
     def statistics(self) -> SupervisorSnapshot:
         """The CallSupervisor's snapshot tree (msgspec-encodable; ``/debug/actors``)."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from actors.call.dtmf import DtmfSettings
+from actors.call.ports import CallControl
 from actors.call.prompts import PromptCache, bundled_prompt, ulaw_from_wav
 from actors.call.report import CallReport
 from actors.sonic import SonicConnector, SonicSettings
@@ -81,6 +82,8 @@ class CallDeps:
         prompts: every named prompt clip (hold, transferring, sorry... for call control).
         tools: the tools the model may call (their specs go to Sonic in ``sonic_settings.tools``);
             each call runs them in its SonicSession, at most ``tools.max_in_flight`` at once.
+        call_control: Twilio's REST API, for the built-in ``end_call`` / ``transfer_call`` tools
+            (None: their actions end the call's stream only).
     """
 
     connector: SonicConnector
@@ -95,3 +98,4 @@ class CallDeps:
     prompts: PromptCache = attrs.field(factory=PromptCache.bundled, repr=False)
     dtmf: DtmfSettings = attrs.field(factory=DtmfSettings)
     tools: Toolbox = attrs.field(factory=Toolbox, repr=False)
+    call_control: CallControl | None = attrs.field(default=None, repr=False)

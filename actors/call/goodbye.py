@@ -35,9 +35,22 @@ _ULAW_BYTES_PER_MS: Final = 8
 
 
 async def play_goodbye(
-    socket: TwilioSocket, stream_sid: str, ulaw: bytes, *, chunk_ms: int
+    socket: TwilioSocket,
+    stream_sid: str,
+    ulaw: bytes,
+    *,
+    chunk_ms: int,
+    mark: str = GOODBYE_MARK,
+    clear: bool = True,
+    slack_s: float = _SLACK_S,
 ) -> bool:
     """Play ``ulaw`` (raw 8 kHz μ-law) to the caller; blocks until it has played.
+
+    Args:
+        mark: the closing mark's name.
+        clear: drop the audio Twilio still buffers first; False lets it play out before the clip
+            (``slack_s`` must then cover it).
+        slack_s: added to the clip's length to bound the wait for the echo.
 
     Returns:
         True when Twilio echoed the closing mark (the caller heard the clip to its end); False
@@ -46,15 +59,16 @@ async def play_goodbye(
     if not ulaw:
         return False
     chunk = _ULAW_BYTES_PER_MS * chunk_ms
-    with anyio.move_on_after(len(ulaw) / (_ULAW_BYTES_PER_MS * 1000) + _SLACK_S):
+    with anyio.move_on_after(len(ulaw) / (_ULAW_BYTES_PER_MS * 1000) + slack_s):
         try:
-            await socket.send(encode_twilio_clear(stream_sid))
+            if clear:
+                await socket.send(encode_twilio_clear(stream_sid))
             for offset in range(0, len(ulaw), chunk):
                 await socket.send(encode_twilio_media(stream_sid, ulaw[offset : offset + chunk]))
-            await socket.send(encode_twilio_mark(stream_sid, GOODBYE_MARK))
+            await socket.send(encode_twilio_mark(stream_sid, mark))
             while True:
                 match decode_twilio_inbound(await socket.receive()):
-                    case TwilioMark(mark=mark) if mark.name == GOODBYE_MARK:
+                    case TwilioMark(mark=echo) if echo.name == mark:
                         return True
                     case TwilioStop():
                         return False

@@ -68,6 +68,9 @@ _CLOSE: Final[dict[Outcome, tuple[int, str, bool]]] = {
 # end-reason label (before any ":detail") -> outcome
 _BY_LABEL: Final[dict[str, Outcome]] = {
     "caller_hangup": "completed",
+    # The model's end_call / transfer_call: the call ended as intended.
+    "tool_end_call": "completed",
+    "tool_transfer": "completed",
     "socket_closed": "peer_gone",
     "stopped": "stopped",
     "stopped_by_gateway": "stopped",

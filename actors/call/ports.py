@@ -13,7 +13,7 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ["CallIdentity", "TwilioSocket"]
+__all__ = ["CallControl", "CallIdentity", "TwilioSocket"]
 
 
 class TwilioSocket(Protocol):
@@ -42,6 +42,22 @@ class TwilioSocket(Protocol):
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the socket; idempotent, never raises for an already-closed socket."""
+        ...
+
+
+class CallControl(Protocol):
+    """Twilio's REST call control, as a call sees it (``gateway.twilio_rest.TwilioRestClient``).
+
+    Both methods return once Twilio answered; "the call had already ended" is an answer, not an
+    error. They raise the gateway's errors (``GatewayError``) when Twilio refuses or is unreachable.
+    """
+
+    async def complete_call(self, call_sid: str) -> object:
+        """Hang the call up."""
+        ...
+
+    async def update_call_twiml(self, call_sid: str, twiml: str | bytes) -> object:
+        """Make the call run ``twiml`` now (a transfer ``<Dial>``)."""
         ...
 
 

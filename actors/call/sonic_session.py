@@ -84,10 +84,13 @@ from actors.sonic import (
 from actors.tools import Toolbox, ToolRunner
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from anyio.abc import TaskStatus
 
     from actors.call.report import CallJournal
     from actors.sonic import SonicConnector, SonicConversation, SonicEvent, SonicSettings
+    from actors.tools import CallAction
 
 __all__ = ["DTMF_TEXT_PREFIX", "SessionMemory", "SonicSession", "dtmf_text"]
 
@@ -140,6 +143,8 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         journal: the call's flight recorder.
         dtmf: how keys are grouped into entries.
         tools: the tools the model may call (none: every call is answered ``unknown_tool``).
+        on_action: gets a built-in tool's call action (``end_call``, ``transfer_call``) once its
+            result went to the model; the call owns what happens next.
     """
 
     def __init__(
@@ -154,6 +159,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         journal: CallJournal,
         dtmf: DtmfSettings | None = None,
         tools: Toolbox | None = None,
+        on_action: Callable[[CallAction], None] | None = None,
     ) -> None:
         super().__init__("sonic_session", inbox=audio, control=control)
         self._dtmf_settings = dtmf if dtmf is not None else DtmfSettings()
@@ -161,6 +167,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         self._connector = connector
         self._toolbox = tools if tools is not None else Toolbox()
         self._tools: ToolRunner | None = None
+        self._on_action = on_action
         self._audio = audio
         self._control_box = control
         self._playback_data = playback_data
@@ -206,6 +213,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                             tg,
                             answer=functools.partial(self._send_tool_result, conv),
                             record=self._journal.record_tool_call,
+                            on_action=self._on_action,
                         )
                         tg.start_soon(self._pump_audio, conv)
                         tg.start_soon(self._pump_control, conv)

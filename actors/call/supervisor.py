@@ -80,9 +80,12 @@ from actors.call.twilio_ingress import TwilioIngress
 from actors.runtime import AutoShutdown, ChildSpec, Mailbox, Overflow, Restart, Strategy, Supervisor
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actors.call.deps import CallDeps
     from actors.call.ports import CallIdentity, TwilioSocket
     from actors.call.report import CallJournal
+    from actors.tools import CallAction
 
 __all__ = ["MAX_RESTARTS", "RESTART_PERIOD_S", "CallMailboxes", "build_call_supervisor"]
 
@@ -128,6 +131,7 @@ def build_call_supervisor(
     journal: CallJournal,
     mailboxes: CallMailboxes,
     memory: SessionMemory,
+    on_call_action: Callable[[CallAction], None] | None = None,
 ) -> Supervisor:
     """The CallSupervisor: four child specs over shared mailboxes (factories build fresh actors)."""
     mb = mailboxes
@@ -171,6 +175,7 @@ def build_call_supervisor(
             journal=journal,
             dtmf=deps.dtmf,
             tools=deps.tools,
+            on_action=on_call_action,
         )
 
     def ingress() -> TwilioIngress:

@@ -9,17 +9,22 @@ Public surface::
         await runner.submit(tool_use_id, name, input_json)   # never blocks on the tool
 
 See :mod:`actors.tools.core` (results, structured errors, signing), :mod:`actors.tools.http` (the
-``http`` kind) and :mod:`actors.tools.runner` (concurrency, bounds, logging).
+``http`` kind), :mod:`actors.tools.builtin` (``end_call``, ``transfer_call``) and
+:mod:`actors.tools.runner` (concurrency, bounds, logging).
 """
 
 from __future__ import annotations
 
+from actors.tools.builtin import EndCallTool, TransferCallTool
 from actors.tools.core import (
     SIGNATURE_HEADER,
+    CallAction,
+    EndCall,
     Tool,
     Toolbox,
     ToolOutcome,
     ToolResult,
+    TransferCall,
     error_result,
     sign_body,
     signature_header_value,
@@ -31,6 +36,9 @@ from actors.tools.runner import ToolCall, ToolRunner
 __all__ = [
     "MAX_RESPONSE_BYTES",
     "SIGNATURE_HEADER",
+    "CallAction",
+    "EndCall",
+    "EndCallTool",
     "HttpTool",
     "HttpToolSpec",
     "Tool",
@@ -39,6 +47,8 @@ __all__ = [
     "ToolResult",
     "ToolRunner",
     "Toolbox",
+    "TransferCall",
+    "TransferCallTool",
     "error_result",
     "sign_body",
     "signature_header_value",

@@ -25,10 +25,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SIGNATURE_HEADER",
+    "CallAction",
+    "EndCall",
     "Tool",
     "ToolOutcome",
     "ToolResult",
     "Toolbox",
+    "TransferCall",
     "error_result",
     "sign_body",
     "signature_header_value",
@@ -52,11 +55,30 @@ ToolOutcome = Literal[
 ]
 
 
+class EndCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Hang the call up after the goodbye prompt (the ``end_call`` built-in)."""
+
+
+class TransferCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Transfer the call after the transferring prompt: run ``twiml`` (a ``<Dial>``) on it."""
+
+    target: str
+    """The allow-list name the model chose (the number or URI stays in the config and TwiML)."""
+    twiml: bytes
+
+
+CallAction = EndCall | TransferCall
+"""What a built-in tool asks the call to do (:mod:`actors.tools.builtin`)."""
+
+
 class ToolResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One tool call's answer: ``content_json`` goes back to the model as the tool result."""
 
     outcome: ToolOutcome
     content_json: str
+    action: CallAction | None = None
+    """For a built-in tool: what the call must do once the model has the result; None for every
+    other tool."""
 
 
 def error_result(outcome: ToolOutcome, **detail: object) -> ToolResult:

@@ -11,6 +11,9 @@ Rules:
   exactly once. Cancelling the owner's task group (the call or its Sonic session ends) cancels the
   pending tools; they are recorded as ``cancelled`` and answered no more (their ids died with the
   session).
+* A built-in tool's result carries a call action (:mod:`actors.tools.builtin`): it is handed to
+  ``on_action`` AFTER the result went to the model (delivered or not: the model asked for it), so
+  the call can stop with the model told. Without ``on_action`` the action is dropped.
 * Each finished call is recorded (``record``: name, outcome, latency) and logged once; the tool's
   input and result only under ``pii_*`` keys (redacted unless PII logging is on).
 """
@@ -23,7 +26,7 @@ import anyio
 import msgspec
 import structlog
 
-from actors.tools.core import ToolOutcome, ToolResult, error_result
+from actors.tools.core import CallAction, ToolOutcome, ToolResult, error_result
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -56,6 +59,8 @@ class ToolRunner:
         task_group: the owner's task group (its cancellation cancels pending tools).
         answer: sends one result to the model: ``(tool_use_id, content_json) -> delivered``.
         record: called once per finished tool call (must not block).
+        on_action: called with a built-in tool's call action once its result was sent (must not
+            block).
     """
 
     def __init__(
@@ -65,11 +70,13 @@ class ToolRunner:
         *,
         answer: Callable[[str, str], Awaitable[bool]],
         record: Callable[[ToolCall], None] | None = None,
+        on_action: Callable[[CallAction], None] | None = None,
     ) -> None:
         self._toolbox = toolbox
         self._tg = task_group
         self._answer = answer
         self._record = record
+        self._on_action = on_action
         self.in_flight = 0
         self.started = 0
 
@@ -112,6 +119,8 @@ class ToolRunner:
             pii_input=input_json,
             pii_result=result.content_json,
         )
+        if result.action is not None and self._on_action is not None:
+            self._on_action(result.action)
 
     @staticmethod
     def _note_latency(started: float) -> float:

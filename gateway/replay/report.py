@@ -152,6 +152,8 @@ class CallReport(msgspec.Struct, kw_only=True):
     answers: list[AnswerHeard]
     checks: list[Check]
     record: CallRecord | None = None
+    origin: float = 0.0
+    """``anyio.current_time()`` the timeline's ms count from (to line up other observers)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-compatible builtins."""
@@ -247,6 +249,7 @@ def build_report(
         answers=answers,
         checks=[],
         record=record,
+        origin=result.origin,
     )
     report.checks = _checks(
         scenario, report, record, live_calls_after, calls_started, sessions_opened

@@ -206,7 +206,9 @@ class ReplayStack:
         )
 
 
-_CLEAN_ENDS: Final = frozenset({"caller_hangup", "stopped", "socket_closed"})
+_CLEAN_ENDS: Final = frozenset(
+    {"caller_hangup", "stopped", "socket_closed", "tool_end_call", "tool_transfer"}
+)
 
 
 @final
@@ -356,10 +358,15 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
             )
             finished = wiring.FinishedCalls()
             http = await stack.enter_async_context(open_tool_client())
+            control = await stack.enter_async_context(wiring.open_call_control(config))
             tools = build_toolbox(config.tools, http, max_in_flight=config.call.tools_max_in_flight)
             try:
                 call_factory = wiring.build_call_factory(
-                    config, connector, on_finished=finished.add, tools=tools
+                    config,
+                    connector,
+                    on_finished=finished.add,
+                    tools=tools,
+                    call_control=control,
                 )
             except GatewayError as unwired:
                 raise StackUnavailable(

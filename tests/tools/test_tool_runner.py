@@ -6,7 +6,7 @@ import anyio
 import msgspec
 import pytest
 
-from actors.tools import Toolbox, ToolCall, ToolResult, ToolRunner
+from actors.tools import CallAction, EndCallTool, Toolbox, ToolCall, ToolResult, ToolRunner
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +98,21 @@ async def test_pending_tools_are_cancelled_with_the_owner_and_never_answered() -
     assert answers.sent == []
     assert [(r.outcome, r.delivered) for r in records] == [("cancelled", False)]
     assert runner.in_flight == 0
+
+
+async def test_a_builtin_action_is_handed_over_after_the_result_was_sent() -> None:
+    answers = Answers()
+    order: list[str] = []
+
+    async def answer(tool_use_id: str, content_json: str) -> bool:
+        order.append("answered")
+        return await answers(tool_use_id, content_json)
+
+    def on_action(action: CallAction) -> None:
+        order.append(f"action:{type(action).__name__}")
+
+    async with anyio.create_task_group() as tg:
+        runner = ToolRunner(Toolbox([EndCallTool()]), tg, answer=answer, on_action=on_action)
+        await runner.submit("id-1", "end_call", "{}")
+    assert answers.sent == [("id-1", {"status": "ending_call"})]
+    assert order == ["answered", "action:EndCall"]
