@@ -10,18 +10,16 @@ from __future__ import annotations
 import base64
 import urllib.parse
 import xml.etree.ElementTree as ET
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import attrs
 import msgspec
-import uvicorn
 
-from gateway.server import bind_socket
+from tests.loopback import reply_json, serve_asgi
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from contextlib import AbstractAsyncContextManager
 
     from starlette.types import Receive, Scope, Send
 
@@ -109,26 +107,9 @@ class FakeTwilioRest:
 
 
 async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
-    content = msgspec.json.encode(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": content})
+    await reply_json(send, status, msgspec.json.encode(body))
 
 
-@asynccontextmanager
-async def serving(fake: FakeTwilioRest) -> AsyncIterator[str]:
-    sock = bind_socket("127.0.0.1", 0)
-    config = uvicorn.Config(fake, lifespan="off", log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-            server.should_exit = True
-    finally:
-        sock.close()
+def serving(fake: FakeTwilioRest) -> AbstractAsyncContextManager[str]:
+    """Serve ``fake`` on a free loopback port for the block; yields its base URL."""
+    return serve_asgi(fake)

@@ -7,19 +7,17 @@ body that is not JSON, or no answer until released (``hang``: the caller's timeo
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import attrs
 import msgspec
-import uvicorn
 
 from actors.tools import SIGNATURE_HEADER, verify_signature
-from gateway.server import bind_socket
+from tests.loopback import reply_json, serve_asgi
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from contextlib import AbstractAsyncContextManager
 
     from starlette.types import Receive, Scope, Send
 
@@ -70,42 +68,20 @@ class FakeToolServer:
         )
         self.seen.append(seen)
         if not (seen.authorized and seen.signed):
-            await _reply(send, 401, b'{"error": "unauthorized"}')
+            await reply_json(send, 401, b'{"error": "unauthorized"}')
             return
         match self.mode:
             case "answer":
-                await _reply(send, 200, msgspec.json.encode(self.answer))
+                await reply_json(send, 200, msgspec.json.encode(self.answer))
             case "status":
-                await _reply(send, self.status, b"upstream down")
+                await reply_json(send, self.status, b"upstream down")
             case "not_json":
-                await _reply(send, 200, b"<html>hello</html>")
+                await reply_json(send, 200, b"<html>hello</html>")
             case "hang":
                 await self.release.wait()
-                await _reply(send, 200, b"{}")
+                await reply_json(send, 200, b"{}")
 
 
-async def _reply(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-@asynccontextmanager
-async def serving(fake: FakeToolServer) -> AsyncIterator[str]:
+def serving(fake: FakeToolServer) -> AbstractAsyncContextManager[str]:
     """Serve ``fake`` on a free loopback port for the block; yields its base URL."""
-    sock = bind_socket("127.0.0.1", 0)
-    config = uvicorn.Config(fake, lifespan="off", log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-            fake.release.set()
-            server.should_exit = True
-    finally:
-        sock.close()
+    return serve_asgi(fake, before_exit=fake.release.set)
