@@ -6,9 +6,6 @@ the bundled ``dtmf_entry`` replay scenario).
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Any
-
 import anyio
 import pytest
 
@@ -18,53 +15,29 @@ from actors.call.report import CallJournal
 from actors.call.sonic_session import SessionMemory, SonicSession
 from actors.runtime import Mailbox, Overflow
 from actors.sonic import SonicSettings
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+from tests.call.fake_sonic import FakeConnector, FakeConversation
 
 pytestmark = pytest.mark.anyio
 
 
-class FakeConversation:
+class TextRecorder(FakeConversation):
     """Records the USER texts; its event stream stays open until cancelled."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.texts: list[str] = []
         self.sent = anyio.Event()
-        self.events = self._events()
-
-    async def _events(self) -> AsyncIterator[Any]:
-        await anyio.sleep_forever()
-        yield  # pragma: no cover
 
     async def send_user_text(self, text: str) -> bool:
         self.texts.append(text)
         self.sent.set()
         return True
 
-    async def send_audio(self, pcm: bytes) -> None:
-        pass
-
-    def note_heard(self, turn_id: int | None, fraction: float) -> None:
-        pass
-
-    def statistics(self) -> dict[str, object]:
-        return {}
-
-
-class FakeConnector:
-    def __init__(self) -> None:
-        self.conv = FakeConversation()
-
-    @contextlib.asynccontextmanager
-    async def conversation(self, *, history: object = ()) -> AsyncIterator[FakeConversation]:
-        yield self.conv
-
 
 async def _run_session(
     keys: str, settings: DtmfSettings, *, texts_wanted: int
 ) -> tuple[list[str], SonicSession]:
-    connector = FakeConnector()
+    connector = FakeConnector(TextRecorder())
     control: Mailbox[SonicControl] = Mailbox("sonic.control", 16, Overflow.BLOCK)
     session = SonicSession(
         connector=connector,  # type: ignore[arg-type]

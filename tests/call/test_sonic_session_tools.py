@@ -4,7 +4,6 @@ real client, the emulator and a real receiver is tests/replay/test_replay_tools.
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -24,6 +23,7 @@ from actors.runtime import Mailbox, Overflow
 from actors.sonic import AssistantAudio as SonicAudio
 from actors.sonic import SonicSettings, ToolUseRequested
 from actors.tools import Toolbox, ToolResult
+from tests.call.fake_sonic import FakeConnector, FakeConversation
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -42,13 +42,13 @@ class GatedTool:
         return ToolResult(outcome="ok", content_json='{"done":true}')
 
 
-class FakeConversation:
+class ToolUser(FakeConversation):
     """Emits a tool use, then model audio; records the tool results."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.results: list[tuple[str, str]] = []
         self.answered = anyio.Event()
-        self.events = self._events()
 
     async def _events(self) -> AsyncIterator[Any]:
         yield ToolUseRequested(tool_use_id="t1", name="slow", arguments_json='{"q":1}')
@@ -60,29 +60,11 @@ class FakeConversation:
         self.answered.set()
         return True
 
-    async def send_audio(self, pcm: bytes) -> None:
-        pass
-
-    def note_heard(self, turn_id: int | None, fraction: float) -> None:
-        pass
-
-    def statistics(self) -> dict[str, object]:
-        return {}
-
-
-class FakeConnector:
-    def __init__(self) -> None:
-        self.conv = FakeConversation()
-
-    @contextlib.asynccontextmanager
-    async def conversation(self, *, history: object = ()) -> AsyncIterator[FakeConversation]:
-        yield self.conv
-
 
 def make_session(
     tool: GatedTool,
-) -> tuple[SonicSession, FakeConnector, Mailbox[PlaybackData], CallJournal]:
-    connector = FakeConnector()
+) -> tuple[SonicSession, FakeConnector[ToolUser], Mailbox[PlaybackData], CallJournal]:
+    connector = FakeConnector(ToolUser())
     playback: Mailbox[PlaybackData] = Mailbox("playback.data", 4, Overflow.BLOCK)
     journal = CallJournal(started_at=anyio.current_time())
     session = SonicSession(

@@ -1,0 +1,48 @@
+"""A fake Sonic conversation and connector for SonicSession tests (no stream, no emulator).
+
+:class:`FakeConversation` is the part of :class:`actors.sonic.SonicConversation` SonicSession uses
+when nothing in particular happens; tests subclass it to script events or record what is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+__all__ = ["FakeConnector", "FakeConversation"]
+
+
+class FakeConversation:
+    """No events until cancelled; audio and heard reports are accepted and dropped."""
+
+    def __init__(self) -> None:
+        self.events = self._events()
+
+    async def _events(self) -> AsyncIterator[Any]:
+        await anyio.sleep_forever()
+        yield  # pragma: no cover
+
+    async def send_audio(self, pcm: bytes) -> None:
+        pass
+
+    def note_heard(self, turn_id: int | None, fraction: float) -> None:
+        pass
+
+    def statistics(self) -> dict[str, object]:
+        return {}
+
+
+class FakeConnector[C: FakeConversation]:
+    """Opens ``conv`` as the one conversation of every session."""
+
+    def __init__(self, conv: C) -> None:
+        self.conv = conv
+
+    @contextlib.asynccontextmanager
+    async def conversation(self, *, history: object = ()) -> AsyncIterator[C]:
+        yield self.conv
