@@ -40,15 +40,7 @@ def read_wav(source: str | os.PathLike[str] | bytes) -> tuple[bytes, int]:
         AudioFormatError: not a WAV file, or not 16-bit PCM mono/stereo.
         OSError: the file cannot be read.
     """
-    handle = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
-    try:
-        with wave.open(handle, "rb") as reader:
-            channels = reader.getnchannels()
-            width = reader.getsampwidth()
-            rate = reader.getframerate()
-            frames = reader.readframes(reader.getnframes())
-    except (wave.Error, EOFError) as exc:
-        raise AudioFormatError(f"not a readable PCM WAV file: {exc}") from exc
+    channels, width, rate, frames = _read_frames(source)
     if width != 2:
         raise AudioFormatError(f"expected 16-bit samples, got {8 * width}-bit")
     if channels == 1:
@@ -76,17 +68,7 @@ def read_wav_mono(source: str | os.PathLike[str] | bytes) -> tuple[bytes, int]:
         AudioFormatError: not a WAV file, not integer PCM, no channels or no sample rate.
         OSError: the file cannot be read.
     """
-    handle = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
-    # wave raises RuntimeError, struct.error or ValueError on some malformed chunks too.
-    try:
-        with wave.open(handle, "rb") as reader:
-            channels = reader.getnchannels()
-            width = reader.getsampwidth()
-            rate = reader.getframerate()
-            frames = reader.readframes(reader.getnframes())
-    except (wave.Error, EOFError, RuntimeError, ValueError, struct.error) as exc:
-        detail = f": {exc}" if str(exc) else " (truncated)"
-        raise AudioFormatError(f"not a readable PCM WAV file{detail}") from exc
+    channels, width, rate, frames = _read_frames(source)
     if channels < 1 or rate < 1:
         raise AudioFormatError(f"bad header: {channels} channels at {rate} Hz")
     if width not in (1, 2, 3, 4):
@@ -107,6 +89,22 @@ def read_wav_mono(source: str | os.PathLike[str] | bytes) -> tuple[bytes, int]:
     np.rint(mono, out=mono)
     np.clip(mono, -32768.0, 32767.0, out=mono)
     return mono.astype("<i2").tobytes(), rate
+
+
+def _read_frames(source: str | os.PathLike[str] | bytes) -> tuple[int, int, int, bytes]:
+    """``(channels, sample width in bytes, rate, frames)`` of a WAV file, or AudioFormatError."""
+    handle = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
+    # wave raises RuntimeError, struct.error or ValueError on some malformed chunks too.
+    try:
+        with wave.open(handle, "rb") as reader:
+            channels = reader.getnchannels()
+            width = reader.getsampwidth()
+            rate = reader.getframerate()
+            frames = reader.readframes(reader.getnframes())
+    except (wave.Error, EOFError, RuntimeError, ValueError, struct.error) as exc:
+        detail = f": {exc}" if str(exc) else " (truncated)"
+        raise AudioFormatError(f"not a readable PCM WAV file{detail}") from exc
+    return channels, width, rate, frames
 
 
 def encode_wav(pcm: bytes, rate: int) -> bytes:
