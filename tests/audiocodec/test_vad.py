@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audiocodec import EnergyVad, SpeechEnd, SpeechStart, VadEvent, speech_like, tone
+from audiocodec.vad import window_levels, window_levels_exact
 
 RATE = 8000
 
@@ -140,3 +145,42 @@ def test_a_click_is_active_only_while_it_lasts() -> None:
     assert vad.active
     vad.process(bytes(RATE * 2 * 20 // 1000))
     assert not vad.active
+
+
+@settings(max_examples=300)
+@given(
+    pcm=st.binary(min_size=0, max_size=1200).map(lambda b: b[: len(b) - len(b) % 2]),
+    window=st.sampled_from([80, 160]),
+)
+def test_window_levels_match_the_exact_computation(pcm: bytes, window: int) -> None:
+    # audioop.rms truncates the RMS to a whole sample value: the level may be low by at most
+    # 20*log10((r+1)/r) dB for RMS r, and a window of RMS 0 (true RMS < 1) reads -120 dBFS.
+    fast = window_levels(pcm, window)
+    exact = window_levels_exact(pcm, window)
+    assert len(fast) == len(exact) == len(pcm) // (2 * window)
+    for got, want in zip(fast, exact, strict=True):
+        if got == -120.0:
+            assert want < 20 * math.log10(1 / 32768) + 1e-9
+            continue
+        rms = round(32768 * 10 ** (got / 20))
+        assert want - 20 * math.log10((rms + 1) / rms) - 1e-9 <= got <= want + 1e-9
+
+
+def test_levels_near_the_threshold_are_within_a_tenth_of_a_db() -> None:
+    for dbfs in (-45.0, -40.0, -30.0, -20.0):
+        pcm = _noise(200, dbfs, seed=3)
+        for got, want in zip(window_levels(pcm, 80), window_levels_exact(pcm, 80), strict=True):
+            assert got == pytest.approx(want, abs=0.1)
+
+
+def test_chunking_does_not_change_the_levels() -> None:
+    pcm = _noise(500, -35.0, seed=4)
+    whole = EnergyVad(RATE)
+    whole.process(pcm)
+    pieces = EnergyVad(RATE)
+    for size in (2, 158, 320, 14, 1000):
+        pieces.reset()
+        for i in range(0, len(pcm), size):
+            pieces.process(pcm[i : i + size])
+        assert pieces.level_dbfs == whole.level_dbfs
+        assert pieces.noise_floor_dbfs == whole.noise_floor_dbfs
