@@ -245,6 +245,8 @@ class SonicConfig:
         quiet_batch_ms: caller audio the local VAD hears as quiet is written to Sonic this much
             at a time (several events per write); sound goes as it arrives. At most
             ``audio_batch_ms`` writes every event as soon as it is complete.
+        speech_batch_ms: caller speech in the caller's own turn (no answer playing) is written
+            this much at a time; onsets and speech over an answer (barge-in) go at once. 20 = off.
         handover_after_s: open the next session and hand over after this long.
         pool_size: warm entries kept ahead of calls (0 disables the pool).
         pool_level: what the pool pre-opens: ``connect`` (TLS + HTTP/2, safe default) or
@@ -269,6 +271,7 @@ class SonicConfig:
     ca_bundle: Path | None = None
     audio_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=200, multiple_of=20)] = 20
     quiet_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=400, multiple_of=20)] = 200
+    speech_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=100, multiple_of=20)] = 40
     handover_after_s: Annotated[float, msgspec.Meta(ge=1.0, le=470.0)] = 360.0
     pool_size: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2
     pool_level: PoolLevel = "connect"
@@ -307,6 +310,7 @@ class SonicConfig:
             ca_bundle=self.ca_bundle if ca_bundle is None else ca_bundle,
             audio_batch_ms=self.audio_batch_ms,
             quiet_batch_ms=self.quiet_batch_ms,
+            speech_batch_ms=self.speech_batch_ms,
             handover_after_s=self.handover_after_s,
             tools=tuple(tools),
         )

@@ -184,6 +184,7 @@ def build_call_supervisor(
             identity=identity,
             input_rate=settings.input_rate,
             quiet_batch_ms=settings.quiet_batch_ms,
+            speech_batch_ms=settings.speech_batch_ms,
             sonic_audio=mb.sonic_audio,
             sonic_control=mb.sonic_control,
             turn_control=mb.turn_control,

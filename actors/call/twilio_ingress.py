@@ -17,12 +17,17 @@ Rules:
   only when the wait cannot delay what the model listens for:
 
   - never while there is sound (:attr:`EnergyVad.active`: speech, or a window loud enough to
-    begin it): the first loud frame releases everything held, and sound goes frame by frame, so
-    Sonic hears onsets (barge-in) and words as soon as they arrive;
+    begin it): the first loud frame releases everything held, and sound over an answer being
+    played goes frame by frame, so Sonic hears onsets and barge-in as soon as they arrive;
   - quiet audio is held only while the assistant's audio is being played (a ``mark`` echoed in
-    the last :data:`_PLAYING_WINDOW_S`: the caller's turn is over) or once the caller has been
-    quiet for longer than the model's longest end-of-turn pause (:data:`_ENDPOINTING_GUARD_S`),
-    so the silence that ends a caller's turn is never held back.
+    the last :data:`_PLAYING_WINDOW_S`: the caller's turn is over), while the caller has made no
+    sound since the last mark echo (the assistant spoke last: no turn of the caller's is waiting
+    to end), or once the caller has been quiet for longer than the model's longest end-of-turn
+    pause (:data:`_ENDPOINTING_GUARD_S`), so the silence that ends a caller's turn is never held
+    back;
+  - sound in the caller's own turn (no answer playing) goes ``speech_batch_ms`` at a time: no
+    barge-in can be delayed then, and the turn's end is decided on the silence that follows,
+    which is not held. The first loud frame after quiet still goes at once, with what was held.
 
   VAD events become ``CallerSpeechStarted/Stopped`` for TurnTaker with times on the anyio clock
   (each frame anchors the VAD at its arrival minus its duration), so their times stay those of
@@ -104,6 +109,7 @@ class TwilioIngress(Actor[None]):
         identity: the call's identity (primes the order validator).
         input_rate: Sonic's input sample rate.
         quiet_batch_ms: quiet caller audio is held back until this much (ms) is waiting.
+        speech_batch_ms: sound in the caller's own turn is held back until this much is waiting.
         sonic_audio / sonic_control / turn_control / playback_control: peers' mailboxes.
         journal: the call's flight recorder (end reason).
     """
@@ -115,6 +121,7 @@ class TwilioIngress(Actor[None]):
         identity: CallIdentity,
         input_rate: int,
         quiet_batch_ms: int = 20,
+        speech_batch_ms: int = 20,
         sonic_audio: Mailbox[CallerAudio],
         sonic_control: Mailbox[SonicControl],
         turn_control: Mailbox[TurnControl],
@@ -135,6 +142,8 @@ class TwilioIngress(Actor[None]):
         self._vad = EnergyVad(_INBOUND_RATE)
         # PCM16 at 8 kHz: two bytes per sample.
         self._quiet_bytes = max(1, quiet_batch_ms * _INBOUND_RATE * 2 // 1000)
+        self._speech_bytes = max(1, speech_batch_ms * _INBOUND_RATE * 2 // 1000)
+        self._was_active = False
         self._pending = bytearray()
         self._last_mark_at = -math.inf
         self._last_sound_at = -math.inf
@@ -208,19 +217,26 @@ class TwilioIngress(Actor[None]):
                     assert_never(event)
             self._send_control(self._turn_control, msg)
         pending = self._pending
+        playing = now - self._last_mark_at <= _PLAYING_WINDOW_S
+        # How much may wait before this frame goes (0: now, with anything held).
         if vad.active:
+            onset = not self._was_active
+            self._was_active = True
             self._last_sound_at = now
-            hold = False
+            hold_bytes = 0 if onset or playing else self._speech_bytes
         else:
-            hold = (
-                now - self._last_mark_at <= _PLAYING_WINDOW_S
+            self._was_active = False
+            quiet_hold = (
+                playing
+                or self._last_sound_at < self._last_mark_at
                 or now - self._last_sound_at >= _ENDPOINTING_GUARD_S
             )
-        if not pending and (not hold or len(pcm8) >= self._quiet_bytes):
+            hold_bytes = self._quiet_bytes if quiet_hold else 0
+        if not pending and len(pcm8) >= hold_bytes:
             release = pcm8  # nothing held: no copy
         else:
             pending += pcm8
-            if hold and len(pending) < self._quiet_bytes:
+            if len(pending) < hold_bytes:
                 return
             release = bytes(pending)
             pending.clear()

@@ -142,6 +142,10 @@ class SonicSettings:
             is written to the stream this much at a time, as several ``audioInput`` events in one
             write; sound is written as it arrives. A multiple of 20; at most ``audio_batch_ms``
             turns the holding off.
+        speech_batch_ms: while the caller speaks in their own turn (no answer playing), caller
+            audio is written this much at a time; the first loud frame after quiet, and all
+            sound while an answer plays (barge-in), are written at once. A multiple of 20; 20
+            turns it off.
         handover_after_s: age of a stream at which the next one is prepared (6 of the 8 minutes).
         handover_grace_s: how long to wait for a turn boundary after that before switching anyway.
         handover_quiet_s: assistant silence after END_TURN that counts as a turn boundary.
@@ -173,6 +177,7 @@ class SonicSettings:
     tcp_nodelay: bool = True
     audio_batch_ms: int = 20
     quiet_batch_ms: int = 200
+    speech_batch_ms: int = 40
     handover_after_s: float = 360.0
     handover_grace_s: float = 60.0
     handover_quiet_s: float = 1.0
@@ -222,6 +227,8 @@ class SonicSettings:
             raise _fail("audio_batch_ms", "a multiple of 20 from 20 to 200", self.audio_batch_ms)
         if not (_FRAME_MS <= self.quiet_batch_ms <= 400 and self.quiet_batch_ms % _FRAME_MS == 0):
             raise _fail("quiet_batch_ms", "a multiple of 20 from 20 to 400", self.quiet_batch_ms)
+        if not (_FRAME_MS <= self.speech_batch_ms <= 100 and self.speech_batch_ms % _FRAME_MS == 0):
+            raise _fail("speech_batch_ms", "a multiple of 20 from 20 to 100", self.speech_batch_ms)
         if not 1.0 <= self.handover_after_s <= 470.0:
             raise _fail(
                 "handover_after_s",

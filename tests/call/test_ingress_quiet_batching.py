@@ -43,6 +43,22 @@ class ScriptedSocket:
         pass
 
 
+class PacedSocket(ScriptedSocket):
+    """Waits ``gap_s`` of real time before the frame at index ``before``."""
+
+    def __init__(self, frames: list[bytes], *, before: int, gap_s: float) -> None:
+        super().__init__(frames)
+        self._count = 0
+        self._before = before
+        self._gap_s = gap_s
+
+    async def receive(self) -> bytes:
+        if self._count == self._before:
+            await anyio.sleep(self._gap_s)
+        self._count += 1
+        return await super().receive()
+
+
 def media(seq: int, payload: bytes) -> bytes:
     return msgspec.json.encode(
         {
@@ -70,17 +86,25 @@ def mark(seq: int) -> bytes:
 
 
 def ingress_for(
-    frames: list[bytes | None], audio: Mailbox[CallerAudio], quiet_batch_ms: int
+    frames: list[bytes | None],
+    audio: Mailbox[CallerAudio],
+    quiet_batch_ms: int,
+    speech_batch_ms: int = 20,
+    *,
+    gap_before: int = -1,
+    gap_s: float = 0.0,
 ) -> TwilioIngress:
-    """An ingress reading ``frames`` as media payloads (None: a mark echo) in order."""
+    """An ingress reading ``frames`` as media payloads (None: a mark echo) in order, waiting
+    ``gap_s`` of real time before the frame at index ``gap_before``."""
     messages = [mark(3 + i) if f is None else media(3 + i, f) for i, f in enumerate(frames)]
     return TwilioIngress(
-        socket=ScriptedSocket(messages),
+        socket=PacedSocket(messages, before=gap_before, gap_s=gap_s),
         identity=CallIdentity(
             call_sid="CA1", stream_sid=SID, account_sid="AC1", start_sequence_number=2
         ),
         input_rate=16000,
         quiet_batch_ms=quiet_batch_ms,
+        speech_batch_ms=speech_batch_ms,
         sonic_audio=audio,
         sonic_control=Mailbox("sonic.control", 16, Overflow.BLOCK),
         turn_control=Mailbox("turn.control", 64, Overflow.BLOCK),
@@ -89,9 +113,11 @@ def ingress_for(
     )
 
 
-async def released(frames: list[bytes | None], quiet_batch_ms: int) -> list[CallerAudio]:
+async def released(
+    frames: list[bytes | None], quiet_batch_ms: int, speech_batch_ms: int = 20
+) -> list[CallerAudio]:
     audio: Mailbox[CallerAudio] = Mailbox("sonic.audio", 256, Overflow.DROP_OLDEST)
-    await ingress_for(frames, audio, quiet_batch_ms).run()
+    await ingress_for(frames, audio, quiet_batch_ms, speech_batch_ms).run()
     out = []
     while True:
         try:
@@ -162,3 +188,53 @@ async def test_quiet_while_the_assistant_plays_is_held() -> None:
     audio = [f for f in frames if f is not None]
     whole = Resampler(8000, 16000).process(b"".join(ulaw_decode(f) for f in audio))
     assert b"".join(b.pcm for b in batches) == whole[: len(b"".join(b.pcm for b in batches))]
+
+
+def resampled(frames: list[bytes | None]) -> bytes:
+    audio = [f for f in frames if f is not None]
+    return Resampler(8000, 16000).process(b"".join(ulaw_decode(f) for f in audio))
+
+
+async def test_speech_in_the_callers_own_turn_goes_two_frames_at_a_time() -> None:
+    frames: list[bytes | None] = [QUIET] * 5 + [LOUD] * 7
+    batches = await released(frames, 60, speech_batch_ms=40)
+    # Quiet 1-3 as a batch; the onset goes at once with quiet 4-5; then the speech in pairs.
+    assert [round(frames_of(b)) for b in batches] == [3, 3, 2, 2, 2]
+    assert b"".join(b.pcm for b in batches) == resampled(frames)
+
+
+async def test_speech_over_an_answer_goes_frame_by_frame() -> None:
+    # A mark echo: an answer is playing, so every loud frame may be a barge-in.
+    frames: list[bytes | None] = [None] + [LOUD] * 6
+    batches = await released(frames, 60, speech_batch_ms=40)
+    assert [round(frames_of(b)) for b in batches] == [1] * 6
+
+
+async def test_the_quiet_after_speech_releases_the_held_frame_at_once() -> None:
+    frames: list[bytes | None] = [LOUD] * 4 + [QUIET] * 30
+    batches = await released(frames, 60, speech_batch_ms=40)
+    sizes = [round(frames_of(b)) for b in batches]
+    # Onset alone, then pairs while the VAD still counts the sound (its 400 ms release), then
+    # the end-of-turn quiet frame by frame: nothing is left waiting.
+    assert sizes[0] == 1
+    assert max(sizes) == 2
+    assert sizes[-10:] == [1] * 10
+    assert b"".join(b.pcm for b in batches) == resampled(frames)
+
+
+async def test_quiet_after_the_answer_ended_is_held_until_the_caller_makes_a_sound() -> None:
+    # Sound, silence until the VAD releases it, a mark (the answer), then quiet long after the
+    # last mark echo: the assistant spoke last, so no turn of the caller's is waiting to end.
+    frames: list[bytes | None] = [LOUD] * 6 + [QUIET] * 24 + [None] + [QUIET] * 9 + [LOUD]
+    audio: Mailbox[CallerAudio] = Mailbox("sonic.audio", 256, Overflow.DROP_OLDEST)
+    # More than the 0.5 s playing window passes after the mark echo.
+    await ingress_for(frames, audio, 60, gap_before=31, gap_s=0.6).run()
+    batches = []
+    while True:
+        try:
+            batches.append(audio.receive_nowait())
+        except anyio.WouldBlock:
+            break
+    sizes = [round(frames_of(b)) for b in batches]
+    assert sizes[-4:] == [3, 3, 3, 1]  # the quiet in threes, then the sound at once
+    assert b"".join(b.pcm for b in batches) == resampled(frames)
