@@ -36,7 +36,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, get_type_hints
 import attrs
 import msgspec
 
+from actors.call import MIN_BARGE_IN_SPEECH_MS
 from actors.errors import ConfigError
+from actors.wire import EndpointingSensitivity
 from gateway.tools import ToolConfig, TransferTarget, check_builtin_tools, check_tools
 
 if TYPE_CHECKING:
@@ -79,7 +81,6 @@ Backend = Literal["emulator", "bedrock"]
 LogFormat = Literal["json", "console", "auto"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 PoolLevel = Literal["connect", "stream"]
-EndpointingSensitivity = Literal["HIGH", "MEDIUM", "LOW"]
 SampleRate = Literal[8000, 16000, 24000]
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -355,7 +356,9 @@ class CallConfig:
     playback_lead_ms: Annotated[int, msgspec.Meta(ge=20, le=2000, multiple_of=20)] = 200
     playback_chunk_ms: Annotated[int, msgspec.Meta(ge=20, le=1000, multiple_of=20)] = 100
     local_vad_barge_in: bool = False
-    min_barge_in_speech_ms: Annotated[int, msgspec.Meta(ge=0, le=5000)] = 250
+    min_barge_in_speech_ms: Annotated[int, msgspec.Meta(ge=20, le=5000)] = int(
+        MIN_BARGE_IN_SPEECH_MS
+    )
     dtmf_interdigit_ms: Annotated[int, msgspec.Meta(ge=100, le=30_000)] = 2000
     dtmf_terminator: Annotated[str, msgspec.Meta(pattern=r"^[0-9*#A-D]?$")] = "#"
     dtmf_max_digits: Annotated[int, msgspec.Meta(ge=1, le=64)] = 20

@@ -191,7 +191,7 @@ def build_call_factory(
         playback_chunk_ms=call.playback_chunk_ms,
         local_vad_barge_in=call.local_vad_barge_in,
         # 0 in the config means "no guard": the smallest guard the VAD can express is one frame.
-        min_barge_in_speech_ms=float(max(call.min_barge_in_speech_ms, 20)),
+        min_barge_in_speech_ms=float(call.min_barge_in_speech_ms),
         on_finished=on_finished,
         dtmf=DtmfSettings(
             interdigit_ms=call.dtmf_interdigit_ms,

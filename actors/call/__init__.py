@@ -32,10 +32,12 @@ from actors.call.report import (
     TranscriptLine,
     TurnLatency,
 )
+from actors.call.turn_fsm import MIN_BARGE_IN_SPEECH_MS
 from actors.call.view import CallView, call_view, mask_number
 
 __all__ = [
     "ACTION_MARK",
+    "MIN_BARGE_IN_SPEECH_MS",
     "PROMPT_NAMES",
     "BargeInSummary",
     "Call",

@@ -22,6 +22,7 @@ from actors.call.dtmf import DtmfSettings
 from actors.call.ports import CallControl
 from actors.call.prompts import PromptCache, bundled_prompt, ulaw_from_wav
 from actors.call.report import CallReport
+from actors.call.turn_fsm import MIN_BARGE_IN_SPEECH_MS
 from actors.sonic import SonicConnector, SonicSettings
 from actors.tools import Toolbox
 
@@ -92,7 +93,7 @@ class CallDeps:
     playback_lead_ms: float = attrs.field(default=200.0, validator=_positive)
     playback_chunk_ms: int = attrs.field(default=100, validator=_chunk)
     local_vad_barge_in: bool = False
-    min_barge_in_speech_ms: float = attrs.field(default=300.0, validator=_positive)
+    min_barge_in_speech_ms: float = attrs.field(default=MIN_BARGE_IN_SPEECH_MS, validator=_positive)
     on_finished: Callable[[CallReport], None] | None = None
     goodbye_ulaw: bytes = attrs.field(factory=load_goodbye, repr=False)
     prompts: PromptCache = attrs.field(factory=PromptCache.bundled, repr=False)

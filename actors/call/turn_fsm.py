@@ -30,7 +30,7 @@ time at ``PlaybackStarted.at`` (first media sent).
 from __future__ import annotations
 
 import enum
-from typing import assert_never
+from typing import Final, assert_never
 
 import attrs
 import msgspec
@@ -53,6 +53,7 @@ from actors.call.protocol import (
 from actors.call.report import BargeInRecord, EndOfSpeechSource, TurnLatency
 
 __all__ = [
+    "MIN_BARGE_IN_SPEECH_MS",
     "Floor",
     "GuardElapsed",
     "OpenTurn",
@@ -62,6 +63,9 @@ __all__ = [
     "TurnState",
     "decide",
 ]
+
+MIN_BARGE_IN_SPEECH_MS: Final = 250.0
+"""Default continuous caller speech (ms) before a local-VAD barge-in: a cough is shorter."""
 
 
 class Floor(enum.Enum):
@@ -91,7 +95,7 @@ class TurnSettings:
     """TurnTaker's options (from ``CallDeps``)."""
 
     local_vad_barge_in: bool = False
-    min_barge_in_speech_ms: float = 300.0
+    min_barge_in_speech_ms: float = MIN_BARGE_IN_SPEECH_MS
 
 
 @attrs.frozen

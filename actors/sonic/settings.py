@@ -20,6 +20,7 @@ import attrs
 import msgspec
 
 from actors.errors import ConfigError
+from actors.wire import EndpointingSensitivity
 
 __all__ = [
     "EndpointingSensitivity",
@@ -29,7 +30,6 @@ __all__ = [
     "SonicTool",
 ]
 
-EndpointingSensitivity = Literal["HIGH", "MEDIUM", "LOW"]
 PoolLevel = Literal["connect", "stream"]
 
 _RATES = (8000, 16000, 24000)

@@ -87,6 +87,8 @@ def test_from_env_alone() -> None:
         ('[logging]\nformat = "xml"\n', "logging.format", "'json', 'console', 'auto'"),
         ("[sonic]\ninput_rate = 44100\n", "sonic.input_rate", "8000, 16000, 24000"),
         ("[sonic]\naudio_batch_ms = 30\n", "sonic.audio_batch_ms", "multiple of 20"),
+        ("[sonic]\nspeech_batch_ms = 120\n", "sonic.speech_batch_ms", "<= 100"),
+        ("[call]\nmin_barge_in_speech_ms = 10\n", "call.min_barge_in_speech_ms", ">= 20"),
         ("[limits]\nmax_concurrent_calls = 0\n", "limits.max_concurrent_calls", ">= 1"),
         ("[limits]\nhandshake_timeout_s = 0\n", "limits.handshake_timeout_s", "> 0"),
         ("[limits]\nmax_pending_sockets = 0\n", "limits.max_pending_sockets", ">= 1"),

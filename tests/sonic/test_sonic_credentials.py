@@ -11,6 +11,7 @@ import pytest
 
 from actors.errors import SonicFatalError
 from actors.sonic import (
+    AssistantAudio,
     BotocoreCredentials,
     CredentialCache,
     PinnedIdentityResolver,
@@ -120,3 +121,15 @@ async def test_real_bedrock_session_opens_and_closes() -> None:
         for _ in range(50):
             await conv.send_audio(bytes(settings.batch_bytes))
             await anyio.sleep(0.02)
+        # A typed question is answered with speech: the session really talks to the model.
+        assert await conv.send_user_text("Please say hello.")
+        answered = False
+        with anyio.move_on_after(30):
+            async for event in conv.events:
+                if isinstance(event, AssistantAudio):
+                    answered = True
+                    break
+        assert answered, "no assistant audio within 30 s"
+        stats = conv.statistics()
+        assert stats["recoveries"] == 0
+        assert stats["session_index"] == 0
