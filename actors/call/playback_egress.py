@@ -126,14 +126,8 @@ class PlaybackEgress(Actor[PlaybackControl | PlaybackData]):
     async def _loop(self) -> None:
         queue = self._queue
         while True:
-            deadline = queue.next_deadline(anyio.current_time())
-            msg: PlaybackControl | PlaybackData | None = None
             try:
-                if deadline is None:
-                    msg = await self.receive()
-                else:
-                    with anyio.move_on_at(deadline):
-                        msg = await self.receive()
+                msg = await self.receive_until(queue.next_deadline(anyio.current_time()))
             except MailboxClosed:
                 return
             now = anyio.current_time()

@@ -78,14 +78,9 @@ class TurnTaker(Actor[TurnControl]):
         self.state = self._state.floor.value
         task_status.started()
         while True:
-            msg: TurnInput | None = None
-            deadline = self._state.deadline
+            msg: TurnInput | None
             try:
-                if deadline is None:
-                    msg = await self.receive()
-                else:
-                    with anyio.move_on_at(deadline):
-                        msg = await self.receive()
+                msg = await self.receive_until(self._state.deadline)
             except MailboxClosed:
                 return
             now = anyio.current_time()

@@ -142,6 +142,21 @@ class Actor[M]:
         self.messages_in += 1
         return msg
 
+    async def receive_until(self, deadline: float | None) -> M | None:
+        """:meth:`receive`, giving up at ``deadline`` (anyio clock; None: wait for ever).
+
+        Returns:
+            The next message, or None once the deadline passed with none.
+
+        Raises:
+            MailboxClosed: as :meth:`receive`.
+        """
+        if deadline is None:
+            return await self.receive()
+        with anyio.move_on_at(deadline):
+            return await self.receive()
+        return None
+
     async def send_to[T](self, mailbox: Mailbox[T], msg: T) -> None:
         """Send ``msg`` to a peer's mailbox and count it (blocks per the mailbox's policy)."""
         await mailbox.send(msg)

@@ -121,3 +121,17 @@ def test_public_surface_is_exactly_all() -> None:
     for name in exported:
         assert getattr(actors.runtime, name) is not None
     assert {"Mailbox", "Actor", "Supervisor", "ChildSpec", "receive_either"} <= exported
+
+
+async def test_receive_until_returns_a_message_or_none_at_the_deadline() -> None:
+    audio, control, _out, egress = make()
+    audio.send_nowait(Audio(pcm=b"a"))
+    with anyio.fail_after(5):
+        assert await egress.receive_until(None) == Audio(pcm=b"a")
+        control.send_nowait(Clear())
+        assert await egress.receive_until(anyio.current_time() + 60) == Clear()
+        # Nothing waits: the deadline (already passed) gives None, and nothing is consumed.
+        assert await egress.receive_until(anyio.current_time() - 1) is None
+        audio.send_nowait(Audio(pcm=b"b"))
+        assert await egress.receive_until(anyio.current_time() + 60) == Audio(pcm=b"b")
+    assert egress.messages_in == 3
