@@ -11,7 +11,7 @@ Theory of operation, per socket (``WS /twilio/media``):
    8 kHz mono μ-law and, when our TwiML put a ``callSid`` parameter in, agree with it.
    Sockets in this step hold a handshake slot (``limits.max_pending_sockets``), never a call slot.
 2b. With an auth token, ``start.customParameters`` must carry the stream token our webhook minted
-   for this very ``callSid`` and ``accountSid``, unexpired and not spent before
+   for this very ``callSid``, ``accountSid`` and ``route`` parameter, unexpired and not spent before
    (:mod:`gateway.stream_token`); and with ``twilio.account_sid`` set, ``start.accountSid`` must
    be that account. Otherwise close 1008 with a WARNING ``media.refused`` naming the reason. So a
    replayed upgrade signature opens nothing: it needs a fresh webhook answer per call.
@@ -65,7 +65,7 @@ from gateway.logs import bind_call
 from gateway.registry import CallRefused
 from gateway.signature import validate_websocket_signature
 from gateway.stream_token import PARAM_STREAM_TOKEN
-from gateway.twiml import PARAM_CALL_SID
+from gateway.twiml import PARAM_CALL_SID, PARAM_ROUTE
 from gateway.ws_protocol import SERVER_FAULT_KEY
 
 if TYPE_CHECKING:
@@ -295,7 +295,8 @@ class MediaStreamEndpoint:
         if self._tokens is None:
             return None
         token = meta.custom_parameters.get(PARAM_STREAM_TOKEN)
-        return self._tokens.verify(token, meta.call_sid, meta.account_sid)
+        route = meta.custom_parameters.get(PARAM_ROUTE, "")
+        return self._tokens.verify(token, meta.call_sid, meta.account_sid, route)
 
     async def handle(self, websocket: WebSocket) -> None:
         """Serve one media socket from upgrade to close; blocks for the call's life."""
