@@ -288,7 +288,7 @@ def create_app(
             WebSocketRoute(
                 MEDIA_PATH,
                 MediaStreamEndpoint(
-                    config, registry, metrics.meter(call_factory), stream_tokens
+                    config, registry, metrics.meter(call_factory), stream_tokens, router
                 ).handle,
             ),
             Route("/healthz", healthz, methods=["GET"]),

@@ -13,15 +13,18 @@ Theory of operation:
   stream token (:mod:`gateway.stream_token`): a ``start`` claiming another route than the webhook
   chose is refused like a forged token. Without an auth token nothing is signed, so the parameter
   is taken as sent (local use only, like everything else then).
+* A plan is kept by the process that answered the webhook. Twilio's media socket may reach another
+  process (several instances behind one balancer): :meth:`CallRouter.prepare` runs when the
+  socket's ``start`` was accepted, and when this process kept no plan for the call and its route
+  has a configuration webhook, it asks the webhook itself, with the ``from`` / ``to``
+  ``<Parameter>`` values (absent with ``twilio.pass_caller_numbers = false``). That call's
+  greeting waits for the answer (at most the webhook's timeout), and the webhook is asked twice
+  for one call.
 * :meth:`CallRouter.plan_for` runs when the socket's call is built: the plan kept for this CallSid
   (taken once; with an auth token the route parameter is bound to the same route), else the plan
-  of the route the parameter names. Plans are kept at most
-  ``keep_s`` (the stream token's lifetime: a stream starting later is refused anyway) and at most
-  ``max_plans`` at once (the oldest is forgotten first).
-* A plan is kept by the process that answered the webhook. When the media socket reaches another
-  process (several instances behind one balancer), that call gets its route without the webhook's
-  overrides, with a WARNING ``call.plan_missing``; the route itself is never lost (it is in the
-  token).
+  of the route the parameter names. Plans are kept at most ``keep_s`` (the stream token's
+  lifetime: a stream starting later is refused anyway) and at most ``max_plans`` at once (the
+  oldest is forgotten first).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import structlog
 
 from gateway.call_webhook import CallFacts, WebhookFailure, ask_call_webhook
 from gateway.routes import DEFAULT_ROUTE, RouteTable
-from gateway.twiml import PARAM_ROUTE
+from gateway.twiml import PARAM_FROM, PARAM_ROUTE, PARAM_TO
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -69,8 +72,8 @@ class CallRouter:
     Args:
         table: the routes (:meth:`RouteTable.build`).
         http: the process's HTTP client for configuration webhooks; None: webhooks are not asked
-            (each call that would ask one logs a WARNING ``call_webhook.failed``, reason
-            ``no_client``).
+            (each call that would ask one gets its route, with a WARNING
+            ``call_webhook.failed``, reason ``no_client``).
         keep_s: how long a plan waits for its socket.
         max_plans: most plans kept at once.
         clock: seconds on a monotonic clock (anyio's by default; tests pass their own).
@@ -123,47 +126,81 @@ class CallRouter:
         """
         call_sid = form["CallSid"]
         route = self.table.choose(form.get("To"))
-        webhook = self.table.webhook(route)
-        if webhook is None:
+        if self.table.webhook(route) is None:
             return route
-        if self._http is None:
-            plan = self.table.plan(route)
-            _log.warning("call_webhook.failed", reason="no_client", route=route, call_sid=call_sid)
-        else:
-            facts = CallFacts(
-                call_sid=call_sid,
-                account_sid=form.get("AccountSid", ""),
-                from_=form.get("From"),
-                to=form.get("To"),
-                route=route,
-            )
-            started = self._clock()
-            answer = await ask_call_webhook(self._http, webhook, facts, self.table)
-            ms = round((self._clock() - started) * 1000.0, 1)
-            if isinstance(answer, WebhookFailure):
-                plan = self.table.plan(route)
-                _log.warning(
-                    "call_webhook.failed",
-                    reason=answer.reason,
-                    status=answer.status,
-                    detail=answer.detail,
-                    route=route,
-                    call_sid=call_sid,
-                    ms=ms,
-                )
-            else:
-                plan = self.table.plan(route, answer)
-                _log.info(
-                    "call_webhook.answered",
-                    route=plan.route,
-                    overrides=[
-                        k for k in answer.__struct_fields__ if getattr(answer, k) is not None
-                    ],
-                    call_sid=call_sid,
-                    ms=ms,
-                )
+        facts = CallFacts(
+            call_sid=call_sid,
+            account_sid=form.get("AccountSid", ""),
+            from_=form.get("From"),
+            to=form.get("To"),
+            route=route,
+        )
+        plan = await self._ask(facts, stage="webhook")
         self._keep(call_sid, plan)
         return plan.route
+
+    async def prepare(self, identity: CallIdentity) -> None:
+        """Before the call of a started socket is built: ask the route's configuration webhook
+        when this process kept no plan for the call (its webhook went to another process).
+
+        Blocks (asynchronously) at most the webhook's timeout; returns at once otherwise; raises
+        only on cancellation.
+        """
+        self._prune(self._clock())
+        if identity.call_sid in self._plans:
+            return
+        custom = identity.custom_parameters
+        route = custom.get(PARAM_ROUTE, DEFAULT_ROUTE)
+        if route not in self.table.routes or self.table.webhook(route) is None:
+            return
+        facts = CallFacts(
+            call_sid=identity.call_sid,
+            account_sid=identity.account_sid,
+            from_=custom.get(PARAM_FROM),
+            to=custom.get(PARAM_TO),
+            route=route,
+        )
+        self._keep(identity.call_sid, await self._ask(facts, stage="socket"))
+
+    async def _ask(self, facts: CallFacts, *, stage: str) -> CallPlan:
+        """The plan from the route's webhook's answer, or the route's (WARNING) when it failed."""
+        route, call_sid = facts.route, facts.call_sid
+        webhook = self.table.webhook(route)
+        assert webhook is not None
+        if self._http is None:
+            _log.warning(
+                "call_webhook.failed",
+                reason="no_client",
+                route=route,
+                stage=stage,
+                call_sid=call_sid,
+            )
+            return self.table.plan(route)
+        started = self._clock()
+        answer = await ask_call_webhook(self._http, webhook, facts, self.table)
+        ms = round((self._clock() - started) * 1000.0, 1)
+        if isinstance(answer, WebhookFailure):
+            _log.warning(
+                "call_webhook.failed",
+                reason=answer.reason,
+                status=answer.status,
+                detail=answer.detail,
+                route=route,
+                stage=stage,
+                call_sid=call_sid,
+                ms=ms,
+            )
+            return self.table.plan(route)
+        plan = self.table.plan(route, answer)
+        _log.info(
+            "call_webhook.answered",
+            route=plan.route,
+            overrides=[k for k in answer.__struct_fields__ if getattr(answer, k) is not None],
+            stage=stage,
+            call_sid=call_sid,
+            ms=ms,
+        )
+        return plan
 
     def plan_for(self, identity: CallIdentity) -> CallPlan:
         """The plan of the call whose socket just started (see the module docstring). Never
@@ -179,7 +216,9 @@ class CallRouter:
             _log.warning("call.route_unknown", route=route[:64])
             return self.table.plan(DEFAULT_ROUTE)
         if self.table.webhook(route) is not None:
-            _log.warning("call.plan_missing", route=route, reason="not_kept_here")
+            # prepare() was not run for this socket (a factory used without the app's socket
+            # endpoint) or the plan was forgotten (max_plans): the route without overrides.
+            _log.warning("call.plan_missing", route=route)
         return self.table.plan(route)
 
     def _keep(self, call_sid: str, plan: CallPlan) -> None:

@@ -78,6 +78,8 @@ class Stack:
     emulator: Emulator
     gateway: RunningGateway
     logs: io.StringIO
+    other: RunningGateway
+    """A second gateway process's stand-in: its own router, the same config and token key."""
 
     def lines(self, event: str) -> list[dict[str, Any]]:
         lines = [msgspec.json.decode(x) for x in self.logs.getvalue().splitlines() if x]
@@ -110,8 +112,12 @@ async def full_stack(**overrides: Any) -> AsyncIterator[Stack]:
             config,
             build_call_factory(config, connector, router=CallRouter.from_config(config, http=http)),
         ) as gateway,
+        serve_gateway(
+            config,
+            build_call_factory(config, connector, router=CallRouter.from_config(config, http=http)),
+        ) as other,
     ):
-        yield Stack(emulator=emulator, gateway=gateway, logs=logs)
+        yield Stack(emulator=emulator, gateway=gateway, logs=logs, other=other)
 
 
 async def answer_webhook(stack: Stack, call_sid: str, to: str) -> dict[str, str]:
@@ -136,15 +142,18 @@ async def wait_for(predicate: Callable[[], bool], limit_s: float = 10.0) -> None
 
 
 async def call_until_prompted(
-    stack: Stack, frames: Any, call_sid: str, parameters: dict[str, str]
+    stack: Stack,
+    frames: Any,
+    call_sid: str,
+    parameters: dict[str, str],
+    gateway: RunningGateway | None = None,
 ) -> EmulatedSession:
     """Open the media socket with the TwiML's parameters; once the call's Sonic session has its
     system prompt, hang up. The session's record."""
     stream_sid = "MZ" + call_sid[2:]
     before = len(stack.emulator.sessions)
-    async with websockets.connect(
-        stack.gateway.ws_url + "/twilio/media", additional_headers=SIGNED_UPGRADE
-    ) as ws:
+    url = (gateway or stack.gateway).ws_url + "/twilio/media"
+    async with websockets.connect(url, additional_headers=SIGNED_UPGRADE) as ws:
         await ws.send(frames.connected())
         await ws.send(frames.start(call_sid, stream_sid, **parameters))
         await wait_for(
@@ -200,13 +209,8 @@ async def test_a_stream_claiming_another_route_is_refused(
 
 async def test_the_configuration_webhook_answers_times_out_or_fails(frames: Any) -> None:
     ok, slow, bad = ("CA" + c * 32 for c in "567")
-    fake = FakeCallWebhook(
-        answers={
-            ok: {"route": "support", "system_prompt": "You are Vic, for VIPs.", "tools": []},
-            slow: Hang(),
-            bad: Raw(b"<html>oops</html>"),
-        }
-    )
+    vip = {"route": "support", "system_prompt": "You are Vic, for VIPs.", "tools": []}
+    fake = FakeCallWebhook(answers={ok: vip, slow: Hang(), bad: Raw(b"<html>oops</html>")})
     async with serving(fake) as url:
         webhook = {"url": url + "/call", "secret": SECRET, "timeout_s": 0.3}
         async with full_stack(call_webhook=webhook) as stack:
@@ -241,3 +245,25 @@ async def test_the_configuration_webhook_answers_times_out_or_fails(frames: Any)
     assert SALES_NUMBER not in text
     assert "+15559990000" not in text
     assert "Traceback" not in text
+
+
+async def test_a_socket_on_another_process_asks_the_webhook_itself(frames: Any) -> None:
+    moved = "CA" + "8" * 32
+    vip = {"system_prompt": "You are Vic, for VIPs.", "voice_id": "matthew"}
+    fake = FakeCallWebhook(answers={moved: vip})
+    async with serving(fake) as url:
+        webhook = {"url": url + "/call", "secret": SECRET, "timeout_s": 5.0}
+        async with full_stack(call_webhook=webhook) as stack:
+            parameters = await answer_webhook(stack, moved, SALES_NUMBER)
+            # Twilio's socket reaches the other process, which kept no plan for this call.
+            session = await call_until_prompted(
+                stack, frames, moved, parameters, gateway=stack.other
+            )
+            stages = [(a["stage"], a["call_sid"]) for a in stack.lines("call_webhook.answered")]
+    assert persona(session) == ("You are Vic, for VIPs.", "matthew", ["lookup"])
+    assert stages == [("webhook", moved), ("socket", moved)]
+    # Asked twice for one call; the second time with the numbers Twilio relayed.
+    assert [(s["call_sid"], s["from"], s["to"], s["route"]) for s in fake.seen] == [
+        (moved, "+15559990000", SALES_NUMBER, "sales"),
+        (moved, "+15559990000", SALES_NUMBER, "sales"),
+    ]
