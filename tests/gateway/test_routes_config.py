@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 
@@ -10,9 +10,6 @@ from actors.call import PROMPT_NAMES as CALL_PROMPT_NAMES
 from actors.errors import ConfigError
 from gateway.config import CallWebhookConfig, GatewayConfig, RouteConfig, load_config
 from gateway.routes import PROMPT_NAMES
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 TOOLS = """
 [[tools]]
@@ -174,3 +171,19 @@ def test_a_number_named_twice_is_refused_without_repeating_it(tmp_path: Path) ->
 def test_bad_values_are_refused(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigError, match=r"routes|call_webhook"):
         load(tmp_path, text)
+
+
+def test_the_complete_example_in_the_docs_loads(tmp_path: Path) -> None:
+    """docs/routes.md's complete example config (its first ``toml`` block) is valid."""
+    doc = Path(__file__).parents[2] / "docs" / "routes.md"
+    block = doc.read_text(encoding="utf-8").split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "prompts").mkdir()  # the example's prompts.cache_dir
+    config = load(tmp_path, block)
+    sales, support = config.routes
+    assert (sales.name, sales.tools, sales.webhook.enabled) == (
+        "sales",
+        ("opening_hours", "transfer_call"),
+        True,
+    )
+    assert (support.name, support.greeting, support.webhook.enabled) == ("support", "none", False)
+    assert config.call_webhook.enabled
