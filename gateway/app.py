@@ -11,7 +11,9 @@ Routes (paths are fixed: :data:`~gateway.config.VOICE_PATH`, :data:`~gateway.con
   ``AccountSid`` when ``twilio.account_sid`` is set), then ``<Connect><Stream>`` TwiML carrying a
   one-use stream token for this call when signatures are checked (:mod:`gateway.stream_token`),
   or ``<Reject reason="busy"/>`` at the concurrency limit, while the event loop is overloaded, or
-  while the process drains (stopping).
+  while the process drains (stopping). The called number picks the call's route, and a
+  configuration webhook may be asked first (:mod:`gateway.routing`); a non-default route is
+  named in a ``route`` parameter the stream token binds.
 * ``WS /twilio/media``: see :mod:`gateway.media_ws`.
 * ``GET /healthz``: liveness, ``{"status": "ok", "live_calls": N, "version": "..."}``; stays 200
   while the process drains.
@@ -41,9 +43,11 @@ from gateway.loop_lag import LoopLagMonitor
 from gateway.media_ws import MediaStreamEndpoint
 from gateway.metrics import ConnectorStatisticsSource, GatewayMetrics
 from gateway.registry import CallFactory, CallRegistry, RefusalReason
+from gateway.routes import DEFAULT_ROUTE
+from gateway.routing import CallRouter, RoutedFactory
 from gateway.signature import validate_webhook_signature
 from gateway.stream_token import PARAM_STREAM_TOKEN, StreamTokens, derive_key
-from gateway.twiml import reject_twiml, stream_parameters, stream_twiml
+from gateway.twiml import PARAM_ROUTE, reject_twiml, stream_parameters, stream_twiml
 from gateway.version import VERSION
 
 if TYPE_CHECKING:
@@ -78,6 +82,8 @@ class GatewayState:
     stream_tokens: StreamTokens | None = None
     """Mints (webhook) and spends (media socket) stream tokens; None without an auth token."""
     metrics: GatewayMetrics | None = None
+    router: CallRouter | None = None
+    """Chooses each call's route (webhook) and hands its plan to the call factory."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -108,14 +114,19 @@ def _form_fields(request: Request, body: bytes) -> list[tuple[str, str]] | None:
 class VoiceWebhook:
     """The ``POST /twilio/voice`` handler."""
 
-    __slots__ = ("_config", "_registry", "_tokens")
+    __slots__ = ("_config", "_registry", "_router", "_tokens")
 
     def __init__(
-        self, config: GatewayConfig, registry: CallRegistry, tokens: StreamTokens | None
+        self,
+        config: GatewayConfig,
+        registry: CallRegistry,
+        tokens: StreamTokens | None,
+        router: CallRouter,
     ) -> None:
         self._config = config
         self._registry = registry
         self._tokens = tokens
+        self._router = router
 
     def _public_url(self, request: Request) -> str:
         base = self._config.server.public_voice_url()
@@ -132,7 +143,8 @@ class VoiceWebhook:
         return str(request.url.replace(scheme=scheme, path=MEDIA_PATH, query="", fragment=""))
 
     async def handle(self, request: Request) -> Response:
-        """Answer one webhook: reads the form body, then decides synchronously."""
+        """Answer one webhook: reads the form body, decides, and waits for the call's
+        configuration webhook when its route has one (bounded by its timeout)."""
         body = await _read_body(request, _MAX_WEBHOOK_BODY)
         if body is None:
             return Response(b"Payload Too Large", status_code=413, media_type="text/plain")
@@ -170,14 +182,18 @@ class VoiceWebhook:
             self._registry.refuse(refusal, values["CallSid"])
             _log.warning("webhook.rejected", reason=refusal, call_sid=values["CallSid"])
             return Response(reject_twiml("busy"), media_type=_TWIML)
+        route = await self._router.route_call(values)
         parameters = stream_parameters(
             values, pass_caller_numbers=self._config.twilio.pass_caller_numbers
         )
+        bound = "" if route == DEFAULT_ROUTE else route
+        if bound:
+            parameters[PARAM_ROUTE] = bound
         if self._tokens is not None:
             parameters[PARAM_STREAM_TOKEN] = self._tokens.mint(
-                values["CallSid"], values.get("AccountSid", "")
+                values["CallSid"], values.get("AccountSid", ""), bound
             )
-        _log.info("webhook.answered", call_sid=values["CallSid"])
+        _log.info("webhook.answered", call_sid=values["CallSid"], route=route)
         twiml = stream_twiml(
             self._stream_url(request), name=self._config.twilio.stream_name, parameters=parameters
         )
@@ -213,6 +229,10 @@ def create_app(
             are refused while it reports overload, and ``/debug/load`` shows its histogram.
         debug_sources: finished-call reports and Sonic statistics for ``/debug/actors``.
 
+    The call routes come from the factory when it has them (``gateway.wiring.CallBuilder``: the
+    webhook and the factory must share one :class:`~gateway.routing.CallRouter`), else from
+    ``config`` without an HTTP client for configuration webhooks.
+
     Returns:
         A Starlette app with its :class:`GatewayState` on ``app.state.gateway``.
     """
@@ -222,6 +242,9 @@ def create_app(
         overloaded=None if loop_monitor is None else loop_monitor.overloaded,
     )
     stream_tokens = _stream_tokens(config)
+    router = call_factory.router if isinstance(call_factory, RoutedFactory) else None
+    if router is None:
+        router = CallRouter.from_config(config)
     metrics = GatewayMetrics(
         registry,
         loop_monitor=loop_monitor,
@@ -236,6 +259,7 @@ def create_app(
         loop_monitor=loop_monitor,
         stream_tokens=stream_tokens,
         metrics=metrics,
+        router=router,
     )
 
     async def healthz(request: Request) -> Response:
@@ -257,12 +281,14 @@ def create_app(
     app = Starlette(
         routes=[
             Route(
-                VOICE_PATH, VoiceWebhook(config, registry, stream_tokens).handle, methods=["POST"]
+                VOICE_PATH,
+                VoiceWebhook(config, registry, stream_tokens, router).handle,
+                methods=["POST"],
             ),
             WebSocketRoute(
                 MEDIA_PATH,
                 MediaStreamEndpoint(
-                    config, registry, metrics.meter(call_factory), stream_tokens
+                    config, registry, metrics.meter(call_factory), stream_tokens, router
                 ).handle,
             ),
             Route("/healthz", healthz, methods=["GET"]),

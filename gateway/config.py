@@ -3,9 +3,10 @@
 Theory of operation:
 
 * :class:`GatewayConfig` is a frozen attrs object made of frozen sections (``server``, ``twilio``,
-  ``limits``, ``debug``, ``logging``, ``sonic``, ``call``, ``prompts``) plus the top-level
-  ``backend`` and ``tools`` (``[[tools]]`` entries, :mod:`gateway.tools`; TOML only). Defaults
-  live on the attrs fields and nowhere else.
+  ``limits``, ``debug``, ``logging``, ``sonic``, ``call``, ``prompts``, ``call_webhook``) plus the
+  top-level ``backend``, ``tools`` (``[[tools]]`` entries, :mod:`gateway.tools`; TOML only) and
+  ``routes`` (``[[routes]]`` entries, :mod:`gateway.routes`; TOML only). Defaults live on the
+  attrs fields and nowhere else.
 * Sources, in increasing precedence: the defaults, a TOML file (:meth:`GatewayConfig.from_toml`),
   then ``SONIC_GATEWAY_*`` environment variables (:meth:`GatewayConfig.from_env`);
   :func:`load_config` combines both. The environment convention is
@@ -24,6 +25,7 @@ Actors never read the environment: the gateway passes the relevant section down.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -39,6 +41,7 @@ import msgspec
 from actors.call import MIN_BARGE_IN_SPEECH_MS
 from actors.errors import ConfigError
 from actors.wire import EndpointingSensitivity
+from gateway.routes import CallWebhookConfig, RouteConfig, check_call_webhook, check_routes
 from gateway.tools import ToolConfig, TransferTarget, check_builtin_tools, check_tools
 
 if TYPE_CHECKING:
@@ -54,6 +57,7 @@ __all__ = [
     "VOICE_PATH",
     "Backend",
     "CallConfig",
+    "CallWebhookConfig",
     "DebugConfig",
     "EndpointingSensitivity",
     "GatewayConfig",
@@ -63,6 +67,7 @@ __all__ = [
     "LoggingConfig",
     "PoolLevel",
     "PromptsConfig",
+    "RouteConfig",
     "SampleRate",
     "ServerConfig",
     "SonicConfig",
@@ -431,6 +436,8 @@ class GatewayConfig:
     call: CallConfig = attrs.field(factory=CallConfig)
     prompts: PromptsConfig = attrs.field(factory=PromptsConfig)
     tools: tuple[ToolConfig, ...] = ()
+    call_webhook: CallWebhookConfig = attrs.field(factory=CallWebhookConfig)
+    routes: tuple[RouteConfig, ...] = ()
 
     @classmethod
     def from_toml(cls, path: Path) -> GatewayConfig:
@@ -549,6 +556,11 @@ def _check_known_keys(raw: Mapping[str, Any], cls: type, prefix: tuple[str, ...]
                 for j, target in enumerate(targets if isinstance(targets, list) else ()):
                     if isinstance(target, dict):
                         _check_known_keys(target, TransferTarget, (f"tools[{i}].targets[{j}]",))
+        elif key == "routes" and prefix == () and isinstance(value, list):
+            for i, entry in enumerate(value):
+                if not isinstance(entry, dict):
+                    raise ConfigError(f"routes[{i}]", "a [[routes]] table", entry)
+                _check_known_keys(entry, RouteConfig, (f"routes[{i}]",))
         elif attrs.has(hint):
             if not isinstance(value, dict):
                 raise ConfigError(dotted, f"a [{dotted}] table", value)
@@ -740,6 +752,8 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
             raise ConfigError(key(*path), "a secret of at least 8 characters, no spaces")
     _check_twilio_rest(config.twilio, origin)
     check_tools(config.tools)
+    check_call_webhook(config.call_webhook, functools.partial(_webhook_key, origin))
+    check_routes(config.routes, [t.name for t in config.tools])
     twilio = config.twilio
     check_builtin_tools(
         config.tools,
@@ -773,6 +787,14 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
     cache_dir = config.prompts.cache_dir
     if cache_dir is not None and not os.path.isdir(cache_dir):
         raise ConfigError(key("prompts", "cache_dir"), "an existing directory", str(cache_dir))
+
+
+def _webhook_key(origin: Mapping[tuple[str, ...], str], field: str) -> str:
+    path = ("call_webhook", field)
+    if path in origin:
+        return origin[path]
+    # A missing key is named the way the URL was given (environment or TOML).
+    return _env_name(path) if ("call_webhook", "url") in origin else ".".join(path)
 
 
 def _check_twilio_rest(twilio: TwilioConfig, origin: Mapping[tuple[str, ...], str]) -> None:

@@ -11,12 +11,14 @@ Theory of operation, per socket (``WS /twilio/media``):
    8 kHz mono μ-law and, when our TwiML put a ``callSid`` parameter in, agree with it.
    Sockets in this step hold a handshake slot (``limits.max_pending_sockets``), never a call slot.
 2b. With an auth token, ``start.customParameters`` must carry the stream token our webhook minted
-   for this very ``callSid`` and ``accountSid``, unexpired and not spent before
+   for this very ``callSid``, ``accountSid`` and ``route`` parameter, unexpired and not spent before
    (:mod:`gateway.stream_token`); and with ``twilio.account_sid`` set, ``start.accountSid`` must
    be that account. Otherwise close 1008 with a WARNING ``media.refused`` naming the reason. So a
    replayed upgrade signature opens nothing: it needs a fresh webhook answer per call.
 3. Reserve the CallSid in the :class:`~gateway.registry.CallRegistry`: a CallSid already live is
    refused (close 1008, reason ``duplicate``), and so is a call over the limit (``busy``).
+3b. When this process did not answer the call's webhook and its route has a configuration webhook,
+   ask it now (:meth:`gateway.routing.CallRouter.prepare`, bounded by its timeout).
 4. Build the call with the :data:`~gateway.registry.CallFactory`, await its ``run()``, then close
    the socket. How it ended picks the close code, in ONE place (:mod:`actors.call.outcome`): an
    orderly end 1000; a peer's fault 1003 (binary frame), 1007 (text that is not UTF-8, not JSON,
@@ -65,7 +67,7 @@ from gateway.logs import bind_call
 from gateway.registry import CallRefused
 from gateway.signature import validate_websocket_signature
 from gateway.stream_token import PARAM_STREAM_TOKEN
-from gateway.twiml import PARAM_CALL_SID
+from gateway.twiml import PARAM_CALL_SID, PARAM_ROUTE
 from gateway.ws_protocol import SERVER_FAULT_KEY
 
 if TYPE_CHECKING:
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
 
     from gateway.config import GatewayConfig
     from gateway.registry import CallFactory, CallRegistry
+    from gateway.routing import CallRouter
     from gateway.stream_token import StreamTokens
 
 __all__ = [
@@ -261,9 +264,10 @@ class MediaStreamEndpoint:
         registry: the app's call registry.
         call_factory: builds a call for an accepted, identified socket.
         stream_tokens: checks and spends the ``start``'s stream token; None: no token needed.
+        router: prepares each call's route plan before the call is built; None: none.
     """
 
-    __slots__ = ("_config", "_factory", "_public_url", "_registry", "_tokens")
+    __slots__ = ("_config", "_factory", "_public_url", "_registry", "_router", "_tokens")
 
     def __init__(
         self,
@@ -271,11 +275,13 @@ class MediaStreamEndpoint:
         registry: CallRegistry,
         call_factory: CallFactory,
         stream_tokens: StreamTokens | None = None,
+        router: CallRouter | None = None,
     ) -> None:
         self._config = config
         self._registry = registry
         self._factory = call_factory
         self._tokens = stream_tokens
+        self._router = router
         self._public_url = config.server.public_media_url()
 
     def _signature_ok(self, websocket: WebSocket) -> bool:
@@ -295,7 +301,8 @@ class MediaStreamEndpoint:
         if self._tokens is None:
             return None
         token = meta.custom_parameters.get(PARAM_STREAM_TOKEN)
-        return self._tokens.verify(token, meta.call_sid, meta.account_sid)
+        route = meta.custom_parameters.get(PARAM_ROUTE, "")
+        return self._tokens.verify(token, meta.call_sid, meta.account_sid, route)
 
     async def handle(self, websocket: WebSocket) -> None:
         """Serve one media socket from upgrade to close; blocks for the call's life."""
@@ -368,6 +375,8 @@ class MediaStreamEndpoint:
         ending = outcome_for_end_reason("caller_hangup")
         try:
             with slot:
+                if self._router is not None:
+                    await self._router.prepare(identity)
                 _log.info("call.started", live_calls=self._registry.live_count)
                 call = self._factory(socket, identity)
                 slot.attach(call)

@@ -6,10 +6,13 @@ made-up CallSids, each of which would open a paid Sonic session. The token ties 
 the signed voice webhook answered:
 
 * :meth:`StreamTokens.mint` (webhook): ``<expiry>.<base64url HMAC-SHA256>``, the MAC taken over
-  ``CallSid``, ``AccountSid`` and the expiry (whole Unix seconds). It travels to Twilio in a
-  ``<Stream><Parameter>`` and comes back in ``start.customParameters``.
+  ``CallSid``, ``AccountSid``, the expiry (whole Unix seconds) and the call's route name
+  (:mod:`gateway.routing`; the default route adds nothing, so its tokens are the same as before
+  routes existed). It travels to Twilio in a ``<Stream><Parameter>`` and comes back in
+  ``start.customParameters``, next to the ``route`` parameter.
 * :meth:`StreamTokens.verify` (socket, at ``start``): the MAC must match the ``start``'s own
-  ``callSid`` and ``accountSid`` (constant-time compare), the expiry must not have passed, and the
+  ``callSid`` and ``accountSid`` and its ``route`` parameter (constant-time compare: a stream
+  cannot claim another number's route), the expiry must not have passed, and the
   token must not have been spent before. Each token is accepted ONCE: spent tokens are remembered
   until they expire (after that, the expiry check refuses them anyway), in a set bounded by
   ``max_seen``; when the set is full of unexpired tokens a new one is refused (``"replay_cache_full"``)
@@ -53,9 +56,11 @@ def derive_key(auth_token: str) -> bytes:
     return hmac.new(auth_token.encode("utf-8"), _DERIVE_LABEL, hashlib.sha256).digest()
 
 
-def _mac(key: bytes, call_sid: str, account_sid: str, expiry: int) -> bytes:
-    # NUL separators: SIDs are ASCII without NUL, so no two inputs share a message.
-    message = f"{call_sid}\x00{account_sid}\x00{expiry}".encode("utf-8", "surrogateescape")
+def _mac(key: bytes, call_sid: str, account_sid: str, expiry: int, route: str) -> bytes:
+    # NUL separators: SIDs are ASCII without NUL and the expiry is digits, so no two inputs share
+    # a message; no route (the default) leaves the message as it was before routes.
+    text = f"{call_sid}\x00{account_sid}\x00{expiry}" + (f"\x00{route}" if route else "")
+    message = text.encode("utf-8", "surrogateescape")
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
@@ -94,18 +99,21 @@ class StreamTokens:
         """Spent tokens remembered now."""
         return len(self._seen)
 
-    def mint(self, call_sid: str, account_sid: str) -> str:
-        """A token for this call, valid for ``ttl_s`` from now."""
+    def mint(self, call_sid: str, account_sid: str, route: str = "") -> str:
+        """A token for this call (and its route; "" for the default), valid for ``ttl_s``."""
         expiry = int(self._clock() + self._ttl) + 1  # round up: never shorter than ttl_s
-        mac = _mac(self._key, call_sid, account_sid, expiry)
+        mac = _mac(self._key, call_sid, account_sid, expiry, route)
         return f"{expiry}.{base64.urlsafe_b64encode(mac).decode('ascii').rstrip('=')}"
 
-    def verify(self, token: str | None, call_sid: str, account_sid: str) -> TokenRefusal | None:
-        """Check ``token`` against the ``start``'s identity and spend it; None when accepted.
+    def verify(
+        self, token: str | None, call_sid: str, account_sid: str, route: str = ""
+    ) -> TokenRefusal | None:
+        """Check ``token`` against the ``start``'s identity and route and spend it; None when
+        accepted.
 
         Returns:
             None (accepted, now spent), or the refusal reason: ``"bad_stream_token"`` (missing,
-            malformed, or not minted for this call and account), ``"expired_stream_token"``,
+            malformed, or not minted for this call, account and route), ``"expired_stream_token"``,
             ``"replayed_stream_token"`` (spent before), ``"replay_cache_full"``.
         """
         if token is None or len(token) > _MAX_TOKEN_LEN:
@@ -118,7 +126,7 @@ class StreamTokens:
         except ValueError:
             return "bad_stream_token"
         expiry = int(expiry_text)
-        expected = _mac(self._key, call_sid, account_sid, expiry)
+        expected = _mac(self._key, call_sid, account_sid, expiry, route)
         # Canonical form only: one MAC has one spelling, so the spent set cannot be dodged.
         if len(got) != _MAC_LEN or not hmac.compare_digest(got, expected):
             return "bad_stream_token"

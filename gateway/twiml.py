@@ -7,7 +7,8 @@ arrive in ``start.customParameters``; never in a query string (dropped by Twilio
 
 Parameters set here (``PARAM_*``): ``callSid`` and ``accountSid`` always; ``from`` and ``to`` (the
 caller's and the dialled number, PII) only when ``twilio.pass_caller_numbers`` is on. The call must
-log those under ``pii_*`` keys.
+log those under ``pii_*`` keys. The webhook adds ``route`` (:data:`PARAM_ROUTE`) for a call of a
+``[[routes]]`` entry (:mod:`gateway.routing`).
 With an auth token the webhook adds ``streamToken`` (:data:`gateway.stream_token.PARAM_STREAM_TOKEN`),
 the one-use token the media socket must present in ``start``.
 
@@ -33,6 +34,7 @@ __all__ = [
     "PARAM_ACCOUNT_SID",
     "PARAM_CALL_SID",
     "PARAM_FROM",
+    "PARAM_ROUTE",
     "PARAM_TO",
     "RejectReason",
     "dial_number_twiml",
@@ -46,6 +48,7 @@ PARAM_CALL_SID: Final = "callSid"
 PARAM_ACCOUNT_SID: Final = "accountSid"
 PARAM_FROM: Final = "from"
 PARAM_TO: Final = "to"
+PARAM_ROUTE: Final = "route"
 
 RejectReason = Literal["busy", "rejected"]
 

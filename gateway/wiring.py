@@ -8,7 +8,13 @@ endpoint and the standard AWS credential chain), builds the call factory from it
 (:mod:`gateway.drain`) have stopped the server. Everything is owned by one task tree: leaving
 :func:`serve_command` closes the server, then the connector (pooled streams in order), then the
 emulator (removing its temporary CA directory), then the Twilio REST client the built-in tools use
-(when configured), then the one HTTP client the configured tools share (:mod:`gateway.tools`).
+(when configured), then the one HTTP client the configured tools and the configuration webhooks
+share (:mod:`gateway.tools`, :mod:`gateway.routing`).
+
+Routes: the factory holds the :class:`~gateway.routing.CallRouter` the app's voice webhook routes
+through, and builds each call from its plan (:class:`RoutedDeps`): the route's system prompt, voice
+and tools in the call's own :class:`~actors.sonic.SonicSettings`, its tool subset, its greeting.
+A route's deps are built once; a webhook's overrides per call.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import contextlib
 from typing import TYPE_CHECKING, Final, final
 
 import anyio
+import attrs
 import structlog
 
 from actors.call import (
@@ -34,7 +41,10 @@ from actors.call import (
     load_prompt_cache,
 )
 from actors.sonic import BotocoreCredentials, SonicConnector, StaticCredentials
+from actors.tools import Toolbox
 from gateway.debug import DebugSources
+from gateway.routes import GREETING_NONE
+from gateway.routing import CallRouter
 from gateway.server import run_gateway
 from gateway.tools import build_toolbox, open_tool_client, sonic_tools
 from gateway.twilio_rest import TwilioRestClient, TwilioRestSettings, open_twilio_rest
@@ -44,13 +54,14 @@ if TYPE_CHECKING:
 
     from actors.call.ports import CallControl
     from actors.sonic import ConnectorStatistics, CredentialsProvider, SonicSettings
-    from actors.tools import Toolbox
     from gateway.config import GatewayConfig
     from gateway.registry import CallFactory
+    from gateway.routes import CallPlan
 
 __all__ = [
     "CallBuilder",
     "FinishedCalls",
+    "RoutedDeps",
     "build_call_factory",
     "load_prompts",
     "open_call_control",
@@ -163,6 +174,7 @@ def build_call_factory(
     prompts: PromptCache | None = None,
     tools: Toolbox | None = None,
     call_control: CallControl | None = None,
+    router: CallRouter | None = None,
 ) -> CallFactory:
     """Build the factory of per-call actor trees (``actors.call``) over ``connector``.
 
@@ -173,7 +185,9 @@ def build_call_factory(
     per call. ``tools`` are the executable ``[[tools]]`` (:func:`gateway.tools.build_toolbox`,
     over the process's one HTTP client); None: no tool runs (the model is answered
     ``unknown_tool``). ``call_control`` is the Twilio REST client the built-in ``end_call`` /
-    ``transfer_call`` use (:func:`open_call_control`).
+    ``transfer_call`` use (:func:`open_call_control`). ``router`` chooses each call's route (the
+    app's voice webhook uses the same one); None: the config's routes, without configuration
+    webhooks (no HTTP client).
 
     Raises:
         ConfigError: ``prompts`` is None and a configured prompt file is not usable.
@@ -202,28 +216,95 @@ def build_call_factory(
         call_control=call_control,
     )
 
-    return CallBuilder(deps)
+    if router is None:
+        router = CallRouter.from_config(config)
+    return CallBuilder(RoutedDeps(deps, prompts), router)
 
 
 @final
 class CallBuilder:
-    """The call factory :func:`build_call_factory` returns; also the connector's statistics.
+    """The call factory :func:`build_call_factory` returns; also the connector's statistics and
+    the router.
 
     ``connector_statistics`` lets ``/metrics`` report the Sonic pool and connections without the
-    app holding the connector itself.
+    app holding the connector itself; ``router`` lets the app's voice webhook route through the
+    router whose plans this factory reads (:class:`gateway.routing.RoutedFactory`).
     """
 
-    __slots__ = ("_deps",)
+    __slots__ = ("_deps", "_router")
 
-    def __init__(self, deps: CallDeps) -> None:
+    def __init__(self, deps: RoutedDeps, router: CallRouter) -> None:
         self._deps = deps
+        self._router = router
+
+    @property
+    def router(self) -> CallRouter:
+        """Chooses routes (voice webhook) and hands out the plans calls are built from."""
+        return self._router
 
     def __call__(self, socket: TwilioSocket, identity: CallIdentity) -> Call:
-        return Call(socket, identity, self._deps)
+        plan = self._router.plan_for(identity)
+        _log.info("call.route", route=plan.route, source=plan.source)
+        return Call(socket, identity, self._deps.for_plan(plan))
 
     def connector_statistics(self) -> ConnectorStatistics:
         """The Sonic connector's pool and connection counters now."""
-        return self._deps.connector.statistics()
+        return self._deps.base.connector.statistics()
+
+
+@final
+class RoutedDeps:
+    """The :class:`CallDeps` of each call plan: the top-level deps with the plan's changes.
+
+    Args:
+        base: the top-level (default route's) deps; their Sonic settings offer every tool.
+        prompts: the prompt cache a plan's greeting names a clip of.
+    """
+
+    __slots__ = ("_by_route", "_clips", "base")
+
+    def __init__(self, base: CallDeps, prompts: PromptCache) -> None:
+        self.base = base
+        self._clips: dict[str, bytes] = dict(prompts.clips.items())
+        self._by_route: dict[CallPlan, CallDeps] = {}
+
+    def for_plan(self, plan: CallPlan) -> CallDeps:
+        """The deps of a call with ``plan``: built once per route, per call with overrides."""
+        if plan.source == "webhook":
+            return self._build(plan)
+        deps = self._by_route.get(plan)
+        if deps is None:
+            deps = self._by_route[plan] = self._build(plan)
+        return deps
+
+    def _build(self, plan: CallPlan) -> CallDeps:
+        base = self.base
+        if (plan.system_prompt, plan.voice_id, plan.tools, plan.greeting) == (None,) * 4:
+            return base  # the top-level settings: the connector's own (its warm pool serves them)
+        settings = base.sonic_settings
+        offered = settings.tools
+        toolbox = base.tools
+        if plan.tools is not None:
+            wanted = set(plan.tools)
+            offered = tuple(t for t in settings.tools if t.name in wanted)
+            kept = (base.tools.get(name) for name in base.tools.names if name in wanted)
+            toolbox = Toolbox(
+                [tool for tool in kept if tool is not None], max_in_flight=base.tools.max_in_flight
+            )
+        greeting = base.greeting_ulaw
+        if plan.greeting == GREETING_NONE:
+            greeting = b""
+        elif plan.greeting is not None:
+            greeting = self._clips[plan.greeting]  # a prompt name: checked at load / in the answer
+        sonic = attrs.evolve(
+            settings,
+            system_prompt=settings.system_prompt
+            if plan.system_prompt is None
+            else plan.system_prompt,
+            voice_id=settings.voice_id if plan.voice_id is None else plan.voice_id,
+            tools=offered,
+        )
+        return attrs.evolve(base, sonic_settings=sonic, tools=toolbox, greeting_ulaw=greeting)
 
 
 @contextlib.asynccontextmanager
@@ -262,5 +343,6 @@ async def serve_command(config: GatewayConfig) -> None:
             prompts=prompts,
             tools=tools,
             call_control=control,
+            router=CallRouter.from_config(config, http=http),
         )
         await run_gateway(config, factory, debug_sources=sources)

@@ -145,6 +145,8 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         tools: the tools the model may call (none: every call is answered ``unknown_tool``).
         on_action: gets a built-in tool's call action (``end_call``, ``transfer_call``) once its
             result went to the model; the call owns what happens next.
+        settings: the call's Sonic settings (its route's system prompt, voice and tools); None:
+            the connector's.
     """
 
     def __init__(
@@ -160,8 +162,10 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         dtmf: DtmfSettings | None = None,
         tools: Toolbox | None = None,
         on_action: Callable[[CallAction], None] | None = None,
+        settings: SonicSettings | None = None,
     ) -> None:
         super().__init__("sonic_session", inbox=audio, control=control)
+        self._settings = settings
         self._dtmf_settings = dtmf if dtmf is not None else DtmfSettings()
         self._digits = DigitCollector(self._dtmf_settings)
         self._connector = connector
@@ -202,7 +206,9 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         try:
             # A restarted session continues from what the caller heard so far, not from blank.
             history = memory.history.shaped() if memory.sessions > 1 else ()
-            async with self._connector.conversation(history=history) as conv:
+            async with self._connector.conversation(
+                history=history, settings=self._settings
+            ) as conv:
                 self._conv = conv
                 self.state = "open"
                 with self._work:

@@ -176,6 +176,7 @@ def build_call_supervisor(
             dtmf=deps.dtmf,
             tools=deps.tools,
             on_action=on_call_action,
+            settings=settings,
         )
 
     def ingress() -> TwilioIngress:

@@ -21,6 +21,9 @@ and HTTP/2 set-up, or stream opening when the connector can pay ahead:
   Whether the service keeps such an idle stream alive and bills it is undocumented; each one also
   starts its 8-minute clock (and its credential pin) when opened, not when taken.
 * :meth:`open_stream` takes from the pool (hit) or opens cold (miss); :meth:`statistics` counts.
+  A conversation may bring its own settings (a call's route: another system prompt, voice or
+  tools) for the same endpoint; pre-opened streams carry the connector's own prelude, so such a
+  conversation always opens cold.
 
 The same background task closes draining connections once their last stream ended (checked after
 every take and every ``max_idle_s``, also with the warm pool disabled). All background work runs in
@@ -218,7 +221,11 @@ class SonicConnector:
             self._refill_rx.close()
 
     def conversation(
-        self, *, events_capacity: int = 256, history: Sequence[HistoryTurn] = ()
+        self,
+        *,
+        events_capacity: int = 256,
+        history: Sequence[HistoryTurn] = (),
+        settings: SonicSettings | None = None,
     ) -> SonicConversation:
         """A new conversation on this connector (enter it with ``async with``).
 
@@ -226,13 +233,26 @@ class SonicConnector:
             events_capacity: bound of the event channel to the consumer.
             history: text turns of the same call to continue from (a restarted session); the
                 first session sends them after the system prompt, shaped like any history.
-        """
-        return SonicConversation(self, events_capacity=events_capacity, history=history)
+            settings: the conversation's own settings (same region, endpoint and CA as the
+                connector's); None: the connector's.
 
-    async def open_stream(self, *, turn_ids: Iterator[int] | None = None) -> SonicStream:
+        Raises:
+            ValueError: ``settings`` name another region, endpoint or CA bundle.
+        """
+        if settings is not None:
+            self._check_same_endpoint(settings)
+        return SonicConversation(
+            self, events_capacity=events_capacity, history=history, settings=settings
+        )
+
+    async def open_stream(
+        self, *, turn_ids: Iterator[int] | None = None, settings: SonicSettings | None = None
+    ) -> SonicStream:
         """A ready stream (prelude sent, ``await_output()`` resolved): pooled if possible, else cold.
 
-        Blocks (asynchronously) for a cold open, at most ``open_timeout_s``.
+        ``settings`` other than the connector's (a call's route) always open cold: pooled
+        streams were opened with the connector's prelude. Blocks (asynchronously) for a cold
+        open, at most ``open_timeout_s``.
 
         Raises:
             SonicError: the open failed (classified).
@@ -240,7 +260,12 @@ class SonicConnector:
         """
         if self._closed or self._client is None:
             raise ClosedByUs("sonic connector is closed")
+        if settings is None:
+            settings = self._settings
         level = self._pool_settings.level
+        if level == "stream" and settings is not self._settings and settings != self._settings:
+            self._misses += 1
+            return await self._open_cold(turn_ids, settings)
         if level == "stream":
             now = anyio.current_time()
             while self._pooled:
@@ -255,14 +280,14 @@ class SonicConnector:
                 self._recycled += 1
             self._misses += 1
             self._signal_refill()
-            return await self._open_cold(turn_ids)
+            return await self._open_cold(turn_ids, settings)
         assert self._transport is not None
         warm = self._pool_settings.size > 0 and self._transport.room(self._endpoint) > 0
         if warm:
             self._hits += 1
         else:
             self._misses += 1
-        stream = await self._open_cold(turn_ids)
+        stream = await self._open_cold(turn_ids, settings)
         self._signal_refill()
         return stream
 
@@ -300,10 +325,22 @@ class SonicConnector:
         port = "" if self._endpoint.port is None else f":{self._endpoint.port}"
         return f"{self._endpoint.scheme}://{self._endpoint.host}{port}"
 
-    async def _open_cold(self, turn_ids: Iterator[int] | None) -> SonicStream:
+    def _check_same_endpoint(self, settings: SonicSettings) -> None:
+        mine = self._settings
+        if (settings.region, settings.endpoint_uri, settings.ca_bundle) != (
+            mine.region,
+            mine.endpoint_uri,
+            mine.ca_bundle,
+        ):
+            raise ValueError("a conversation's settings must use the connector's endpoint")
+
+    async def _open_cold(
+        self, turn_ids: Iterator[int] | None, settings: SonicSettings | None = None
+    ) -> SonicStream:
         identity = await self._cache.get()
+        settings = self._settings if settings is None else settings
         try:
-            return await SonicStream.open(self._client, self._settings, identity, turn_ids=turn_ids)
+            return await SonicStream.open(self._client, settings, identity, turn_ids=turn_ids)
         except SonicError as err:
             # The SDK wraps what the transport raised in a SmithyError ("unexpected" to
             # classify_error); the transport's own SonicError (connectionPoolFull) is the truth.

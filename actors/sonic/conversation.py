@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
 
     from actors.sonic.connector import SonicConnector
+    from actors.sonic.settings import SonicSettings
     from actors.sonic.stream import SonicStream
 
 __all__ = ["SonicConversation"]
@@ -103,6 +104,8 @@ class SonicConversation:
         connector: opens streams (from its warm pool when it can) and owns the SDK client.
         events_capacity: bound of the event channel to the consumer (audio arrives faster than
             real time; the receive loop waits when the consumer lags).
+        settings: this conversation's settings (a call's route: system prompt, voice, tools);
+            None: the connector's.
     """
 
     def __init__(
@@ -111,9 +114,10 @@ class SonicConversation:
         *,
         events_capacity: int = 256,
         history: Sequence[HistoryTurn] = (),
+        settings: SonicSettings | None = None,
     ) -> None:
         self._connector = connector
-        s = connector.settings
+        s = connector.settings if settings is None else settings
         self._settings = s
         self._history = ConversationHistory(
             max_turns=s.history_max_turns,
@@ -311,7 +315,9 @@ class SonicConversation:
     async def _open_with_retries(self) -> SonicStream:
         while True:
             try:
-                return await self._connector.open_stream(turn_ids=self._turn_ids)
+                return await self._connector.open_stream(
+                    turn_ids=self._turn_ids, settings=self._settings
+                )
             except SonicError as err:
                 backoff = self._planner.stream_failed() if err.retryable else None
                 if backoff is None:
@@ -464,7 +470,9 @@ class SonicConversation:
 
     async def _prepare(self) -> None:
         try:
-            stream = await self._connector.open_stream(turn_ids=self._turn_ids)
+            stream = await self._connector.open_stream(
+                turn_ids=self._turn_ids, settings=self._settings
+            )
         except SonicError as err:
             await self._control_tx.send(_PrepareFailed(error=err))
             return
@@ -505,7 +513,9 @@ class SonicConversation:
             self._preparing = False
             try:
                 if stream is None:
-                    stream = await self._connector.open_stream(turn_ids=self._turn_ids)
+                    stream = await self._connector.open_stream(
+                        turn_ids=self._turn_ids, settings=self._settings
+                    )
                 async with self._lock:
                     await self._activate(stream, reason=f"error:{err.kind}")
             except SonicError as again:

@@ -166,6 +166,10 @@ class EmulatedSession:
     """``(toolUseId, content)`` per toolResult received."""
     tools_offered: list[str] = attrs.Factory(list)
     """The tool names ``promptStart``'s tool configuration offered the model."""
+    voice_id: str | None = None
+    """The voice ``promptStart`` asked for."""
+    system_prompt: str | None = None
+    """The SYSTEM text the session received (its ``textInput`` contents, joined)."""
     faults: list[str] = attrs.Factory(list)
     end_reason: str | None = None
     """``closed`` (orderly), an exception kind, ``reset``, ``stall``, ``input_ended``,
@@ -355,7 +359,9 @@ class SessionRunner:
                 pass
             case TextInput():
                 block = self._validator.last_block
-                if self._detector is not None and block is not None and block.role == "USER":
+                if block is not None and block.role == "SYSTEM":
+                    self._record.system_prompt = (self._record.system_prompt or "") + event.content
+                elif self._detector is not None and block is not None and block.role == "USER":
                     # After the audio block opened: cross-modal input, not history.
                     self._record.text_inputs.append(event.content)
                     self._queue_turn(TextTurn(text=event.content))
@@ -363,6 +369,7 @@ class SessionRunner:
                 config = event.tool_configuration
                 if config is not None:
                     self._record.tools_offered = [t.tool_spec.name for t in config.tools]
+                self._record.voice_id = event.audio_output_configuration.voice_id
                 self._events = OutputEvents(
                     prompt_name=event.prompt_name, output_rate=self._validator.output_rate
                 )

@@ -44,5 +44,7 @@ class FakeConnector[C: FakeConversation]:
         self.conv = conv
 
     @contextlib.asynccontextmanager
-    async def conversation(self, *, history: object = ()) -> AsyncIterator[C]:
+    async def conversation(
+        self, *, history: object = (), settings: object = None
+    ) -> AsyncIterator[C]:
         yield self.conv
