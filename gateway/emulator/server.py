@@ -87,6 +87,7 @@ class Emulator:
         self._session_connection: dict[int, H2ServerConnection] = {}
         self._connections_opened = 0
         self._goaways = 0
+        self._goaways_received_closed = 0
         self._drops = 0
         self._idle = anyio.Event()
         """Set while no session runs (shutdown waits for it)."""
@@ -153,7 +154,7 @@ class Emulator:
 
     def statistics(self) -> dict[str, int]:
         """Counts: sessions (seen, active, ended by reason), rejected requests, barge-ins, turns;
-        connections opened and open now, GOAWAYs sent, drops."""
+        connections opened and open now, GOAWAYs sent, graceful GOAWAYs received, drops."""
         stats = {
             "sessions": len(self.sessions),
             "active": len(self._active),
@@ -163,6 +164,8 @@ class Emulator:
             "connections_opened": self._connections_opened,
             "connections_open": len(self._connections),
             "goaways_sent": self._goaways,
+            "goaways_received": self._goaways_received_closed
+            + sum(1 for c in self._connections.values() if c.goaway_received),
             "drops": self._drops,
         }
         for session in self.sessions:
@@ -227,6 +230,8 @@ class Emulator:
 
     def _on_connection_closed(self, conn: H2ServerConnection) -> None:
         self._connections.pop(conn.number, None)
+        if conn.goaway_received:
+            self._goaways_received_closed += 1
         if not self._connections:
             self._disconnected.set()
 
