@@ -92,6 +92,21 @@ def test_outer_frame_unwraps_to_the_inner_payload() -> None:
     assert decode_outer_frame(FRAMES[1]).payload is None
 
 
+def test_outer_frame_gives_what_its_signature_covers() -> None:
+    inner = inner_chunk(b'{"bytes":"e30="}')
+    date = datetime.datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=datetime.UTC)
+    frame = EventMessage(
+        headers={":date": date, ":chunk-signature": b"\x01" * 32}, payload=inner
+    ).encode()
+    for decode in (decode_outer_frame, decode_outer_frame_slow):
+        out = decode(frame)
+        assert out.signed == inner
+        assert out.date_ms == int(date.timestamp() * 1000)
+        assert out.signature == b"\x01" * 32
+    end = decode_outer_frame(FRAMES[1])
+    assert (end.signed, end.date_ms, end.signature) == (b"", None, b"\x00" * 32)
+
+
 def test_unsigned_or_corrupt_request_frames_are_rejected() -> None:
     with pytest.raises(RemoteProtocolError, match="not signed"):
         decode_outer_frame(inner_chunk(b"{}"))
@@ -127,11 +142,12 @@ def test_output_frames_carry_the_bedrock_headers() -> None:
 
 
 def both(frame: bytes) -> tuple[object, object]:
-    """Each path's result: the inner payload, or the error class."""
+    """Each path's result: the inner payload and what the signature check reads, or the error."""
     results: list[object] = []
     for decode in (decode_outer_frame, decode_outer_frame_slow):
         try:
-            results.append(("ok", decode(frame).payload))
+            out = decode(frame)
+            results.append(("ok", out.payload, out.signed, out.date_ms, out.signature))
         except RemoteProtocolError:
             results.append("error")
     return results[0], results[1]

@@ -140,3 +140,20 @@ async def test_js_sdk_holds_a_two_turn_conversation(js_client: Path, emulator: E
     assert session.input_events[-3:] == ["contentEnd", "promptEnd", "sessionEnd"]
     # The client's GOAWAY came right after the response headers; the stream lived on.
     assert emulator.statistics()["goaways_received"] == 1
+
+
+async def test_js_sdk_gets_bedrocks_errors(js_client: Path, emulator: Emulator) -> None:
+    (wrong_secret,) = await run_client(js_client, emulator, secret="not-the-secret", turns=1)
+    assert wrong_secret["error"] == "InvalidSignatureException"
+    assert wrong_secret["status"] == 403
+    assert wrong_secret["message"].startswith("The request signature we calculated")
+    (unknown_model,) = await run_client(
+        js_client, emulator, model_id="amazon.nova-3-sonic-v9:0", turns=1
+    )
+    assert unknown_model == {
+        "error": "ValidationException",
+        "status": 400,
+        "message": "The provided model identifier is invalid.",
+    }
+    assert emulator.sessions == []
+    assert emulator.statistics()["rejected_requests"] == 2
