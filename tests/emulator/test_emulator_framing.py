@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from smithy_aws_event_stream.events import Event, EventMessage
 
 from actors.errors import RemoteProtocolError
+from actors.sonic.event_writer import ChunkSigner
 from actors.wire import AudioInput, decode_input_event
 from gateway.emulator.framing import (
     FrameSplitter,
@@ -193,7 +194,27 @@ def test_fast_path_agrees_on_corrupted_frames(position: int, bit: int) -> None:
     assert fast == slow
 
 
+def sdk_layout_frame() -> bytes:
+    """A frame laid out as the SDKs send it (:date, then :chunk-signature; the inner headers)."""
+    signer = ChunkSigner(secret_access_key="dummy", region="us-east-1", service="bedrock")
+    frame, _ = signer.sign_frames([b'{"event":{}}'], 1_767_225_600_123_456, b"0" * 64)
+    return frame
+
+
+@settings(max_examples=300)
+@given(position=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7))
+def test_fast_path_agrees_on_corrupted_sdk_layout_frames(position: int, bit: int) -> None:
+    frame = bytearray(sdk_layout_frame())
+    frame[position % len(frame)] ^= 1 << bit
+    fast, slow = both(bytes(frame))
+    assert fast == slow
+
+
 def test_fast_path_agrees_on_the_sdk_frames() -> None:
+    layout = sdk_layout_frame()
+    fast, slow = both(layout)
+    assert fast == slow
+    assert decode_outer_frame(layout).date_ms == 1_767_225_600_123
     valid = signed(inner_chunk(b'{"bytes":"e30="}'))
     for frame in (valid, FRAMES[1], valid[:-1], valid + b"\x00", inner_chunk(b"{}")):
         fast, slow = both(frame)
