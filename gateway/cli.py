@@ -139,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="each reply's think time is drawn uniformly from --think-ms +/- MS (default 50)",
     )
     emulator.add_argument(
+        "--region",
+        default="us-east-1",
+        help="the region requests must be SigV4-signed for (default us-east-1); the keys are "
+        "the test keys AKIDEXAMPLE / dummy",
+    )
+    emulator.add_argument(
+        "--no-verify-signatures",
+        action="store_true",
+        help="accept any Authorization header and event signatures (load drivers sending "
+        "pre-built frames); by default both are checked as Bedrock does",
+    )
+    emulator.add_argument(
         "--stats-file",
         type=Path,
         metavar="PATH",
@@ -268,6 +280,8 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         end_of_turn_silence_ms=args.end_of_turn_silence_ms,
         think_ms=args.think_ms,
         think_jitter_ms=args.think_jitter_ms,
+        region=args.region,
+        verify_signatures=not args.no_verify_signatures,
     )
     anyio.run(lambda: serve_forever(settings, on_ready=on_ready, stats_file=args.stats_file))
     return 0

@@ -2,7 +2,7 @@
 
 Theory of operation: :func:`serve_command` opens the Sonic backend (:func:`open_sonic_connector`:
 with ``backend = "emulator"`` an in-process emulator on a free loopback port, trusted through its
-own CA for that endpoint only, with static dummy credentials; with ``"bedrock"`` the regional
+own CA for that endpoint only, with test credentials it verifies; with ``"bedrock"`` the regional
 endpoint and the standard AWS credential chain), builds the call factory from it
 (:func:`build_call_factory`) and serves the app until SIGTERM/SIGINT and the drain that follows
 (:mod:`gateway.drain`) have stopped the server. Everything is owned by one task tree: leaving
@@ -90,7 +90,9 @@ async def open_sonic_connector(config: GatewayConfig) -> AsyncIterator[SonicConn
         if config.backend == "emulator":
             from gateway.emulator import EmulatorSettings, run_emulator
 
-            emulator = await stack.enter_async_context(run_emulator(EmulatorSettings()))
+            emulator = await stack.enter_async_context(
+                run_emulator(EmulatorSettings(region=config.sonic.region))
+            )
             settings = config.sonic.to_sonic_settings(
                 endpoint_uri=emulator.endpoint_uri,
                 ca_bundle=emulator.ca_path,

@@ -2,7 +2,7 @@
 
 Starts three processes on 127.0.0.1: the Nova Sonic emulator (``sonic-gateway emulator``), the
 gateway (``sonic-gateway serve --backend bedrock`` pointed at the emulator with its CA bundle and
-dummy static AWS credentials; JSON logs, ``/debug/*`` on, a call limit above N) and the load
+the emulator's static test credentials; JSON logs, ``/debug/*`` on, a call limit above N) and the load
 generator (``scripts/loadgen.py``: N simulated Twilio callers from one process and one timer).
 
 Per step N: a fresh emulator and gateway; one warm-up call (the gateway's lazy set-up happens
@@ -280,8 +280,9 @@ def _gateway_env() -> dict[str, str]:
         if not k.startswith(("SONIC_GATEWAY_", "AWS_")) and k != "PYTHONPATH"
     }
     env.update(
-        AWS_ACCESS_KEY_ID="AKIDBENCHLOAD0000000",
-        AWS_SECRET_ACCESS_KEY="bench-load-dummy-secret",
+        # The emulator's test keys: it verifies every request and event signature against them.
+        AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
+        AWS_SECRET_ACCESS_KEY="dummy",
         AWS_EC2_METADATA_DISABLED="true",
     )
     return env

@@ -6,7 +6,7 @@ Theory of operation:
   or instance metadata). :class:`BotocoreCredentials` is the standard AWS chain through botocore
   (environment, shared config and profiles, SSO, container and instance roles; refreshable
   credentials refresh themselves inside botocore); :class:`StaticCredentials` is fixed keys (the
-  emulator uses ``AKIDEXAMPLE``/``dummy``; the emulator ignores signatures).
+  emulator uses ``AKIDEXAMPLE``/``dummy`` and verifies signatures against them).
 * :class:`CredentialCache` runs the provider in a worker thread (``anyio.to_thread``), caches the
   result, and reloads when fewer than ``2 x refresh_margin_s`` remain, so a stream opened for a
   credential handover (at expiry - margin) always gets credentials that outlive it.

@@ -37,8 +37,6 @@ why, once per reason.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import hmac
 import struct
 import time
 from binascii import b2a_base64, hexlify
@@ -53,6 +51,7 @@ from aws_sdk_bedrock_runtime.models import (  # type: ignore[import-untyped]  # 
 from smithy_aws_event_stream.events import EventHeaderEncoder
 
 from actors.sonic.credentials import PinnedIdentityResolver
+from actors.wire.sigv4 import EMPTY_SHA256_HEX, EVENT_DATE_HEADER, EventSigningKey, sha256_hex
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,32 +64,6 @@ _log = structlog.get_logger("actors.sonic.event_writer")
 
 _PRELUDE: Final = struct.Struct(">II").pack  # total length, headers length
 _CRC: Final = struct.Struct(">I").pack
-_MILLIS: Final = struct.Struct(">q").pack
-_SHA256: Final = hashlib.sha256
-# A fresh hashlib.sha256() looks the digest up by name in OpenSSL (EVP_MD_fetch, behind a lock):
-# under load that lookup was 6 % of the gateway's event-loop thread. Copying a ready context skips
-# it, so per-event hashing starts from this empty one.
-_SHA256_EMPTY: Final = hashlib.sha256()
-
-
-# hashlib releases the GIL while hashing 2,048 bytes or more per update(); with awscrt's thread
-# waiting for the GIL, each release hands it over and costs two thread switches, which showed as
-# most of the signing time under load. Updates below that size keep the GIL (an event is a few KB).
-_GIL_KEEPING_UPDATE: Final = 2047
-
-
-def _sha256_hex(data: bytes) -> bytes:
-    h = _SHA256_EMPTY.copy()
-    if len(data) <= _GIL_KEEPING_UPDATE:
-        h.update(data)
-    else:
-        view = memoryview(data)
-        for start in range(0, len(data), _GIL_KEEPING_UPDATE):
-            h.update(view[start : start + _GIL_KEEPING_UPDATE])
-    return hexlify(h.digest())
-
-
-_HMAC: Final = hmac.digest
 
 # Header wire format: name length (1 byte), name, type (7 = string, 8 = timestamp, 6 = bytes),
 # then a 2-byte length and the value, or 8 bytes of epoch milliseconds for a timestamp.
@@ -99,15 +72,12 @@ _INNER_HEADERS: Final = (
     b"\x0b:event-type\x07\x00\x05chunk"
     b"\x0d:content-type\x07\x00\x10application/json"
 )
-_DATE_HEADER: Final = b"\x05:date\x08"  # + 8 bytes of epoch milliseconds
 _SIGNATURE_HEADER: Final = b"\x10:chunk-signature\x06\x00\x20"  # + the 32-byte signature
-_OUTER_HEADERS_LEN: Final = len(_DATE_HEADER) + 8 + len(_SIGNATURE_HEADER) + 32
+_OUTER_HEADERS_LEN: Final = len(EVENT_DATE_HEADER) + 8 + len(_SIGNATURE_HEADER) + 32
 _INNER_LEN: Final = 16 + len(_INNER_HEADERS)  # prelude (12) + message CRC (4) + headers
 _PAYLOAD_HEAD: Final = b'{"bytes":"'
 _PAYLOAD_TAIL: Final = b'"}'
 _PAYLOAD_LEN: Final = len(_PAYLOAD_HEAD) + len(_PAYLOAD_TAIL)
-_STS_HEAD: Final = b"AWS4-HMAC-SHA256-PAYLOAD\n"
-_EMPTY_SHA256_HEX: Final = hexlify(hashlib.sha256(b"").digest())
 _MAX_PAYLOAD: Final = 16 * 1024**2  # the event-stream limit the SDK enforces
 _EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _ONE_US: Final = datetime.timedelta(microseconds=1)
@@ -132,7 +102,8 @@ def _chunk_event(data: bytes) -> Any:
 class ChunkSigner:
     """Frames and signs input events exactly as the SDK's publisher and event signer do. No I/O.
 
-    The signing key is cached per UTC day, the timestamp text per second.
+    The signing math is :class:`actors.wire.sigv4.EventSigningKey` (shared with the emulator's
+    verifier): the signing key is cached per UTC day, the timestamp text per second.
 
     Args:
         secret_access_key: the stream's (pinned) secret key.
@@ -140,28 +111,12 @@ class ChunkSigner:
         service: the signing service name (``"bedrock"``).
     """
 
-    __slots__ = (
-        "_day",
-        "_inner_pad",
-        "_outer_pad",
-        "_prefix",
-        "_region",
-        "_second",
-        "_secret",
-        "_service",
-    )
+    __slots__ = ("_key",)
 
     def __init__(self, *, secret_access_key: str, region: str, service: str) -> None:
-        self._secret = b"AWS4" + secret_access_key.encode()
-        self._region = region.encode()
-        self._service = service.encode()
-        self._day = b""
-        # HMAC-SHA256 with the day's signing key, as SHA-256 states after the padded key (RFC 2104):
-        # a copy and an update per event instead of keying OpenSSL's HMAC again (~1 µs vs ~3 µs).
-        self._inner_pad = _SHA256()
-        self._outer_pad = _SHA256()
-        self._second = -1
-        self._prefix = b""  # "AWS4-HMAC-SHA256-PAYLOAD\n<timestamp>\n<scope>\n"
+        self._key = EventSigningKey(
+            secret_access_key=secret_access_key, region=region, service=service
+        )
 
     def inner_message(self, data: bytes) -> bytes:
         """The unsigned event message carrying ``data`` (the SDK serialiser's output, encoded)."""
@@ -203,27 +158,12 @@ class ChunkSigner:
     def end_frame(self, now_us: int, prior: bytes) -> tuple[bytes, bytes]:
         """The signed empty frame that ends the input (the SDK's ``close()``); and its signature."""
         prefix, date_header, date_hash = self._date_parts(now_us)
-        return self._sign(prefix, date_header, date_hash, prior, b"", _EMPTY_SHA256_HEX)
+        return self._sign(prefix, date_header, date_hash, prior, b"", EMPTY_SHA256_HEX)
 
     def _date_parts(self, now_us: int) -> tuple[bytes, bytes, bytes]:
-        second = now_us // 1_000_000
-        if second != self._second:
-            stamp = (_EPOCH + datetime.timedelta(seconds=second)).strftime("%Y%m%dT%H%M%SZ")
-            day = stamp[:8].encode()
-            if day != self._day:
-                key = _HMAC(self._secret, day, "sha256")
-                key = _HMAC(key, self._region, "sha256")
-                key = _HMAC(key, self._service, "sha256")
-                key = _HMAC(key, b"aws4_request", "sha256").ljust(64, b"\0")  # 64: SHA-256 block
-                self._inner_pad = _SHA256(bytes(b ^ 0x36 for b in key))
-                self._outer_pad = _SHA256(bytes(b ^ 0x5C for b in key))
-                self._day = day
-            scope = b"/".join((day, self._region, self._service, b"aws4_request"))
-            self._prefix = b"".join((_STS_HEAD, stamp.encode(), b"\n", scope, b"\n"))
-            self._second = second
-        # The SDK encodes the header from datetime.timestamp() (a float) times 1000, truncated.
-        date_header = _DATE_HEADER + _MILLIS(int(now_us / 1_000_000 * 1000))
-        return self._prefix, date_header, _sha256_hex(date_header)
+        # The SDK encodes the header from datetime.timestamp() (a float) times 1000, truncated;
+        # the timestamp it signs is that datetime's second, which is the header's second too.
+        return self._key.date_parts(int(now_us / 1_000_000 * 1000))
 
     def _sign(
         self,
@@ -235,13 +175,8 @@ class ChunkSigner:
         payload_hash: bytes | None = None,
     ) -> tuple[bytes, bytes]:
         if payload_hash is None:
-            payload_hash = _sha256_hex(payload)
-        string_to_sign = b"".join((prefix, prior, b"\n", date_hash, b"\n", payload_hash))
-        inner = self._inner_pad.copy()
-        inner.update(string_to_sign)
-        outer = self._outer_pad.copy()
-        outer.update(inner.digest())
-        signature = outer.digest()
+            payload_hash = sha256_hex(payload)
+        signature = self._key.sign(prefix, date_hash, prior, payload_hash)
         prelude = _PRELUDE(16 + _OUTER_HEADERS_LEN + len(payload), _OUTER_HEADERS_LEN)
         frame = b"".join(
             (prelude, _CRC(crc32(prelude)), date_header, _SIGNATURE_HEADER, signature, payload)

@@ -4,7 +4,8 @@ Rules: nothing here performs I/O or imports anyio or the AWS SDK. Each protocol 
 schemas, one reusable typed decoder/encoder per direction, and one project error (a
 ``RemoteProtocolError`` naming the field) for every malformed input: :class:`TwilioMessageError`,
 :class:`SonicEventError`. Wire schemas are not internal messages: the actors translate them at the
-edge. :class:`TwilioStreamValidator` checks frame order on one Twilio socket.
+edge. :class:`TwilioStreamValidator` checks frame order on one Twilio socket. :mod:`actors.wire.sigv4`
+is the SigV4 event-stream signing math (the Sonic client signs with it, the emulator verifies).
 """
 
 from __future__ import annotations
@@ -81,6 +82,15 @@ from actors.wire.nova_sonic import (
     is_barge_in_marker,
     output_event_name,
 )
+from actors.wire.sigv4 import (
+    EMPTY_SHA256_HEX,
+    EVENT_DATE_HEADER,
+    EventSigningKey,
+    encode_date_header,
+    sha256_hex,
+    signing_key,
+    sigv4_timestamp,
+)
 from actors.wire.twilio_media import (
     MAX_MEDIA_PAYLOAD_BYTES,
     DtmfPayload,
@@ -118,6 +128,8 @@ from actors.wire.twilio_stream import (
 
 __all__ = [
     "BARGE_IN_MARKER",
+    "EMPTY_SHA256_HEX",
+    "EVENT_DATE_HEADER",
     "INPUT_EVENT_NAMES",
     "MAX_MEDIA_PAYLOAD_BYTES",
     "OUTPUT_EVENT_NAMES",
@@ -134,6 +146,7 @@ __all__ = [
     "ContentType",
     "DtmfPayload",
     "EndpointingSensitivity",
+    "EventSigningKey",
     "ExceptionPayload",
     "GenerationStage",
     "InferenceConfiguration",
@@ -205,6 +218,7 @@ __all__ = [
     "decode_twilio_outbound",
     "encode_audio_input",
     "encode_chunk_payload",
+    "encode_date_header",
     "encode_exception_payload",
     "encode_input_event",
     "encode_output_event",
@@ -217,4 +231,7 @@ __all__ = [
     "input_event_name",
     "is_barge_in_marker",
     "output_event_name",
+    "sha256_hex",
+    "signing_key",
+    "sigv4_timestamp",
 ]

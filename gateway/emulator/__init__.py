@@ -2,7 +2,9 @@
 
 Run it with :func:`run_emulator` (an async context manager yielding an :class:`Emulator`) or
 :func:`serve_forever` (the CLI). Point the real SDK client at ``Emulator.endpoint_uri`` and trust
-``Emulator.ca_path`` for that endpoint only. Behaviour: strict validation as the service does it,
+``Emulator.ca_path`` for that endpoint only, and sign with the configured credentials
+(:data:`TEST_CREDENTIALS` by default). Behaviour: SigV4 authentication of the request and of each
+event as Bedrock checks it (:mod:`gateway.emulator.auth`), strict validation as the service does it,
 turn detection from the caller's audio, a default persona, barge-in, scripted turns
 (:class:`ModelScript`), stream faults (:class:`Fault`) and connection faults
 (:meth:`Emulator.inject_connection_fault`).
@@ -10,6 +12,7 @@ turn detection from the caller's audio, a default persona, barge-in, scripted tu
 
 from __future__ import annotations
 
+from gateway.emulator.auth import TEST_CREDENTIALS, EmulatorCredentials
 from gateway.emulator.faults import (
     DEFAULT_MESSAGES,
     FAULT_KINDS,
@@ -27,9 +30,15 @@ from gateway.emulator.script import (
     model_script_from_mapping,
     model_script_from_toml,
 )
-from gateway.emulator.server import ConnectionFaultKind, Emulator, run_emulator, serve_forever
-from gateway.emulator.session import EmulatedSession, TurnTiming
-from gateway.emulator.settings import ENDPOINTING_PAUSE_MS, EmulatorSettings, ThinkTimes
+from gateway.emulator.server import (
+    INVALID_MODEL_MESSAGE,
+    ConnectionFaultKind,
+    Emulator,
+    run_emulator,
+    serve_forever,
+)
+from gateway.emulator.session import EmulatedSession, EventLog, TurnTiming
+from gateway.emulator.settings import ENDPOINTING_PAUSE_MS, MODEL_IDS, EmulatorSettings, ThinkTimes
 from gateway.emulator.validator import CHAT_HISTORY_MESSAGE
 
 __all__ = [
@@ -38,12 +47,17 @@ __all__ = [
     "ENDPOINTING_PAUSE_MS",
     "EXCEPTION_KINDS",
     "FAULT_KINDS",
+    "INVALID_MODEL_MESSAGE",
+    "MODEL_IDS",
     "SESSION_CAP_MESSAGE",
     "SYSTEM_INSTABILITY_MESSAGE",
+    "TEST_CREDENTIALS",
     "ConnectionFaultKind",
     "EmulatedSession",
     "Emulator",
+    "EmulatorCredentials",
     "EmulatorSettings",
+    "EventLog",
     "ExceptionKind",
     "Fault",
     "FaultKind",

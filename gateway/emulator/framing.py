@@ -7,15 +7,17 @@ arrive (HTTP/2 DATA frames cut anywhere) and yields whole frames. Decoding and e
 SDK's own codec (``smithy_aws_event_stream.events``), so the emulator speaks exactly what the SDK
 speaks; CRC failures surface as :class:`~actors.errors.RemoteProtocolError`.
 
-Frames are nested on the way in (reference §8): an *outer* signed frame (``:date``,
-``:chunk-signature``) whose payload is the *inner* frame (``:message-type=event``,
-``:event-type=chunk``) whose payload is ``{"bytes":"<base64 Nova JSON>"}``. An outer frame with an
-empty payload marks the end of input. On the way out frames are unsigned: event frames carrying
-``{"bytes": ...}`` and exception frames carrying ``{"message": ...}``.
+Frames are nested on the way in: an *outer* signed frame (``:date``, ``:chunk-signature``) whose
+payload is the *inner* frame (``:message-type=event``, ``:event-type=chunk``) whose payload is
+``{"bytes":"<base64 Nova JSON>"}``. An outer frame with an empty payload marks the end of input.
+:class:`RequestFrame` carries what the signature check needs (``:date``, ``:chunk-signature`` and
+the signed bytes, the outer payload); :mod:`gateway.emulator.auth` checks it. On the way out frames
+are unsigned: event frames carrying ``{"bytes": ...}`` and exception frames carrying
+``{"message": ...}``.
 
 Request frames are decoded on a fast path (:func:`decode_outer_frame`): the prelude and message
-CRC32s are checked with ``zlib``, the few headers are walked by a minimal parser, and only frames
-that do not pass (bad length or CRC, missing signature, wrong types) go through the SDK's codec,
+CRC32s are checked with ``zlib``, header blocks laid out exactly as the SDKs send them are
+compared as bytes and others walked by a minimal parser, and only frames that do not pass (bad length or CRC, missing signature, wrong types) go through the SDK's codec,
 which raises the precise error. The SDK's codec costs 25 us per 20 ms ``audioInput`` frame (two
 nested messages, headers parsed in Python through ``BytesIO``), the fast path 7 us (one core of
 the 2-core development VM); ``tests/emulator/test_emulator_framing.py`` checks both paths give the
@@ -26,6 +28,7 @@ Everything here is synchronous and allocation-light; no I/O, no clocks.
 
 from __future__ import annotations
 
+import datetime
 import io
 import struct
 import zlib
@@ -43,7 +46,7 @@ __all__ = [
     "MAX_FRAME_BYTES",
     "ExceptionKind",
     "FrameSplitter",
-    "InnerChunk",
+    "RequestFrame",
     "decode_audio_input",
     "decode_outer_frame",
     "decode_outer_frame_slow",
@@ -58,7 +61,27 @@ _PRELUDE_STRUCT: Final = struct.Struct(">III")
 # Fixed value sizes by header type (event-stream spec); 6 (bytes) and 7 (string) carry a length.
 _FIXED_SIZES: Final = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
 _SIGNATURE: Final = b":chunk-signature"
+_DATE: Final = b":date"
 _INNER_WANTED: Final = {b":message-type": b"event", b":event-type": b"chunk"}
+_STRING: Final = 7
+_BYTES: Final = 6
+_TIMESTAMP: Final = 8
+_EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_ONE_MS: Final = datetime.timedelta(milliseconds=1)
+# The header blocks the SDKs send (name length, name, type, value): the outer frame's :date
+# (8-byte epoch ms) then :chunk-signature (2-byte length 32, the signature); the inner frame's
+# three strings. Anything else goes through the general header walk.
+_SDK_DATE: Final = b"\x05:date\x08"
+_SDK_SIGNATURE: Final = b"\x10:chunk-signature\x06\x00\x20"
+_SDK_DATE_AT: Final = len(_SDK_DATE)
+_SDK_SIGNATURE_AT: Final = _SDK_DATE_AT + 8
+_SDK_SIGNATURE_END: Final = _SDK_SIGNATURE_AT + len(_SDK_SIGNATURE)
+_SDK_OUTER_LEN: Final = _SDK_SIGNATURE_END + 32
+_SDK_INNER: Final = (
+    b"\x0d:message-type\x07\x00\x05event"
+    b"\x0b:event-type\x07\x00\x05chunk"
+    b"\x0d:content-type\x07\x00\x10application/json"
+)
 
 type ExceptionKind = Literal[
     "validationException",
@@ -140,23 +163,37 @@ def _decode(frame: bytes) -> EventMessage:
 
 
 @final
-class InnerChunk:
-    """What one outer request frame carried: ``payload`` is the inner ``{"bytes":...}`` JSON.
+class RequestFrame:
+    """What one outer request frame carried.
 
-    ``payload`` is None for the empty end-of-input frame.
+    Attributes:
+        payload: the inner chunk's ``{"bytes":...}`` JSON; None for the empty end-of-input frame.
+        signed: the outer frame's payload, the bytes its signature covers (the inner message).
+        date_ms: the ``:date`` header (epoch milliseconds); None unless it is a timestamp.
+        signature: the ``:chunk-signature`` header; None unless it is a bytes value.
     """
 
-    __slots__ = ("payload",)
+    __slots__ = ("date_ms", "payload", "signature", "signed")
 
-    def __init__(self, payload: bytes | None) -> None:
+    def __init__(
+        self,
+        payload: bytes | None,
+        *,
+        signed: bytes = b"",
+        date_ms: int | None = None,
+        signature: bytes | None = None,
+    ) -> None:
         self.payload = payload
+        self.signed = signed
+        self.date_ms = date_ms
+        self.signature = signature
 
 
-def decode_outer_frame(frame: bytes) -> InnerChunk:
+def decode_outer_frame(frame: bytes) -> RequestFrame:
     """Unwrap one signed request frame down to the inner chunk's JSON payload.
 
-    Signatures are not checked (the emulator accepts any credentials), but the outer frame must be
-    signed and the inner one must be an event of type ``chunk``.
+    The outer frame must carry ``:chunk-signature`` and the inner one must be an event of type
+    ``chunk``; whether the signature is right is :mod:`gateway.emulator.auth`'s to check.
 
     Raises:
         RemoteProtocolError: bad CRC, missing signature, wrong message or event type.
@@ -167,13 +204,22 @@ def decode_outer_frame(frame: bytes) -> InnerChunk:
     return decode_outer_frame_slow(frame)
 
 
-def decode_outer_frame_slow(frame: bytes) -> InnerChunk:
+def decode_outer_frame_slow(frame: bytes) -> RequestFrame:
     """:func:`decode_outer_frame` through the SDK's codec (the reference; precise errors)."""
     outer = _decode(frame)
     if ":chunk-signature" not in outer.headers:
         raise RemoteProtocolError("request frame is not signed", field=":chunk-signature")
+    date = outer.headers.get(":date")
+    signature = outer.headers.get(":chunk-signature")
+    signed = RequestFrame(
+        None,
+        signed=outer.payload,
+        # The codec gives a datetime from a float of seconds: round back to the milliseconds.
+        date_ms=round((date - _EPOCH) / _ONE_MS) if isinstance(date, datetime.datetime) else None,
+        signature=signature if isinstance(signature, bytes) else None,
+    )
     if not outer.payload:
-        return InnerChunk(None)
+        return signed
     inner = _decode(outer.payload)
     headers = inner.headers
     if headers.get(":message-type") != "event":
@@ -184,31 +230,51 @@ def decode_outer_frame_slow(frame: bytes) -> InnerChunk:
         raise RemoteProtocolError(
             f"unexpected event type {headers.get(':event-type')!r}", field=":event-type"
         )
-    return InnerChunk(inner.payload)
+    signed.payload = inner.payload
+    return signed
 
 
-def _fast_outer(frame: bytes) -> InnerChunk | None:
+def _fast_outer(frame: bytes) -> RequestFrame | None:
     # None: not a frame the fast path vouches for; the slow path decides (and names the error).
     parts = _split_message(frame)
     if parts is None:
         return None
     headers, payload = parts
-    names = _walk_headers(headers)
-    if names is None or _SIGNATURE not in names:
-        return None
+    if (
+        len(headers) == _SDK_OUTER_LEN
+        and headers.startswith(_SDK_DATE)
+        and headers[_SDK_SIGNATURE_AT:_SDK_SIGNATURE_END] == _SDK_SIGNATURE
+    ):
+        # The layout every SDK sends (:date, then a 32-byte :chunk-signature): no header walk.
+        date_ms: int | None = int.from_bytes(headers[_SDK_DATE_AT:_SDK_SIGNATURE_AT], signed=True)
+        signature: bytes | None = headers[_SDK_SIGNATURE_END:]
+    else:
+        values = _walk_headers(headers)
+        if values is None or _SIGNATURE not in values:
+            return None
+        date_kind, date_value = values.get(_DATE, (0, None))
+        signature_kind, signature = values[_SIGNATURE]
+        date_ms = None
+        if date_kind == _TIMESTAMP and date_value is not None:
+            date_ms = int.from_bytes(date_value, "big", signed=True)
+        if signature_kind != _BYTES:
+            signature = None
+    result = RequestFrame(None, signed=payload, date_ms=date_ms, signature=signature)
     if not payload:
-        return InnerChunk(None)
+        return result
     inner = _split_message(payload)
     if inner is None:
         return None
     inner_headers, inner_payload = inner
-    values = _walk_headers(inner_headers)
-    if values is None:
-        return None
-    for name, wanted in _INNER_WANTED.items():
-        if values.get(name) != wanted:
+    if inner_headers != _SDK_INNER:
+        inner_values = _walk_headers(inner_headers)
+        if inner_values is None:
             return None
-    return InnerChunk(inner_payload)
+        for name, wanted in _INNER_WANTED.items():
+            if inner_values.get(name) != (_STRING, wanted):
+                return None
+    result.payload = inner_payload
+    return result
 
 
 def _split_message(message: bytes) -> tuple[bytes, bytes] | None:
@@ -227,9 +293,10 @@ def _split_message(message: bytes) -> tuple[bytes, bytes] | None:
     return message[_PRELUDE:end], message[end:-4]
 
 
-def _walk_headers(block: bytes) -> dict[bytes, bytes | None] | None:
-    """Header names to string values (None for other types); None if the block is malformed."""
-    out: dict[bytes, bytes | None] = {}
+def _walk_headers(block: bytes) -> dict[bytes, tuple[int, bytes | None]] | None:
+    """Header names to ``(type, raw value)``: the value bytes of string (7), bytes (6) and
+    timestamp (8) headers, None for other types. None if the block is malformed."""
+    out: dict[bytes, tuple[int, bytes | None]] = {}
     size = len(block)
     i = 0
     while i < size:
@@ -239,21 +306,23 @@ def _walk_headers(block: bytes) -> dict[bytes, bytes | None] | None:
         name = block[i + 1 : name_end]
         kind = block[name_end]
         i = name_end + 1
-        if kind in (6, 7):
+        value: bytes | None = None
+        if kind in (_BYTES, _STRING):
             if i + 2 > size:
                 return None
             length = int.from_bytes(block[i : i + 2], "big")
-            value = block[i + 2 : i + 2 + length] if kind == 7 else None
+            value = block[i + 2 : i + 2 + length]
             i += 2 + length
         else:
             fixed = _FIXED_SIZES.get(kind)
             if fixed is None:
                 return None
-            value = None
+            if kind == _TIMESTAMP:
+                value = block[i : i + fixed]
             i += fixed
         if i > size or name in out:
             return None
-        out[name] = value
+        out[name] = (kind, value)
     return out
 
 

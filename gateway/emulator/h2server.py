@@ -30,8 +30,14 @@ Connection rules:
   own ``close_connection``), so streams already open run to their end; a stream the peer opens
   above that id is refused (RST_STREAM REFUSED_STREAM); the connection closes once no stream is
   open. :meth:`H2ServerConnection.drop` aborts the TCP connection with no frame at all.
-* A GOAWAY *received* from the peer moves ``h2`` to closed: the connection's streams are aborted
-  (python-hyper/h2 issue 1181; the CRT client used here only sends GOAWAY when it closes).
+* A graceful GOAWAY *received* from the peer (NO_ERROR) is RFC 9113 section 6.8's: the streams
+  already open continue; the connection accepts no new stream (REFUSED_STREAM) and closes once
+  the last one ended. Node's HTTP/2 client, which the AWS SDK for JavaScript v3 uses for Bedrock's
+  bidirectional stream, sends it right after the response headers (``session.close()``).
+  ``h2`` 4.x would move to its closed state on any received GOAWAY, clear its outbound buffer and
+  refuse to send another frame (python-hyper/h2 issue 1181), so :class:`_QuietH2Connection` only
+  reports that one as an event; a GOAWAY with an error code still closes the connection at once,
+  aborting its streams.
 """
 
 from __future__ import annotations
@@ -83,7 +89,18 @@ MAX_WINDOW: Final = 2**31 - 1
 
 
 class _QuietH2Connection(h2.connection.H2Connection):
-    """``h2``'s connection without the eagerly formatted trace line per received frame."""
+    """``h2``'s connection without the eagerly formatted trace line per received frame, and with
+    a peer's graceful GOAWAY reported without closing the connection (module docstring)."""
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
+        if frame.error_code != ErrorCodes.NO_ERROR:
+            return super()._receive_goaway_frame(frame)
+        # Graceful: no state change and the queued output stays; the connection decides the rest.
+        event = h2.events.ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
 
     def _receive_frame(self, frame: Frame) -> list[Event]:
         # h2 4.4.1 H2Connection._receive_frame, minus its first statement:
@@ -129,14 +146,31 @@ class StreamSink(Protocol):
 
 @final
 class Request:
-    """A request's head: method, path and headers (names lower-case bytes)."""
+    """A request's head: method, path and headers (names lower-case bytes).
 
-    __slots__ = ("headers", "method", "path")
+    ``path`` is percent-decoded and without the query (as ASGI servers present it);
+    ``raw_path`` and ``query`` are as sent, ``authority`` is the ``:authority`` pseudo-header
+    (what SigV4 signs as ``host``). A header sent more than once has its values joined by commas.
+    """
 
-    def __init__(self, method: str, path: str, headers: dict[bytes, bytes]) -> None:
+    __slots__ = ("authority", "headers", "method", "path", "query", "raw_path")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: dict[bytes, bytes],
+        *,
+        raw_path: str | None = None,
+        query: str = "",
+        authority: str = "",
+    ) -> None:
         self.method = method
         self.path = path
         self.headers = headers
+        self.raw_path = path if raw_path is None else raw_path
+        self.query = query
+        self.authority = authority
 
 
 @final
@@ -288,7 +322,12 @@ class H2ServerConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, ServerStream] = {}
         self._blocked: set[int] = set()
-        self._goaway_last: int | None = None
+        self._goaway_sent = False
+        self._peer_goaway_received = False
+        self._last_accepted: int | None = None
+        """Once either side sent GOAWAY: the highest stream id still served; None before."""
+        self._highest_request = 0
+        """The highest stream id a request arrived on (in event order, unlike h2's own count)."""
         self._lost = False
         self.streams_opened = 0
 
@@ -381,6 +420,9 @@ class H2ServerConnection(asyncio.Protocol):
                 if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                     self._window_updated(0)
             elif isinstance(event, h2.events.ConnectionTerminated):
+                if event.error_code == ErrorCodes.NO_ERROR:
+                    self._peer_goaway()
+                    continue
                 self._flush()
                 self._close_transport()
                 return
@@ -397,6 +439,10 @@ class H2ServerConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ control
 
     @property
+    def _closing(self) -> bool:
+        return self._transport is not None and self._transport.is_closing()
+
+    @property
     def is_open(self) -> bool:
         """True until the TCP connection is gone."""
         return not self._lost
@@ -404,7 +450,12 @@ class H2ServerConnection(asyncio.Protocol):
     @property
     def goaway_sent(self) -> bool:
         """True once :meth:`goaway` ran."""
-        return self._goaway_last is not None
+        return self._goaway_sent
+
+    @property
+    def goaway_received(self) -> bool:
+        """True once the peer sent a graceful GOAWAY (NO_ERROR)."""
+        return self._peer_goaway_received
 
     @property
     def open_streams(self) -> int:
@@ -413,15 +464,27 @@ class H2ServerConnection(asyncio.Protocol):
 
     def goaway(self) -> None:
         """Graceful GOAWAY: no new streams here; open ones finish; close when the last one ends."""
-        if self._lost or self._goaway_last is not None:
+        if self._lost or self._goaway_sent:
             return
-        last = self._h2.highest_inbound_stream_id
-        self._goaway_last = last
+        self._goaway_sent = True
+        last = self._highest_request
+        self._stop_accepting()
         frame = GoAwayFrame(stream_id=0, last_stream_id=last, error_code=H2_NO_ERROR)
         self._flush()
         # Written beside h2, not through it: h2's own GOAWAY would stop every open stream too.
         self._queue(frame.serialize())
         self._maybe_finish_goaway()
+
+    def _peer_goaway(self) -> None:
+        # The peer's graceful GOAWAY: serve the open streams to their end, accept no new one.
+        if not self._peer_goaway_received:
+            self._peer_goaway_received = True
+            _log.debug("emulator.goaway_received", connection=self.number, open=len(self._streams))
+        self._stop_accepting()
+
+    def _stop_accepting(self) -> None:
+        if self._last_accepted is None:
+            self._last_accepted = self._highest_request
 
     def drop(self) -> None:
         """Abort the TCP connection at once: no GOAWAY, no RST_STREAM, no TLS close_notify."""
@@ -430,7 +493,7 @@ class H2ServerConnection(asyncio.Protocol):
 
     def close(self) -> None:
         """Close now: GOAWAY through h2 then the transport (server shutdown)."""
-        if self._lost:
+        if self._lost or self._closing:
             return
         if self._h2_started:
             with contextlib.suppress(h2.exceptions.ProtocolError):
@@ -497,26 +560,39 @@ class H2ServerConnection(asyncio.Protocol):
 
     def _request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
-        if self._goaway_last is not None and stream_id > self._goaway_last:
-            # Opened after our GOAWAY: refused, the peer may retry it elsewhere.
+        if self._last_accepted is None:
+            self._highest_request = max(self._highest_request, stream_id)
+        elif stream_id > self._last_accepted:
+            # Opened after a GOAWAY: refused, the peer may retry it elsewhere.
             self._h2.reset_stream(stream_id, error_code=H2_REFUSED_STREAM)
             return
-        method = path = ""
+        method = raw_path = query = authority = ""
         headers: dict[bytes, bytes] = {}
         for name, value in event.headers or ():
             name_b = bytes(name)
             if name_b == b":method":
                 method = bytes(value).decode("ascii", "replace")
             elif name_b == b":path":
-                # Percent-decoded, without the query (as ASGI servers present it).
-                raw = bytes(value).decode("ascii", "replace").partition("?")[0]
-                path = urllib.parse.unquote(raw)
+                raw_path, _, query = bytes(value).decode("ascii", "replace").partition("?")
+            elif name_b == b":authority":
+                authority = bytes(value).decode("ascii", "replace")
             elif not name_b.startswith(b":"):
-                headers[name_b] = bytes(value)
+                previous = headers.get(name_b)
+                headers[name_b] = (
+                    bytes(value) if previous is None else previous + b"," + bytes(value)
+                )
         stream = ServerStream(self, stream_id)
         self._streams[stream_id] = stream
         self.streams_opened += 1
-        self._on_request(stream, Request(method, path, headers))
+        request = Request(
+            method,
+            urllib.parse.unquote(raw_path),
+            headers,
+            raw_path=raw_path,
+            query=query,
+            authority=authority,
+        )
+        self._on_request(stream, request)
 
     def _input_ended(self, stream_id: int) -> None:
         stream = self._streams.get(stream_id)
@@ -570,7 +646,7 @@ class H2ServerConnection(asyncio.Protocol):
         self._unacked_bytes = 0
 
     def _maybe_finish_goaway(self) -> None:
-        if self._goaway_last is not None and not self._streams and not self._lost:
+        if self._last_accepted is not None and not self._streams:
             self.close()
 
     def _flush(self) -> None:
@@ -595,7 +671,8 @@ class H2ServerConnection(asyncio.Protocol):
 
     def _write_now(self) -> None:
         self._write_scheduled = False
-        if self._lost or self._transport is None:
+        if self._lost or self._transport is None or self._transport.is_closing():
+            # Closing: TLS already sent its close_notify; nothing more can go out.
             return
         if self._plain:
             data = self._plain[0] if len(self._plain) == 1 else b"".join(self._plain)

@@ -6,13 +6,23 @@ with :class:`~gateway.emulator.h2server.H2ServerConnection` (one asyncio protoco
 inside its own task group until the context exits.
 
 Requests are answered when they arrive, in the connection's callback: ``POST
-/model/{modelId}/invoke-with-bidirectional-stream`` with ``application/vnd.amazon.eventstream``
-gets a :class:`SessionRunner` plugged into the stream as its input sink at once (request bytes are
-processed as they arrive), and a task in the emulator's task group that sends the 200 response
-headers (after ``first_byte_delay_s`` and any ``slow_first_byte`` fault), runs the session, and
-ends the response only after the request side ended (the SDK fails a stream whose response ends
-first). Other paths get 404, other methods 405, another content type 400. A ``reset`` fault resets
-the HTTP/2 stream (RST_STREAM INTERNAL_ERROR).
+/model/{modelId}/invoke-with-bidirectional-stream`` with ``application/vnd.amazon.eventstream``, a
+valid SigV4 signature (:mod:`gateway.emulator.auth`) and a Nova Sonic model id gets a
+:class:`SessionRunner` plugged into the stream as its input sink at once (request bytes are
+processed as they arrive, each frame's signature checked in turn), and a task in the emulator's
+task group that sends the 200 response headers (after ``first_byte_delay_s`` and any
+``slow_first_byte`` fault), runs the session, and ends the response only after the request side
+ended (the SDK fails a stream whose response ends first). Errors, in the order checked: another
+path 404, another method 405, authentication 403 (400 for a malformed ``Authorization``), another
+content type 400, another model id 400 ``ValidationException`` "The provided model identifier is
+invalid." (what Bedrock answers, e.g. langchain-ai/langchain-aws issue 252); each is a JSON body
+with ``x-amzn-ErrorType``. A ``reset`` fault resets the HTTP/2 stream (RST_STREAM
+INTERNAL_ERROR).
+
+Memory is bounded: the records of ended sessions are kept in a deque of
+``finished_sessions_kept`` (:attr:`Emulator.sessions` lists them with the running ones), the
+statistics are running counts, and each session's input event log is run-length encoded
+(:class:`~gateway.emulator.session.EventLog`).
 
 Connections are numbered from 1 in accept order (``EmulatedSession.connection``);
 :meth:`Emulator.inject_connection_fault` sends GOAWAY on, or drops, the connection carrying a given
@@ -22,18 +32,21 @@ session. Nothing recycles a connection after a number of requests.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import re
 import socket
 import ssl
 import time
+import urllib.parse
 from typing import TYPE_CHECKING, Final, Literal, final
 
 import anyio
 import msgspec
 import structlog
 
+from gateway.emulator.auth import ErrorResponse, RequestAuthenticator
 from gateway.emulator.h2server import (
     H2_REFUSED_STREAM,
     H2ServerConnection,
@@ -41,7 +54,7 @@ from gateway.emulator.h2server import (
     Request,
     ServerStream,
 )
-from gateway.emulator.session import EmulatedSession, ScriptCursor, SessionRunner
+from gateway.emulator.session import EmulatedSession, EventLog, ScriptCursor, SessionRunner
 from gateway.emulator.settings import EmulatorSettings
 from gateway.emulator.stats import lateness_histogram, lateness_report
 from gateway.emulator.tls import make_tls_material
@@ -56,11 +69,19 @@ if TYPE_CHECKING:
     from gateway.emulator.faults import Fault
     from gateway.emulator.script import ModelScript
 
-__all__ = ["ConnectionFaultKind", "Emulator", "record_request_id", "run_emulator", "serve_forever"]
+__all__ = [
+    "INVALID_MODEL_MESSAGE",
+    "ConnectionFaultKind",
+    "Emulator",
+    "record_request_id",
+    "run_emulator",
+    "serve_forever",
+]
 
 _log = structlog.get_logger("gateway.emulator")
 _PATH: Final = re.compile(r"^/model/(?P<model>[^/]+)/invoke-with-bidirectional-stream$")
 _EVENTSTREAM: Final = b"application/vnd.amazon.eventstream"
+INVALID_MODEL_MESSAGE: Final = "The provided model identifier is invalid."
 _SHUTDOWN_GRACE_S: Final = 2.0
 _BACKLOG: Final = 1024
 
@@ -75,7 +96,21 @@ class Emulator:
         self.settings = settings
         self.port = port
         self.ca_path = ca_path
-        self.sessions: list[EmulatedSession] = []
+        self._finished: collections.deque[EmulatedSession] = collections.deque(
+            maxlen=settings.finished_sessions_kept
+        )
+        self._sessions_started = 0
+        self._ended: collections.Counter[str] = collections.Counter()
+        self._finished_barge_ins = 0
+        self._finished_turns = 0
+        self._authenticator = (
+            RequestAuthenticator(settings.credentials, region=settings.region)
+            if settings.verify_signatures
+            else None
+        )
+        self._model_ids = frozenset(settings.model_ids) | {
+            f"arn:aws:bedrock:{settings.region}::foundation-model/{m}" for m in settings.model_ids
+        }
         self._script: ModelScript | None = None
         self._cursor = ScriptCursor()
         self._next_faults: list[Fault] = []
@@ -84,9 +119,9 @@ class Emulator:
         self._tg: TaskGroup | None = None
         self._closing = False
         self._connections: dict[int, H2ServerConnection] = {}
-        self._session_connection: dict[int, H2ServerConnection] = {}
         self._connections_opened = 0
         self._goaways = 0
+        self._goaways_received_closed = 0
         self._drops = 0
         self._idle = anyio.Event()
         """Set while no session runs (shutdown waits for it)."""
@@ -97,6 +132,13 @@ class Emulator:
         self._voices = VoiceCache()
         self._lateness = lateness_histogram()
         self._tls: ssl.SSLContext | None = None
+
+    @property
+    def sessions(self) -> list[EmulatedSession]:
+        """The records of the running sessions and of the last ``finished_sessions_kept`` ended
+        ones, in start order."""
+        running = [runner.record for runner in self._active]
+        return sorted([*self._finished, *running], key=lambda record: record.number)
 
     @property
     def endpoint_uri(self) -> str:
@@ -135,12 +177,13 @@ class Emulator:
         A connection already closed is left alone.
 
         Raises:
-            LookupError: no session has that number.
+            LookupError: no session has that number (or its record is no longer kept).
         """
-        conn = self._session_connection.get(session)
-        if conn is None:
+        record = next((r for r in self.sessions if r.number == session), None)
+        if record is None:
             raise LookupError(f"no emulated session number {session}")
-        if not conn.is_open:
+        conn = self._connections.get(record.connection)
+        if conn is None or not conn.is_open:
             return
         _log.info("emulator.connection_fault", kind=kind, connection=conn.number, session=session)
         if kind == "goaway":
@@ -153,22 +196,25 @@ class Emulator:
 
     def statistics(self) -> dict[str, int]:
         """Counts: sessions (seen, active, ended by reason), rejected requests, barge-ins, turns;
-        connections opened and open now, GOAWAYs sent, drops."""
+        connections opened and open now, GOAWAYs sent, graceful GOAWAYs received, drops."""
+        running = [runner.record for runner in self._active]
         stats = {
-            "sessions": len(self.sessions),
+            "sessions": self._sessions_started,
             "active": len(self._active),
             "rejected_requests": self._rejected,
-            "barge_ins": sum(s.barge_ins for s in self.sessions),
-            "turns": sum(s.turns for s in self.sessions),
+            "barge_ins": self._finished_barge_ins + sum(s.barge_ins for s in running),
+            "turns": self._finished_turns + sum(s.turns for s in running),
             "connections_opened": self._connections_opened,
             "connections_open": len(self._connections),
             "goaways_sent": self._goaways,
+            "goaways_received": self._goaways_received_closed
+            + sum(1 for c in self._connections.values() if c.goaway_received),
             "drops": self._drops,
         }
-        for session in self.sessions:
-            if session.end_reason is not None:
-                key = f"ended_{session.end_reason}"
-                stats[key] = stats.get(key, 0) + 1
+        ended = self._ended.copy()
+        ended.update(s.end_reason for s in running if s.end_reason is not None)
+        for reason, count in ended.items():
+            stats[f"ended_{reason}"] = count
         return stats
 
     def reply_lateness(self) -> dict[str, object]:
@@ -227,6 +273,8 @@ class Emulator:
 
     def _on_connection_closed(self, conn: H2ServerConnection) -> None:
         self._connections.pop(conn.number, None)
+        if conn.goaway_received:
+            self._goaways_received_closed += 1
         if not self._connections:
             self._disconnected.set()
 
@@ -235,35 +283,52 @@ class Emulator:
         if self._closing or self._tg is None:
             stream.reset(H2_REFUSED_STREAM)
             return
-        match = _PATH.match(request.path)
+        match = _PATH.match(request.raw_path)
         if match is None:
-            self._reject(stream, 404, "UnknownOperationException", "Not Found")
+            self._reject(stream, ErrorResponse(404, "UnknownOperationException", "Not Found"))
             return
         if request.method != "POST":
-            self._reject(stream, 405, "MethodNotAllowedException", "Method Not Allowed")
+            self._reject(
+                stream, ErrorResponse(405, "MethodNotAllowedException", "Method Not Allowed")
+            )
             return
+        verifier = None
+        if self._authenticator is not None:
+            verdict = self._authenticator.check(
+                method=request.method,
+                raw_path=request.raw_path,
+                query=request.query,
+                headers=request.headers,
+                authority=request.authority,
+                now_s=time.time(),  # SigV4 signs wall-clock time
+            )
+            if isinstance(verdict, ErrorResponse):
+                _log.info("emulator.auth_failed", error=verdict.error_type, status=verdict.status)
+                self._reject(stream, verdict)
+                return
+            verifier = verdict
         content_type = request.headers.get(b"content-type", b"").split(b";")[0].strip()
         if content_type != _EVENTSTREAM:
-            self._reject(
-                stream,
-                400,
-                "ValidationException",
-                "content-type must be application/vnd.amazon.eventstream",
-            )
+            message = "content-type must be application/vnd.amazon.eventstream"
+            self._reject(stream, ErrorResponse(400, "ValidationException", message))
+            return
+        model_id = urllib.parse.unquote(match["model"])
+        if model_id not in self._model_ids:
+            self._reject(stream, ErrorResponse(400, "ValidationException", INVALID_MODEL_MESSAGE))
             return
         faults = [*self.settings.faults, *self._next_faults]
         self._next_faults = []
         script = self._script
         if script is not None:
             faults.extend(script.faults)
+        self._sessions_started += 1
         record = EmulatedSession(
-            number=len(self.sessions) + 1,
-            model_id=match["model"],
+            number=self._sessions_started,
+            model_id=model_id,
             started_at=anyio.current_time(),
             connection=stream.connection.number,
+            input_events=EventLog(self.settings.input_event_runs_kept),
         )
-        self.sessions.append(record)
-        self._session_connection[record.number] = stream.connection
         runner = SessionRunner(
             settings=self.settings,
             record=record,
@@ -272,6 +337,7 @@ class Emulator:
             cursor=self._cursor,
             voices=self._voices,
             lateness=self._lateness,
+            verifier=verifier,
         )
         # Plugged in before this callback returns: request bytes in the same read reach it.
         stream.sink = runner
@@ -286,19 +352,26 @@ class Emulator:
         )
         self._tg.start_soon(self._serve_session, stream, runner, faults)
 
-    def _reject(self, stream: ServerStream, status: int, error_type: str, message: str) -> None:
+    def _reject(self, stream: ServerStream, error: ErrorResponse) -> None:
         self._rejected += 1
-        body = b'{"message":"' + message.encode() + b'"}'
+        body = error.body()
         headers = [
             (b"content-type", b"application/json"),
-            (b"x-amzn-errortype", error_type.encode()),
+            (b"x-amzn-errortype", error.error_type_header()),
             (b"content-length", str(len(body)).encode()),
         ]
-        if status == 405:
+        if error.status == 405:
             headers.append((b"allow", b"POST"))
-        stream.respond(status, headers)
+        stream.respond(error.status, headers)
         stream.send_nowait(body)
         stream.end()
+
+    def _session_ended(self, record: EmulatedSession) -> None:
+        self._finished.append(record)
+        self._finished_barge_ins += record.barge_ins
+        self._finished_turns += record.turns
+        if record.end_reason is not None:
+            self._ended[record.end_reason] += 1
 
     async def _serve_session(
         self, stream: ServerStream, runner: SessionRunner, faults: list[Fault]
@@ -318,6 +391,7 @@ class Emulator:
             await runner.run(faults)
         finally:
             self._active.remove(runner)
+            self._session_ended(record)
             if not self._active:
                 self._idle.set()
             if runner.reset_requested:

@@ -6,7 +6,9 @@ Theory of operation. :class:`SessionRunner` is the async shell around the sans-I
 
 * *Input* is synchronous: the HTTP/2 connection calls :meth:`SessionRunner.feed` with request body
   bytes as they arrive (and :meth:`~SessionRunner.end_input` / :meth:`~SessionRunner.abort`). Each
-  call splits and decodes frames, validates each event, records it, feeds caller audio to the turn
+  call splits and decodes frames, checks each frame's signature against the stream's chain (a
+  :class:`~gateway.emulator.auth.ChunkVerifier`; a failure ends the session with a
+  ``validationException``), validates each event, records it, feeds caller audio to the turn
   detector and hands finished turns to the responder over a small bounded channel. No task hop per
   event: that is most of the emulator's cost per call-second.
 * *Cross-modal text*: a USER ``textInput`` sent while the audio block is open (DTMF keys, "speak
@@ -29,8 +31,9 @@ ends its side (at most ``close_grace_s``), because the response must not end fir
 
 from __future__ import annotations
 
+import time
 import uuid
-from typing import TYPE_CHECKING, Final, Protocol, assert_never, final
+from typing import TYPE_CHECKING, Final, Protocol, assert_never, final, overload
 
 import anyio
 import attrs
@@ -88,14 +91,17 @@ from gateway.emulator.voice import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream
 
+    from gateway.emulator.auth import ChunkVerifier
     from gateway.emulator.script import ModelScript
     from gateway.emulator.settings import EmulatorSettings
     from gateway.loop_lag import LagHistogram
 
-__all__ = ["EmulatedSession", "FrameOutput", "SessionRunner", "TurnTiming"]
+__all__ = ["EmulatedSession", "EventLog", "FrameOutput", "SessionRunner", "TurnTiming"]
 
 _log = structlog.get_logger("gateway.emulator")
 _TURN_QUEUE: Final = 8
@@ -133,6 +139,81 @@ class TurnTiming:
         return 1000.0 * (self.first_audio_at - self.ended_at)
 
 
+@final
+class EventLog:
+    """A session's input event names in order, run-length encoded (bounded memory).
+
+    Consecutive events of one name (a caller's ``audioInput`` stream) are one run; at most
+    ``max_runs`` runs are kept: from the first event that would start one more, events are only
+    counted (``dropped``), so the log is always a prefix of what arrived. Reads like a list of names: iteration, ``len``, indexing and slicing (which
+    expand the runs: meant for tests), ``count`` and ``index``.
+    """
+
+    __slots__ = ("_counts", "_max_runs", "_names", "dropped", "total")
+
+    def __init__(self, max_runs: int = 4096) -> None:
+        self._names: list[str] = []
+        self._counts: list[int] = []
+        self._max_runs = max_runs
+        self.total = 0
+        """Events appended, kept or not."""
+        self.dropped = 0
+        """Events not kept (the run limit was reached)."""
+
+    def append(self, name: str) -> None:
+        """Log one event (O(1), no allocation for a run that goes on)."""
+        self.total += 1
+        names = self._names
+        if self.dropped:
+            self.dropped += 1  # full: the kept log stays a prefix of what arrived
+        elif names and names[-1] == name:
+            self._counts[-1] += 1
+        elif len(names) < self._max_runs:
+            names.append(name)
+            self._counts.append(1)
+        else:
+            self.dropped += 1
+
+    def runs(self) -> list[tuple[str, int]]:
+        """``(name, consecutive count)`` per run, in order."""
+        return list(zip(self._names, self._counts, strict=True))
+
+    def count(self, name: str) -> int:
+        """Kept events named ``name``."""
+        return sum(c for n, c in zip(self._names, self._counts, strict=True) if n == name)
+
+    def index(self, name: str) -> int:
+        """Position of the first kept event named ``name``.
+
+        Raises:
+            ValueError: none is.
+        """
+        position = 0
+        for n, c in zip(self._names, self._counts, strict=True):
+            if n == name:
+                return position
+            position += c
+        raise ValueError(f"{name!r} is not in the event log")
+
+    def __iter__(self) -> Iterator[str]:
+        for name, count in zip(self._names, self._counts, strict=True):
+            for _ in range(count):
+                yield name
+
+    def __len__(self) -> int:
+        return self.total - self.dropped
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        return list(self)[index]
+
+    def __repr__(self) -> str:
+        return f"EventLog(runs={self.runs()!r}, dropped={self.dropped})"
+
+
 @attrs.define
 class EmulatedSession:
     """What one stream received and produced (read by tests and replay reports).
@@ -147,7 +228,8 @@ class EmulatedSession:
     """The HTTP/2 connection carrying the stream (a small number per connection)."""
     input_rate: int | None = None
     output_rate: int | None = None
-    input_events: list[str] = attrs.Factory(list)
+    input_events: EventLog = attrs.Factory(EventLog)
+    """Input event names in order (run-length encoded, bounded)."""
     caller_pcm_bytes: int = 0
     first_audio_at: float | None = None
     last_audio_at: float | None = None
@@ -223,8 +305,12 @@ class SessionRunner:
         cursor: ScriptCursor | None = None,
         voices: VoiceCache | None = None,
         lateness: LagHistogram | None = None,
+        verifier: ChunkVerifier | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self._verifier = verifier
+        self._wall_clock = wall_clock
         self._record = record
         self._script = script
         self._cursor = cursor if cursor is not None else ScriptCursor()
@@ -337,6 +423,13 @@ class SessionRunner:
 
     def _on_frame(self, frame: bytes) -> None:
         chunk = decode_outer_frame(frame)
+        if self._verifier is not None:
+            # The signature chain covers every frame, the empty end-of-input one too.
+            error = self._verifier.check(chunk, self._wall_clock())  # SigV4 signs wall time
+            if error is not None:
+                _log.info("emulator.event_signature_failed", session=self._record.number)
+                self._fail("validationException", error)
+                return
         if chunk.payload is None:
             return  # end of input; the HTTP/2 stream end follows
         data = decode_chunk_payload(chunk.payload)

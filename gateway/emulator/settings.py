@@ -16,16 +16,21 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import attrs
 
+from gateway.emulator.auth import TEST_CREDENTIALS, EmulatorCredentials
 from gateway.emulator.faults import Fault
 
 if TYPE_CHECKING:
     from actors.wire import EndpointingSensitivity
 
-__all__ = ["ENDPOINTING_PAUSE_MS", "EmulatorSettings", "ThinkTimes"]
+__all__ = ["ENDPOINTING_PAUSE_MS", "MODEL_IDS", "EmulatorSettings", "ThinkTimes"]
 
 ENDPOINTING_PAUSE_MS: Final[dict[str, float]] = {"HIGH": 1500.0, "MEDIUM": 1750.0, "LOW": 2000.0}
 """Caller silence before Nova 2 Sonic answers, per ``endpointingSensitivity`` (its user guide,
 "Turn-taking controllability"). A session without ``turnDetectionConfiguration`` gets ``MEDIUM``."""
+
+
+MODEL_IDS: Final = ("amazon.nova-2-sonic-v1:0", "amazon.nova-sonic-v1:0")
+"""The Nova Sonic model ids Bedrock serves the bidirectional stream for."""
 
 
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -82,6 +87,16 @@ class EmulatorSettings:
         max_concurrent_streams: SETTINGS_MAX_CONCURRENT_STREAMS advertised on every HTTP/2
             connection (100, the RFC 9113 recommended floor; Bedrock's figure is not documented).
         faults: faults injected into every session (``after_ms`` from the response start).
+        region: the region requests must be signed for (SigV4 credential scope).
+        credentials: the keys a request may be signed with (the gateway's test keys by default).
+        verify_signatures: False accepts any ``Authorization`` and event signatures (load
+            drivers that send pre-signed frames); the frames must still carry a signature header.
+        model_ids: the model ids a stream may name (in the path, or as a ``foundation-model`` ARN
+            of ``region``); another gets Bedrock's ValidationException.
+        finished_sessions_kept: records of ended sessions kept for inspection (oldest dropped).
+        input_event_runs_kept: per session, the input event log keeps this many runs of one
+            event name (consecutive ``audioInput`` events are one run); events after that are
+            only counted.
     """
 
     host: str = "127.0.0.1"
@@ -103,6 +118,12 @@ class EmulatorSettings:
     outbound_frames: int = attrs.field(default=32, validator=_positive)
     max_concurrent_streams: int = attrs.field(default=100, validator=_positive)
     faults: tuple[Fault, ...] = ()
+    region: str = attrs.field(default="us-east-1", validator=attrs.validators.min_len(1))
+    credentials: tuple[EmulatorCredentials, ...] = (TEST_CREDENTIALS,)
+    verify_signatures: bool = True
+    model_ids: tuple[str, ...] = MODEL_IDS
+    finished_sessions_kept: int = attrs.field(default=256, validator=_not_negative)
+    input_event_runs_kept: int = attrs.field(default=4096, validator=_positive)
 
     def end_of_turn_pause_ms(self, sensitivity: EndpointingSensitivity | None) -> float:
         """The silence that ends a caller turn in a session asking for ``sensitivity``."""

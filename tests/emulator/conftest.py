@@ -88,8 +88,10 @@ class SonicTestClient:
         in_rate: int = 16000,
         out_rate: int = 24000,
         transport: CaTrustingTransport | None = None,
+        model_id: str = MODEL_ID,
     ) -> None:
         self.endpoint = endpoint
+        self.model_id = model_id
         self.ca_path = ca_path
         self.in_rate = in_rate
         self.out_rate = out_rate
@@ -115,7 +117,7 @@ class SonicTestClient:
         )
         self.client = AsyncBedrockRuntimeClient(config=config)
         self.stream = await self.client.invoke_model_with_bidirectional_stream(
-            InvokeModelWithBidirectionalStreamOperationInput(model_id=MODEL_ID)
+            InvokeModelWithBidirectionalStreamOperationInput(model_id=self.model_id)
         )
 
     async def await_output(self) -> None:
@@ -260,6 +262,26 @@ class SonicTestClient:
                 await self.stream.close()
             if self.transport is not None and self._owns_transport:
                 await self.transport.close()
+
+
+def sigv4_headers(
+    url: str, headers: dict[str, str], *, secret: str = "dummy", method: str = "POST"
+) -> dict[str, str]:
+    """``headers`` plus the SigV4 ones botocore signs an empty-bodied request with (the test keys,
+    us-east-1, service bedrock)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=url, data=b"", headers=headers)
+    SigV4Auth(Credentials("AKIDEXAMPLE", secret), "bedrock", "us-east-1").add_auth(request)
+    return dict(request.headers.items())
+
+
+@pytest.fixture
+def sign_headers() -> Any:
+    """:func:`sigv4_headers`: sign a plain HTTP request as the emulator expects."""
+    return sigv4_headers
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from smithy_aws_event_stream.events import Event, EventMessage
 
 from actors.errors import RemoteProtocolError
+from actors.sonic.event_writer import ChunkSigner
 from actors.wire import AudioInput, decode_input_event
 from gateway.emulator.framing import (
     FrameSplitter,
@@ -92,6 +93,21 @@ def test_outer_frame_unwraps_to_the_inner_payload() -> None:
     assert decode_outer_frame(FRAMES[1]).payload is None
 
 
+def test_outer_frame_gives_what_its_signature_covers() -> None:
+    inner = inner_chunk(b'{"bytes":"e30="}')
+    date = datetime.datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=datetime.UTC)
+    frame = EventMessage(
+        headers={":date": date, ":chunk-signature": b"\x01" * 32}, payload=inner
+    ).encode()
+    for decode in (decode_outer_frame, decode_outer_frame_slow):
+        out = decode(frame)
+        assert out.signed == inner
+        assert out.date_ms == int(date.timestamp() * 1000)
+        assert out.signature == b"\x01" * 32
+    end = decode_outer_frame(FRAMES[1])
+    assert (end.signed, end.date_ms, end.signature) == (b"", None, b"\x00" * 32)
+
+
 def test_unsigned_or_corrupt_request_frames_are_rejected() -> None:
     with pytest.raises(RemoteProtocolError, match="not signed"):
         decode_outer_frame(inner_chunk(b"{}"))
@@ -127,11 +143,12 @@ def test_output_frames_carry_the_bedrock_headers() -> None:
 
 
 def both(frame: bytes) -> tuple[object, object]:
-    """Each path's result: the inner payload, or the error class."""
+    """Each path's result: the inner payload and what the signature check reads, or the error."""
     results: list[object] = []
     for decode in (decode_outer_frame, decode_outer_frame_slow):
         try:
-            results.append(("ok", decode(frame).payload))
+            out = decode(frame)
+            results.append(("ok", out.payload, out.signed, out.date_ms, out.signature))
         except RemoteProtocolError:
             results.append("error")
     return results[0], results[1]
@@ -177,7 +194,27 @@ def test_fast_path_agrees_on_corrupted_frames(position: int, bit: int) -> None:
     assert fast == slow
 
 
+def sdk_layout_frame() -> bytes:
+    """A frame laid out as the SDKs send it (:date, then :chunk-signature; the inner headers)."""
+    signer = ChunkSigner(secret_access_key="dummy", region="us-east-1", service="bedrock")
+    frame, _ = signer.sign_frames([b'{"event":{}}'], 1_767_225_600_123_456, b"0" * 64)
+    return frame
+
+
+@settings(max_examples=300)
+@given(position=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7))
+def test_fast_path_agrees_on_corrupted_sdk_layout_frames(position: int, bit: int) -> None:
+    frame = bytearray(sdk_layout_frame())
+    frame[position % len(frame)] ^= 1 << bit
+    fast, slow = both(bytes(frame))
+    assert fast == slow
+
+
 def test_fast_path_agrees_on_the_sdk_frames() -> None:
+    layout = sdk_layout_frame()
+    fast, slow = both(layout)
+    assert fast == slow
+    assert decode_outer_frame(layout).date_ms == 1_767_225_600_123
     valid = signed(inner_chunk(b'{"bytes":"e30="}'))
     for frame in (valid, FRAMES[1], valid[:-1], valid + b"\x00", inner_chunk(b"{}")):
         fast, slow = both(frame)

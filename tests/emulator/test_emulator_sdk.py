@@ -401,7 +401,9 @@ async def test_scripted_turn_fault(sonic_client_class: Any, pcm_helpers: Any) ->
             await client.close()
 
 
-async def test_wrong_path_method_and_content_type(emulator: Emulator) -> None:
+async def test_wrong_path_method_content_type_and_model(
+    emulator: Emulator, sign_headers: Any
+) -> None:
     context = ssl.create_default_context(cafile=str(emulator.ca_path))
     async with httpx.AsyncClient(
         verify=context, base_url=emulator.endpoint_uri, http2=True
@@ -411,12 +413,18 @@ async def test_wrong_path_method_and_content_type(emulator: Emulator) -> None:
         response = await http.get(path)
         assert response.status_code == 405
         assert response.headers["allow"] == "POST"
-        response = await http.post(
-            path, content=b"{}", headers={"content-type": "application/json"}
-        )
+        url = emulator.endpoint_uri + path
+        json = {"content-type": "application/json"}
+        response = await http.post(path, content=b"", headers=sign_headers(url, json))
         assert response.status_code == 400
-        assert response.headers["x-amzn-errortype"] == "ValidationException"
-    assert emulator.statistics()["rejected_requests"] == 3
+        assert response.headers["x-amzn-errortype"].startswith("ValidationException:")
+        eventstream = {"content-type": "application/vnd.amazon.eventstream"}
+        response = await http.post(path, content=b"", headers=sign_headers(url, eventstream))
+        assert response.status_code == 400
+        assert response.headers["x-amzn-errortype"].startswith("ValidationException:")
+        assert response.json() == {"message": "The provided model identifier is invalid."}
+    assert emulator.statistics()["rejected_requests"] == 4
+    assert emulator.sessions == []
 
 
 async def test_interactive_user_text_is_recorded_and_answered(

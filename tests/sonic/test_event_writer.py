@@ -49,7 +49,7 @@ from actors.sonic import (
     StaticCredentials,
     open_input_writer,
 )
-from gateway.emulator import EmulatorSettings, run_emulator
+from gateway.emulator import EmulatorCredentials, EmulatorSettings, run_emulator
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -335,7 +335,12 @@ async def verify_chain(data: bytes, prior: bytes, secret: str) -> tuple[int, byt
 
 @pytest.mark.parametrize("lean", [True, False])
 async def test_a_whole_session_over_the_lean_path_closes_cleanly(lean: bool) -> None:
-    fast = EmulatorSettings(think_ms=30, answer_ms=300, end_of_turn_silence_ms=300.0)
+    fast = EmulatorSettings(
+        think_ms=30,
+        answer_ms=300,
+        end_of_turn_silence_ms=300.0,
+        credentials=(EmulatorCredentials("AKIDEXAMPLE", "s3cret"),),
+    )
     async with run_emulator(fast) as emu:
         settings = SonicSettings(
             endpoint_uri=emu.endpoint_uri, ca_bundle=Path(emu.ca_path), audio_batch_ms=20
