@@ -22,6 +22,7 @@ from gateway.emulator.framing import EXCEPTION_KINDS, ExceptionKind
 from gateway.emulator.script import (
     ModelScript,
     ScriptedFault,
+    ScriptedFiller,
     ScriptedToolUse,
     ScriptedTurn,
     model_script_from_mapping,
@@ -49,6 +50,7 @@ __all__ = [
     "FaultKind",
     "ModelScript",
     "ScriptedFault",
+    "ScriptedFiller",
     "ScriptedToolUse",
     "ScriptedTurn",
     "ThinkTimes",
