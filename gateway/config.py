@@ -164,6 +164,13 @@ class TwilioConfig:
     api_base_url: str | None = None
     rest_timeout_s: Annotated[float, msgspec.Meta(ge=0.1, le=120.0)] = 10.0
 
+    @property
+    def rest_configured(self) -> bool:
+        """The REST client has credentials: ``account_sid`` with an auth token or an API key."""
+        return self.account_sid is not None and (
+            self.auth_token is not None or self.api_key_secret is not None
+        )
+
 
 @attrs.frozen
 class LimitsConfig:
@@ -733,12 +740,7 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
             raise ConfigError(key(*path), "a secret of at least 8 characters, no spaces")
     _check_twilio_rest(config.twilio, origin)
     check_tools(config.tools)
-    twilio = config.twilio
-    check_builtin_tools(
-        config.tools,
-        rest_configured=twilio.account_sid is not None
-        and (twilio.auth_token is not None or twilio.api_key_secret is not None),
-    )
+    check_builtin_tools(config.tools, rest_configured=config.twilio.rest_configured)
     if config.call.playback_chunk_ms > config.call.playback_lead_ms:
         raise ConfigError(
             key("call", "playback_chunk_ms"),
