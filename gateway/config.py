@@ -740,7 +740,12 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
             raise ConfigError(key(*path), "a secret of at least 8 characters, no spaces")
     _check_twilio_rest(config.twilio, origin)
     check_tools(config.tools)
-    check_builtin_tools(config.tools, rest_configured=config.twilio.rest_configured)
+    twilio = config.twilio
+    check_builtin_tools(
+        config.tools,
+        rest_configured=twilio.account_sid is not None
+        and (twilio.auth_token is not None or twilio.api_key_secret is not None),
+    )
     if config.call.playback_chunk_ms > config.call.playback_lead_ms:
         raise ConfigError(
             key("call", "playback_chunk_ms"),
