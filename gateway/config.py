@@ -170,6 +170,13 @@ class TwilioConfig:
     api_base_url: str | None = None
     rest_timeout_s: Annotated[float, msgspec.Meta(ge=0.1, le=120.0)] = 10.0
 
+    @property
+    def rest_configured(self) -> bool:
+        """The REST client has credentials: ``account_sid`` with an auth token or an API key."""
+        return self.account_sid is not None and (
+            self.auth_token is not None or self.api_key_secret is not None
+        )
+
 
 @attrs.frozen
 class LimitsConfig:

@@ -25,6 +25,7 @@ from gateway.emulator.framing import EXCEPTION_KINDS, ExceptionKind
 from gateway.emulator.script import (
     ModelScript,
     ScriptedFault,
+    ScriptedFiller,
     ScriptedToolUse,
     ScriptedTurn,
     model_script_from_mapping,
@@ -63,6 +64,7 @@ __all__ = [
     "FaultKind",
     "ModelScript",
     "ScriptedFault",
+    "ScriptedFiller",
     "ScriptedToolUse",
     "ScriptedTurn",
     "ThinkTimes",

@@ -75,6 +75,8 @@ class Reply:
     tool_name: str | None = None
     tool_arguments: bytes | None = None
     """``toolUse.content``: the arguments as JSON bytes."""
+    filler: Reply | None = None
+    """What the model says while the tool runs (before its result arrives)."""
 
 
 def default_reply(turn: int, *, answer_ms: int, think_ms: int) -> Reply:
@@ -97,6 +99,11 @@ def scripted_reply(turn: ScriptedTurn, *, index: int, answer_ms: int, think_ms: 
         think_ms=think_ms if turn.think_ms is None else turn.think_ms,
         tool_name=None if tool is None else tool.name,
         tool_arguments=None if tool is None else _ENCODER.encode(tool.arguments),
+        filler=None
+        if tool is None or tool.filler is None
+        else Reply(
+            transcript="", text=tool.filler.text, answer_ms=tool.filler.ms, think_ms=think_ms
+        ),
     )
 
 

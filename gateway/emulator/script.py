@@ -5,14 +5,15 @@ fields), decodable from a TOML table with :func:`model_script_from_toml` or from
 mapping with :func:`model_script_from_mapping`. Its ``turns`` are consumed one per caller turn the
 emulator detects (speech, or an interactive USER text such as DTMF keys; in order, per session);
 when they run out the default persona answers. A turn may ask for a tool first (``tool_use``: a
-TOOL block, then the emulator waits for the client's ``toolResult``) or fail instead of answering
-(``fault``). ``faults`` fire once per session, ``after_ms`` from the start of the response;
+TOOL block, then, with a ``filler``, the words the model speaks while the tool runs (Nova 2 tools
+are asynchronous), then the emulator waits for the client's ``toolResult``) or fail instead of
+answering (``fault``). ``faults`` fire once per session, ``after_ms`` from the start of the response;
 ``session_cap_s`` overrides the emulator's cap.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -21,6 +22,7 @@ from gateway.emulator.faults import Fault
 __all__ = [
     "ModelScript",
     "ScriptedFault",
+    "ScriptedFiller",
     "ScriptedToolUse",
     "ScriptedTurn",
     "model_script_from_mapping",
@@ -30,11 +32,21 @@ __all__ = [
 ScriptedFault = Fault
 
 
+class ScriptedFiller(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What the model says while its tool runs: ``text``, spoken for ``ms``, right after the TOOL
+    block and the emulator's think time; the turn's reply waits for its end and the tool's result."""
+
+    text: str
+    ms: Annotated[int, msgspec.Meta(gt=0)] = 1500
+
+
 class ScriptedToolUse(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A tool call the model makes before replying; ``arguments`` become ``toolUse.content``."""
+    """A tool call the model makes before replying; ``arguments`` become ``toolUse.content``;
+    ``filler`` is spoken while the tool runs (the reply follows the tool's result)."""
 
     name: str
     arguments: dict[str, Any] = msgspec.field(default_factory=dict)
+    filler: ScriptedFiller | None = None
 
 
 class ScriptedTurn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -594,7 +594,11 @@ class SessionRunner:
                 await self._emit(body)
             self._record.transcripts.append(reply.transcript)
         if reply.tool_name is not None and reply.tool_arguments is not None:
-            await self._use_tool(events, reply.tool_name, reply.tool_arguments)
+            await self._use_tool(events, reply, timing)
+        await self._say(events, reply, timing)
+
+    async def _say(self, events: OutputEvents, reply: Reply, timing: TurnTiming) -> None:
+        """Think, then speak ``reply.text``: SPECULATIVE text, the audio, FINAL text, usage."""
         # Think time runs while the reply audio renders (a worker thread, first use only).
         think_until = anyio.current_time() + reply.think_ms / 1000.0
         audio = await self._render(events, reply)
@@ -627,17 +631,27 @@ class SessionRunner:
     def _detector_rate(self) -> int:
         return self._record.input_rate or 16000
 
-    async def _use_tool(self, events: OutputEvents, name: str, arguments: bytes) -> None:
+    async def _use_tool(self, events: OutputEvents, reply: Reply, timing: TurnTiming) -> None:
+        """The TOOL block, then (Nova 2 tools are asynchronous) the filler the model speaks while
+        the tool runs, then wait (bounded) for the client's result."""
+        assert reply.tool_name is not None
+        assert reply.tool_arguments is not None
         tool_use_id = str(uuid.uuid4())
         waiter = anyio.Event()
         self._tool_waits[tool_use_id] = waiter
-        for body in events.tool_block(tool_name=name, tool_use_id=tool_use_id, arguments=arguments):
+        for body in events.tool_block(
+            tool_name=reply.tool_name, tool_use_id=tool_use_id, arguments=reply.tool_arguments
+        ):
             await self._emit(body)
+        if reply.filler is not None:
+            await self._say(events, reply.filler, timing)
         with anyio.move_on_after(self._settings.tool_result_timeout_s) as scope:
             await waiter.wait()
         if scope.cancelled_caught:
             self._tool_waits.pop(tool_use_id, None)
-            _log.warning("emulator.tool_result_missing", session=self._record.number, tool=name)
+            _log.warning(
+                "emulator.tool_result_missing", session=self._record.number, tool=reply.tool_name
+            )
 
     async def _prerender_script(self, rate: int) -> None:
         script = self._script
@@ -647,6 +661,9 @@ class SessionRunner:
             if turn.reply:
                 ms = self._settings.answer_ms if turn.answer_ms is None else turn.answer_ms
                 await self._voices.get(rate, ms, reply_seed(turn.reply), chunk_bytes)
+            filler = turn.tool_use.filler if turn.tool_use is not None else None
+            if filler is not None:
+                await self._voices.get(rate, filler.ms, reply_seed(filler.text), chunk_bytes)
 
     async def _render(self, events: OutputEvents, reply: Reply) -> RenderedReply:
         chunk_bytes = chunk_bytes_for(events.output_rate, self._settings.output_chunk_ms)

@@ -1,4 +1,5 @@
-"""Scripted call replays: the scenario format, a simulated Twilio peer, per-call reports, the runner.
+"""Scripted call replays: the scenario format, a simulated Twilio peer, the local fakes of Twilio's
+REST API and of a tool receiver, per-call reports, the runner (docs/replay.md).
 
 Entry points for the CLI: :func:`main_replay` (``sonic-gateway replay SCENARIO...``) and
 :func:`main_demo` (``sonic-gateway demo``: every bundled scenario in ``scripts/calls/``).
@@ -7,6 +8,9 @@ Entry points for the CLI: :func:`main_replay` (``sonic-gateway replay SCENARIO..
 from __future__ import annotations
 
 from gateway.replay.audio import load_caller_audio, speech_like_ulaw
+from gateway.replay.fake_tools import ReceiverTool, ToolReceiver, ToolReply, ToolRequest
+from gateway.replay.fake_twilio import FakeTwilioRest, RestAnswer, RestRequest
+from gateway.replay.loopback import serve_asgi
 from gateway.replay.peer import BargeInRecord, PeerResult, TimelineEvent, TurnRecord, TwilioPeer
 from gateway.replay.playback import (
     AnswerEnded,
@@ -48,13 +52,18 @@ from gateway.replay.scenario import (
     Hangup,
     Pause,
     PeerSettings,
+    RestExpectation,
     Say,
     Scenario,
     ScenarioError,
+    ToolExpectation,
+    TwilioRestFake,
     WaitForAnswer,
     load_scenario,
     parse_scenario,
 )
+from gateway.replay.services import ReplayServices, start_services
+from gateway.replay.tool_report import CallControl, ServiceRecord, ToolCallSeen, ToolUse
 
 __all__ = [
     "BUNDLED_SCENARIOS",
@@ -65,6 +74,7 @@ __all__ = [
     "BargeIn",
     "BargeInRecord",
     "BargeInStop",
+    "CallControl",
     "CallObserver",
     "CallRecord",
     "CallReport",
@@ -72,6 +82,7 @@ __all__ = [
     "Check",
     "Dtmf",
     "Expectations",
+    "FakeTwilioRest",
     "Hangup",
     "MarkDone",
     "Pause",
@@ -79,16 +90,29 @@ __all__ = [
     "PeerSettings",
     "PlaybackBuffer",
     "PlaybackEvent",
+    "ReceiverTool",
+    "ReplayServices",
     "ReplayStack",
+    "RestAnswer",
+    "RestExpectation",
+    "RestRequest",
     "Say",
     "Scenario",
     "ScenarioError",
+    "ServiceRecord",
     "StackUnavailable",
     "TimelineEvent",
+    "ToolCallSeen",
+    "ToolExpectation",
+    "ToolReceiver",
+    "ToolReply",
+    "ToolRequest",
+    "ToolUse",
     "TurnLatency",
     "TurnRecord",
     "TurnSplit",
     "TwilioPeer",
+    "TwilioRestFake",
     "WaitForAnswer",
     "build_report",
     "bundled_scenarios",
@@ -101,6 +125,8 @@ __all__ = [
     "parse_scenario",
     "replay_stack",
     "run_scenario",
+    "serve_asgi",
     "speech_like_ulaw",
+    "start_services",
     "step_audio",
 ]

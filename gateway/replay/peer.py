@@ -5,7 +5,7 @@ it first POSTs the webhook as Twilio does (signed over the public webhook URL wh
 token) and takes the ``<Stream><Parameter>`` values of the TwiML answer into
 ``start.customParameters`` (the per-call stream token among them). It then opens the media
 WebSocket (``X-Twilio-Signature`` over the public ``wss://`` URL when it has an auth token), sends
-``connected`` and ``start``, then runs four tasks in one task group:
+``connected`` and ``start``, then runs five tasks in one task group:
 
 * **frames**: caller audio as 20 ms ``media`` frames on an ABSOLUTE schedule (``deadline += 20 ms``),
   silence whenever the caller is not speaking, because Twilio always streams. ``sequenceNumber``,
@@ -18,6 +18,8 @@ WebSocket (``X-Twilio-Signature`` over the public ``wss://`` URL when it has an 
   call with an error, as Twilio does (31951).
 * **playout**: while audio is queued, advances the buffer on a 20 ms absolute tick and echoes marks
   whose audio has played; while idle it sleeps on an event set by the receiver (no spinning).
+* **stream end**: waits for :meth:`TwilioPeer.end_stream` (Twilio's REST API ran new TwiML on the
+  call or hung it up), then sends ``stop`` and closes, as Twilio ends the stream then.
 
 Every outbound frame goes through one lock, so sequence numbers leave in order. Everything notable
 lands on a :class:`Timeline` with offsets from the moment the peer began to connect; the
@@ -172,6 +174,7 @@ class TwilioPeer:
         webhook_url: where to POST the voice webhook before the upgrade (``http://.../twilio/voice``);
             None skips it (the socket then carries no stream token).
         public_webhook_url: the public URL Twilio would have POSTed (what gets signed).
+        on_hangup: called when the caller hangs up (``stop`` sent), for whoever models the call.
     """
 
     def __init__(
@@ -187,8 +190,12 @@ class TwilioPeer:
         connect_timeout_s: float = 5.0,
         webhook_url: str | None = None,
         public_webhook_url: str | None = None,
+        on_hangup: Callable[[], None] | None = None,
     ) -> None:
         self._url = url
+        self._on_hangup = on_hangup
+        self._stream_end = anyio.Event()
+        self._stream_end_reason = ""
         self._webhook_url = webhook_url
         self._public_webhook_url = public_webhook_url or webhook_url
         self._stream_parameters: dict[str, str] = {}
@@ -319,6 +326,17 @@ class TwilioPeer:
             tg.start_soon(self._playout)
             tg.start_soon(self._frames)
             tg.start_soon(self._script, tg.cancel_scope)
+            tg.start_soon(self._end_stream_when_asked)
+
+    def end_stream(self, reason: str) -> None:
+        """Twilio ends the media stream (the call runs new TwiML, or was hung up through the REST
+        API): ``stop`` and a normal close follow; returns at once. No-op once the call is over."""
+        self._stream_end_reason = reason
+        self._stream_end.set()
+
+    async def _end_stream_when_asked(self) -> None:
+        await self._stream_end.wait()
+        await self._hangup(self._stream_end_reason, by_caller=False)
 
     def _finish(self, ws: ClientConnection) -> None:
         now = anyio.current_time()
@@ -484,11 +502,14 @@ class TwilioPeer:
                 assert_never(step)
         return False
 
-    async def _hangup(self, why: str) -> None:
-        """Send ``stop`` and close normally, as Twilio does when the caller hangs up."""
+    async def _hangup(self, why: str, *, by_caller: bool = True) -> None:
+        """Send ``stop`` and close normally, as Twilio does when the caller hangs up (or when the
+        REST API ended the stream: ``by_caller`` False)."""
         if self._hung_up or self._ws is None:
             return
         self._hung_up = True
+        if by_caller and self._on_hangup is not None:
+            self._on_hangup()
         try:
             await self._send(
                 lambda seq: TwilioStop(

@@ -19,6 +19,20 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from gateway.replay.peer import TimelineEvent
+from gateway.replay.tool_report import (
+    CallControl,
+    ServiceRecord,
+    ToolCallSeen,
+    ToolUse,
+    call_controls,
+    format_tool_sections,
+    median_prompt_to_request_ms,
+    rest_checks,
+    service_events,
+    slowest_tool_ms,
+    tool_checks,
+    tool_uses,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -74,6 +88,10 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
         turn_splits: per spoken caller turn the model answered, in order: its end-of-turn pause,
             its time to first audio and the gateway's time; None when the record's source
             cannot see the model's side.
+        tool_calls: the tool calls the gateway made, in the order they finished; None when the
+            record's source cannot see them.
+        tool_results: the tool results the model received, in order (JSON text); None when the
+            record's source cannot see the model's side.
     """
 
     call_sid: str
@@ -85,6 +103,8 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     source: str = ""
     text_inputs: list[str] | None = None
     turn_splits: list[TurnSplit] | None = None
+    tool_calls: list[ToolCallSeen] | None = None
+    tool_results: list[str] | None = None
 
 
 class TurnLatency(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,6 +172,10 @@ class CallReport(msgspec.Struct, kw_only=True):
     answers: list[AnswerHeard]
     checks: list[Check]
     record: CallRecord | None = None
+    tools: list[ToolUse] = msgspec.field(default_factory=list)
+    """Each tool call: the gateway's latency, the receiver's view, what the model got."""
+    call_control: list[CallControl] = msgspec.field(default_factory=list)
+    """Each request to the fake Twilio REST API, timed from the prompt the caller heard."""
     origin: float = 0.0
     """``anyio.current_time()`` the timeline's ms count from (to line up other observers)."""
 
@@ -173,6 +197,7 @@ def build_report(
     live_calls_after: int | None,
     calls_started: int | None,
     sessions_opened: int | None = None,
+    services: ServiceRecord | None = None,
 ) -> CallReport:
     """Measure the call and check the scenario's expectations.
 
@@ -183,8 +208,10 @@ def build_report(
         live_calls_after: live calls in the gateway after the call (None: unknown).
         calls_started: calls the gateway started during this scenario (None: unknown).
         sessions_opened: Sonic sessions opened during this scenario (None: unknown).
+        services: what the call's local servers (fake Twilio REST API, tool receiver) recorded.
     """
     origin = result.origin
+    services = services if services is not None else ServiceRecord()
     turns = [
         TurnLatency(
             step=t.step,
@@ -243,7 +270,9 @@ def build_report(
         marks_echoed=result.marks_echoed,
         marks_cleared=result.marks_cleared,
         heard_ms=result.heard_bytes / 8,
-        timeline=sorted(result.timeline, key=lambda e: e.at_ms),
+        timeline=sorted(
+            [*result.timeline, *service_events(services, origin)], key=lambda e: e.at_ms
+        ),
         turns=turns,
         barge_ins=barge_ins,
         answers=answers,
@@ -251,6 +280,12 @@ def build_report(
         record=record,
         origin=result.origin,
     )
+    if record is not None and record.tool_calls is not None:
+        report.tools = tool_uses(
+            record.tool_calls, record.tool_results, services.tool_requests, result
+        )
+    if services.rest_requests is not None:
+        report.call_control = call_controls(services.rest_requests, result)
     report.checks = _checks(
         scenario, report, record, live_calls_after, calls_started, sessions_opened
     )
@@ -448,6 +483,10 @@ def _checks(
                 str(record.recovered_faults),
                 record.recovered_faults >= expect.recovered_faults,
             )
+    services_seen = report.call_control if scenario.twilio_rest is not None else None
+    tools_seen = report.tools if record is not None and record.tool_calls is not None else None
+    for row in (*tool_checks(expect, tools_seen), *rest_checks(expect, services_seen)):
+        add(*row)
     if expect.ends_cleanly:
         problems = []
         if report.error is not None:
@@ -594,6 +633,13 @@ def format_report(report: CallReport) -> str:
         lines.extend(
             _table(rows, ("turn", "model pause", "model to audio", "gateway"), indent="    ")
         )
+    lines.extend(
+        format_tool_sections(
+            report.tools,
+            report.call_control,
+            lambda rows, header: _table(rows, header, indent="    "),
+        )
+    )
     lines.append("")
     lines.append("  expectations")
     rows = [("ok" if c.passed else "FAIL", c.name, c.expected, c.measured) for c in report.checks]
@@ -608,7 +654,8 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 def format_summary(reports: Sequence[CallReport]) -> str:
     """One row per scenario: verdict, greeting, worst turn latency and its median split (model
-    pause, model to first audio, gateway), worst barge-in stop, heard."""
+    pause, model to first audio, gateway), worst barge-in stop, the slowest tool call, the time
+    from an action's prompt heard to its Twilio REST request, heard."""
     rows: list[tuple[str, ...]] = []
     for r in reports:
         splits = r.record.turn_splits if r.record is not None and r.record.turn_splits else []
@@ -625,6 +672,8 @@ def format_summary(reports: Sequence[CallReport]) -> str:
                 _opt(_median([t.first_audio_ms for t in splits])),
                 _opt(_median([t.gateway_ms for t in splits])),
                 _opt(max(stops, default=None)),
+                _opt(slowest_tool_ms(r.tools)),
+                _opt(median_prompt_to_request_ms(r.call_control)),
                 f"{r.heard_ms:.0f} ms",
                 f"{len(r.checks) - failed}/{len(r.checks)}",
             )
@@ -643,6 +692,8 @@ def format_summary(reports: Sequence[CallReport]) -> str:
                 "model to audio",
                 "gateway",
                 "barge-in stop",
+                "slowest tool",
+                "prompt -> rest",
                 "heard",
                 "checks",
             ),

@@ -6,10 +6,11 @@ Theory of operation.
   asks a :class:`CallObserver` (when given) for the system's record of the call and the live-call
   count, and builds the :class:`CallReport`.
 * :func:`replay_stack` starts, in-process and on free loopback ports, the Nova Sonic emulator (with
-  the scenario's model script and ``[emulator]`` overrides) and the gateway (defaults + the
-  scenario's ``[gateway]`` overrides, backend = that emulator, the real call factory from
-  :func:`gateway.wiring.build_call_factory`). Each scenario gets a fresh stack, so counters and
-  records belong to that one call.
+  the scenario's model script and ``[emulator]`` overrides), the local servers the scenario asks
+  for (a fake Twilio REST API, a tool receiver: :mod:`gateway.replay.services`) and the gateway
+  (defaults + the scenario's ``[gateway]`` overrides + the servers' URLs and credentials, backend =
+  that emulator, the real call factory from :func:`gateway.wiring.build_call_factory`). Each
+  scenario gets a fresh stack, so counters and records belong to that one call.
 * :func:`main_replay` / :func:`main_demo` are what ``sonic-gateway replay`` / ``demo`` call: run
   scenarios sequentially, print each report and a summary, return the exit status.
 
@@ -42,6 +43,8 @@ from gateway.replay.report import (
     format_summary,
 )
 from gateway.replay.scenario import BargeIn, Say, Scenario, ScenarioError, load_scenario
+from gateway.replay.services import ReplayServices, start_services
+from gateway.replay.tool_report import ToolCallSeen
 from gateway.server import RunningGateway
 from gateway.wiring import FinishedCalls
 
@@ -112,6 +115,7 @@ async def run_scenario(
     observer: CallObserver | None = None,
     webhook_url: str | None = None,
     public_webhook_url: str | None = None,
+    services: ReplayServices | None = None,
 ) -> CallReport:
     """Drive one call through the gateway at ``gateway_url`` and check the scenario's expectations.
 
@@ -127,6 +131,7 @@ async def run_scenario(
             fail with "no call record" / "live calls unknown".
         webhook_url: the voice webhook the peer POSTs first, as Twilio does (None: skipped).
         public_webhook_url: the public webhook URL the gateway validates signatures against.
+        services: the local servers of the call (told about the call; their records reported).
     """
     for step in scenario.caller:  # fail early on missing audio files, before the call starts
         if isinstance(step, Say | BargeIn) and step.audio is not None:
@@ -142,7 +147,13 @@ async def run_scenario(
         settings=scenario.peer,
         webhook_url=webhook_url,
         public_webhook_url=public_webhook_url,
+        # Called during ``run``, when ``peer`` is bound.
+        on_hangup=None
+        if services is None
+        else lambda: services.caller_hung_up(peer.result.call_sid),
     )
+    if services is not None:
+        services.call_started(peer.result.call_sid, end_stream=peer.end_stream)
     result = await peer.run()
     record: CallRecord | None = None
     live: int | None = None
@@ -163,6 +174,7 @@ async def run_scenario(
         live_calls_after=live,
         calls_started=started,
         sessions_opened=sessions,
+        services=None if services is None else services.record(),
     )
 
 
@@ -181,6 +193,8 @@ class ReplayStack:
     observer: CallObserver
     finished: FinishedCalls
     """The gateway's own reports of the calls it finished (latency split, barge-in stop times)."""
+    services: ReplayServices
+    """The local servers the scenario asked for (fake Twilio REST API, tool receiver)."""
 
     @property
     def media_url(self) -> str:
@@ -203,6 +217,7 @@ class ReplayStack:
             observer=self.observer,
             webhook_url=self.gateway.base_url + VOICE_PATH,
             public_webhook_url=self.config.server.public_voice_url(),
+            services=self.services,
         )
 
 
@@ -257,6 +272,13 @@ class _StackObserver:
             source="gateway",
             text_inputs=[text for session in sessions for text in session.text_inputs],
             turn_splits=_turn_splits(sessions, report),
+            tool_calls=[
+                ToolCallSeen(
+                    name=t.name, outcome=t.outcome, latency_ms=t.latency_ms, delivered=t.delivered
+                )
+                for t in report.tools
+            ],
+            tool_results=[content for session in sessions for _, content in session.tool_results],
         )
 
 
@@ -309,19 +331,26 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
 
     Raises:
         StackUnavailable: ``gateway.wiring.build_call_factory`` does not exist yet.
-        ScenarioError: an ``[emulator]`` or ``[gateway]`` override is not a valid setting.
+        ScenarioError: an ``[emulator]`` or ``[gateway]`` override is not a valid setting, or
+            the tools in it do not pass the gateway's own checks.
     """
     try:
         # The lead's module; imported by name so the harness loads even where it is absent.
         wiring = importlib.import_module("gateway.wiring")
     except ImportError as missing:
         raise StackUnavailable(f"gateway.wiring is not available: {missing}") from None
-    from actors.errors import GatewayError
+    from actors.errors import ConfigError, GatewayError
     from actors.sonic import SonicConnector, StaticCredentials
     from gateway.debug import DebugSources
     from gateway.emulator import EmulatorSettings, run_emulator
     from gateway.server import serve_gateway
-    from gateway.tools import build_toolbox, open_tool_client, sonic_tools
+    from gateway.tools import (
+        build_toolbox,
+        check_builtin_tools,
+        check_tools,
+        open_tool_client,
+        sonic_tools,
+    )
 
     try:
         settings = EmulatorSettings(**{"port": 0, **scenario.emulator})
@@ -330,6 +359,7 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
     try:
         async with contextlib.AsyncExitStack() as stack:
             emulator = await stack.enter_async_context(run_emulator(settings, scenario.model))
+            services = await stack.enter_async_context(start_services(scenario))
             raw = _merge(
                 {
                     "backend": "emulator",
@@ -341,9 +371,15 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
                 scenario.gateway,
             )
             try:
-                config = msgspec.convert(raw, GatewayConfig, dec_hook=_path_hook)
-            except msgspec.ValidationError as bad:
+                config = msgspec.convert(
+                    services.configure(raw), GatewayConfig, dec_hook=_path_hook
+                )
+                # What ``serve`` refuses at load, a replay refuses too.
+                check_tools(config.tools)
+                check_builtin_tools(config.tools, rest_configured=config.twilio.rest_configured)
+            except (msgspec.ValidationError, ConfigError) as bad:
                 raise ScenarioError("$.gateway", 0, f"bad [gateway] override: {bad}") from None
+            services.bind(config)
             # The same connector ``serve --backend emulator`` builds, but over THIS scripted emulator.
             connector = await stack.enter_async_context(
                 SonicConnector(
@@ -383,6 +419,7 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
                     gateway=gateway,
                     observer=_StackObserver(gateway, emulator, finished),
                     finished=finished,
+                    services=services,
                 )
     except* (StackUnavailable, ScenarioError) as group:
         # Task groups in the emulator and connector wrap what we raise; hand back the error itself.

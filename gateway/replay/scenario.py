@@ -6,6 +6,12 @@ emulator's :class:`~gateway.emulator.ModelScript`, plus ``[emulator]`` setting o
 gateway is configured for this call (``[gateway]`` overrides of ``GatewayConfig`` fields), how the
 peer presents itself (``[peer]``) and what must be true afterwards (``[expect]``).
 
+Local servers a call needs: ``[twilio_rest]`` starts a fake of Twilio's REST API
+(:mod:`gateway.replay.fake_twilio`) for the built-in ``end_call`` / ``transfer_call`` tools, and
+every ``[[gateway.tools]]`` entry of kind ``http`` without a ``url`` is answered by a local tool
+receiver (:mod:`gateway.replay.fake_tools`) from its ``[[tool_replies]]``. ``[[expect.rest]]`` and
+``[[expect.tools]]`` check what they recorded (see docs/replay.md).
+
 Decoding is strict: msgspec Structs with ``forbid_unknown_fields``, the caller steps a tagged union
 on ``kind``. Every error is a :class:`ScenarioError` naming the file's LINE: TOML syntax errors take
 the line from tomllib's message, validation errors map msgspec's path (``$.caller[2].ms``) to a line
@@ -47,7 +53,10 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from actors.tools import ToolOutcome
 from gateway.emulator.script import ModelScript
+from gateway.replay.fake_tools import ToolReply
+from gateway.replay.fake_twilio import RestAnswer
 from gateway.replay.locate import line_of_path
 
 __all__ = [
@@ -58,9 +67,12 @@ __all__ = [
     "Hangup",
     "Pause",
     "PeerSettings",
+    "RestExpectation",
     "Say",
     "Scenario",
     "ScenarioError",
+    "ToolExpectation",
+    "TwilioRestFake",
     "WaitForAnswer",
     "load_scenario",
     "parse_scenario",
@@ -191,6 +203,67 @@ class PeerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     custom_parameters: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class TwilioRestFake(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[twilio_rest]``: start a fake of Twilio's REST API for the call.
+
+    The gateway's ``twilio.api_base_url`` points at it; unless ``[gateway.twilio]`` sets them, the
+    gateway gets ``account_sid`` = the peer's account and a replay API key, which the fake expects.
+
+    Attributes:
+        answers: answers to the first requests, one each (``ok``, ``not_found``, ``invalid_state``,
+            ``error``, ``drop``); later requests are answered as Twilio would (200 while the call
+            is live, 404/20404 once it has ended).
+    """
+
+    answers: list[RestAnswer] = msgspec.field(default_factory=list)
+
+
+class RestExpectation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[expect.rest]]``: one request the fake Twilio REST API must have received.
+
+    Attributes:
+        action: ``dial`` (new TwiML with a ``<Dial>``: a transfer) or ``complete``
+            (``Status=completed``: a hang-up).
+        target: ``dial`` only: the number or SIP URI dialled.
+        after_prompt: the request came after the caller heard the action's prompt to its end
+            (the ``call_action`` mark was echoed).
+        within_ms: at most this long after that mark echo.
+    """
+
+    action: Literal["dial", "complete"]
+    target: str | None = None
+    after_prompt: bool = True
+    within_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.target is not None and self.action != "dial":
+            raise ValueError('`target` is only for action = "dial"')
+        if self.within_ms is not None and self.within_ms <= 0:
+            raise ValueError("`within_ms` must be > 0")
+
+
+class ToolExpectation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[expect.tools]]``: one tool call the gateway made (matched in the order the calls
+    finished; receiver requests of the same tool in the order they arrived).
+
+    Attributes:
+        name: the tool.
+        outcome: how the gateway says it ended (``ok``, ``timeout``, ...).
+        input: the JSON the tool receiver got (tools the receiver answers only).
+        result: members the tool result the model got must contain (``{ error = "timeout" }``).
+        max_latency_ms: the gateway's time from the model's request to the result sent.
+        heard_while_running: the caller heard the assistant while the receiver worked on the
+            request (the model kept talking; tools the receiver answers only).
+    """
+
+    name: str
+    outcome: ToolOutcome | None = None
+    input: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    max_latency_ms: int | None = None
+    heard_while_running: bool = False
+
+
 class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What must hold after the call; ``None`` / empty means "not checked".
 
@@ -212,6 +285,9 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             twice fails as surely as one not answered.
         text_inputs: the interactive USER texts the model must have received (DTMF entries):
             exactly this many, in order, each containing its text (ignoring case and spacing).
+        rest: the requests the fake Twilio REST API received: exactly these, in order (``[]``:
+            none); needs ``[twilio_rest]``.
+        tools: the tool calls the gateway made: exactly these, in the order they finished.
     """
 
     greeting_within_ms: int | None = None
@@ -227,6 +303,8 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     recovered_faults: int | None = None
     answers: int | None = None
     text_inputs: list[str] | None = None
+    rest: list[RestExpectation] | None = None
+    tools: list[ToolExpectation] | None = None
 
     def __post_init__(self) -> None:
         for line in self.transcript:
@@ -248,6 +326,9 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         gateway: overrides of ``GatewayConfig`` fields (e.g. ``handover_after_s``,
             ``twilio_auth_token``).
         peer: how the simulated Twilio presents itself.
+        twilio_rest: start a fake of Twilio's REST API for the call (None: none).
+        tool_replies: the tool receiver's scripted answers, per tool in order (the last one
+            repeats); it answers every ``http`` tool in ``[gateway.tools]`` without a ``url``.
         expect: what must hold afterwards.
         base_dir: directory the audio paths are relative to (set by :func:`load_scenario`).
     """
@@ -259,12 +340,26 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     emulator: dict[str, Any] = msgspec.field(default_factory=dict)
     gateway: dict[str, Any] = msgspec.field(default_factory=dict)
     peer: PeerSettings = msgspec.field(default_factory=PeerSettings)
+    twilio_rest: TwilioRestFake | None = None
+    tool_replies: list[ToolReply] = msgspec.field(default_factory=list)
     expect: Expectations = msgspec.field(default_factory=Expectations)
     base_dir: str = "."
 
     def resolve(self, relative: str) -> Path:
         """Return ``relative`` (an audio path from a step) resolved against the scenario's folder."""
         return Path(self.base_dir) / relative
+
+    def received_tools(self) -> list[str]:
+        """The tools the local receiver answers: ``[gateway.tools]`` entries of kind ``http``
+        without a ``url``, in order."""
+        tools = self.gateway.get("tools")
+        if not isinstance(tools, list):
+            return []
+        return [
+            str(t.get("name"))
+            for t in tools
+            if isinstance(t, dict) and t.get("kind", "http") == "http" and "url" not in t
+        ]
 
 
 _TOML_LINE: Final = re.compile(r"at line (\d+)")
@@ -295,7 +390,33 @@ def parse_scenario(text: str, *, source_name: str = "<string>", base_dir: str = 
         scenario = msgspec.toml.decode(text, type=Scenario)
     except msgspec.ValidationError as error:
         raise _located(text, str(error), source_name) from None
+    problem = _cross_check(scenario)
+    if problem is not None:
+        path, message = problem
+        raise ScenarioError(path, line_of_path(text, path), message, source_name=source_name)
     return msgspec.structs.replace(scenario, base_dir=base_dir)
+
+
+def _cross_check(scenario: Scenario) -> tuple[str, str] | None:
+    """What ties the sections together: ``(path, message)`` of the first problem, or None."""
+    received = scenario.received_tools()
+    for i, reply in enumerate(scenario.tool_replies):
+        if reply.tool not in received:
+            return (
+                f"$.tool_replies[{i}].tool",
+                f"{reply.tool!r} is not an http tool in [[gateway.tools]] without a `url`",
+            )
+    expect = scenario.expect
+    if expect.rest is not None and scenario.twilio_rest is None:
+        return "$.expect.rest[0]", "checks requests to the fake Twilio REST API: add [twilio_rest]"
+    for i, tool in enumerate(expect.tools or ()):
+        if (tool.input is not None or tool.heard_while_running) and tool.name not in received:
+            return (
+                f"$.expect.tools[{i}]",
+                f"`input` and `heard_while_running` need {tool.name!r} answered by the local"
+                " receiver (an http tool in [[gateway.tools]] without a `url`)",
+            )
+    return None
 
 
 def _located(text: str, message: str, source_name: str) -> ScenarioError:

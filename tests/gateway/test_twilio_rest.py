@@ -1,8 +1,9 @@
 """The Twilio REST client against a fake Twilio REST API on a real loopback socket.
 
-:class:`~tests.gateway.fake_twilio_rest.FakeTwilioRest` is an ASGI app served by uvicorn on 127.0.0.1. It checks what Twilio
-would (the path, HTTP basic auth, the form fields, TwiML that parses), records every request, and
-answers from a script: success, 404/20404, 400/21220, 500, or a dropped connection.
+:class:`~gateway.replay.fake_twilio.FakeTwilioRest` (the replays' fake) is an ASGI app served by
+uvicorn on 127.0.0.1. It checks what Twilio would (the path, HTTP basic auth, the form fields,
+TwiML that parses), records every request, and answers from a script: success, 404/20404,
+400/21220, 500, or a dropped connection.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from actors.errors import ConfigError, GatewayError, LocalProtocolError
 from gateway.config import GatewayConfig, TwilioConfig
+from gateway.replay.fake_twilio import FakeTwilioRest, RestAnswer
 from gateway.twilio_rest import (
     DEFAULT_BASE_URL,
     CallAlreadyEnded,
@@ -33,18 +35,27 @@ from gateway.twilio_rest import (
     update_call_twiml_request,
 )
 from gateway.twiml import dial_number_twiml, dial_sip_twiml
-from tests.gateway.fake_twilio_rest import (
-    ACCOUNT,
-    CALL,
-    KEY_SECRET,
-    KEY_SID,
-    TOKEN,
-    Answer,
-    FakeTwilioRest,
-    serving,
-)
 
 pytestmark = pytest.mark.anyio
+
+ACCOUNT = "AC" + "0" * 32
+CALL = "CA" + "1" * 32
+TOKEN = "auth-token-s3cret-value"
+KEY_SID = "SK" + "2" * 32
+KEY_SECRET = "api-key-s3cret-value"
+
+
+def fake_for(
+    username: str, password: str, *, script: list[RestAnswer] | None = None
+) -> FakeTwilioRest:
+    """Twilio's Call resource for ACCOUNT, with CALL in progress."""
+    return FakeTwilioRest(
+        account_sid=ACCOUNT,
+        username=username,
+        password=password,
+        live_calls={CALL},
+        script=list(script or ()),
+    )
 
 
 def settings(base_url: str, *, username: str = ACCOUNT, secret: str = TOKEN) -> TwilioRestSettings:
@@ -63,23 +74,25 @@ def settings(base_url: str, *, username: str = ACCOUNT, secret: str = TOKEN) -> 
 
 
 async def test_transfer_to_a_number_sends_dial_twiml() -> None:
-    fake = FakeTwilioRest(ACCOUNT, TOKEN)
-    async with serving(fake) as url, open_twilio_rest(settings(url)) as client:
+    fake = fake_for(ACCOUNT, TOKEN)
+    async with fake.serving() as url, open_twilio_rest(settings(url)) as client:
         result = await client.update_call_twiml(CALL, dial_number_twiml("+15551234567"))
     assert result == CallUpdated(call_sid=CALL, status="in-progress")
     [request] = fake.requests
     assert request.method == "POST"
+    assert (request.problem, request.authorized, request.dial) == (None, True, "+15551234567")
     dial = ET.fromstring(request.form["Twiml"][0]).find("Dial")
     assert dial is not None
     assert [(child.tag, child.text) for child in dial] == [("Number", "+15551234567")]
 
 
 async def test_transfer_to_a_sip_uri_escapes_it() -> None:
-    fake = FakeTwilioRest(ACCOUNT, TOKEN)
+    fake = fake_for(ACCOUNT, TOKEN)
     uri = "sip:agent@pbx.example.com;transport=tls?X-Ref=a&X-Note=<b>"
-    async with serving(fake) as url, open_twilio_rest(settings(url)) as client:
+    async with fake.serving() as url, open_twilio_rest(settings(url)) as client:
         await client.update_call_twiml(CALL, dial_sip_twiml(uri, timeout_s=20))
     twiml = fake.requests[0].form["Twiml"][0]
+    assert (fake.requests[0].problem, fake.requests[0].dial) == (None, uri)
     assert "&amp;" in twiml
     assert "&lt;b&gt;" in twiml
     dial = ET.fromstring(twiml).find("Dial")
@@ -91,17 +104,18 @@ async def test_transfer_to_a_sip_uri_escapes_it() -> None:
 
 
 async def test_complete_call_posts_status_completed() -> None:
-    fake = FakeTwilioRest(ACCOUNT, TOKEN)
-    async with serving(fake) as url, open_twilio_rest(settings(url)) as client:
+    fake = fake_for(ACCOUNT, TOKEN)
+    async with fake.serving() as url, open_twilio_rest(settings(url)) as client:
         result = await client.complete_call(CALL)
     assert result == CallUpdated(call_sid=CALL, status="completed")
     assert fake.requests[0].form == {"Status": ["completed"]}
+    assert (fake.requests[0].action, fake.requests[0].problem) == ("complete", None)
 
 
 @pytest.mark.parametrize(("answer", "code"), [("not_found", 20404), ("invalid_state", 21220)])
-async def test_a_call_that_already_ended_is_a_result(answer: Answer, code: int) -> None:
-    fake = FakeTwilioRest(ACCOUNT, TOKEN, script=[answer, answer])
-    async with serving(fake) as url, open_twilio_rest(settings(url)) as client:
+async def test_a_call_that_already_ended_is_a_result(answer: RestAnswer, code: int) -> None:
+    fake = fake_for(ACCOUNT, TOKEN, script=[answer, answer])
+    async with fake.serving() as url, open_twilio_rest(settings(url)) as client:
         assert await client.complete_call(CALL) == CallAlreadyEnded(call_sid=CALL, code=code)
         updated = await client.update_call_twiml(CALL, dial_number_twiml("+15551234567"))
         assert updated == CallAlreadyEnded(call_sid=CALL, code=code)
@@ -109,8 +123,8 @@ async def test_a_call_that_already_ended_is_a_result(answer: Answer, code: int) 
 
 
 async def test_a_server_error_raises_with_its_code_and_is_not_retried() -> None:
-    fake = FakeTwilioRest(ACCOUNT, TOKEN, script=["error"])
-    async with serving(fake) as url, open_twilio_rest(settings(url)) as client:
+    fake = fake_for(ACCOUNT, TOKEN, script=["error"])
+    async with fake.serving() as url, open_twilio_rest(settings(url)) as client:
         with pytest.raises(TwilioApiError) as caught:
             await client.complete_call(CALL)
     assert (caught.value.status, caught.value.code) == (500, 20500)
@@ -131,8 +145,8 @@ async def test_connection_refused_is_retried_a_bounded_number_of_times() -> None
 
 
 async def test_a_dropped_connection_fails_an_update_but_a_hang_up_is_retried() -> None:
-    fake = FakeTwilioRest(ACCOUNT, TOKEN, script=["drop", "drop"])
-    async with serving(fake) as url, open_twilio_rest(settings(url)) as client:
+    fake = fake_for(ACCOUNT, TOKEN, script=["drop", "drop"])
+    async with fake.serving() as url, open_twilio_rest(settings(url)) as client:
         # The TwiML may have run: sending it again could dial the target twice.
         with pytest.raises(TwilioConnectionError) as caught:
             await client.update_call_twiml(CALL, dial_number_twiml("+15551234567"))
@@ -143,21 +157,21 @@ async def test_a_dropped_connection_fails_an_update_but_a_hang_up_is_retried() -
 
 
 async def test_api_key_auth_uses_the_key_sid_as_user() -> None:
-    fake = FakeTwilioRest(KEY_SID, KEY_SECRET)
+    fake = fake_for(KEY_SID, KEY_SECRET)
     twilio = TwilioConfig(
         account_sid=ACCOUNT, auth_token=TOKEN, api_key_sid=KEY_SID, api_key_secret=KEY_SECRET
     )
-    async with serving(fake) as url:
+    async with fake.serving() as url:
         rest = attrs.evolve(TwilioRestSettings.from_config(twilio), base_url=url)
         async with open_twilio_rest(rest) as client:
             assert isinstance(await client.complete_call(CALL), CallUpdated)
-    assert (fake.requests[0].username, fake.requests[0].password) == (KEY_SID, KEY_SECRET)
+    assert (fake.requests[0].username, fake.requests[0].authorized) == (KEY_SID, True)
 
 
 async def test_no_secret_in_errors_or_reprs() -> None:
-    fake = FakeTwilioRest(ACCOUNT, "another-token-entirely")  # our credentials are refused
+    fake = fake_for(ACCOUNT, "another-token-entirely")  # our credentials are refused
     rest = settings("", secret=TOKEN)
-    async with serving(fake) as url, open_twilio_rest(attrs.evolve(rest, base_url=url)) as client:
+    async with fake.serving() as url, open_twilio_rest(attrs.evolve(rest, base_url=url)) as client:
         with pytest.raises(TwilioApiError) as caught:
             await client.complete_call(CALL)
         texts = [str(caught.value), repr(caught.value), repr(client), repr(rest)]

@@ -35,7 +35,7 @@ async def test_bundled_scenario_passes(path: Path) -> None:
     assert report.passed, format_report(report)
 
 
-def test_there_are_eight_bundled_scenarios() -> None:
+def test_the_bundled_scenarios_are_these() -> None:
     names = {p.stem for p in bundled_scenarios()}
     assert names == {
         "greeting_and_two_turns",
@@ -46,6 +46,10 @@ def test_there_are_eight_bundled_scenarios() -> None:
         "sonic_fault_recovered",
         "session_handover",
         "rejected_unsigned_socket",
+        "transfer_to_person",
+        "model_ends_call",
+        "tool_answers_while_talking",
+        "tool_timeout_told",
     }
 
 

@@ -194,6 +194,11 @@ def test_text_report_and_summary_are_aligned_tables() -> None:
         "gateway",
         "barge-in",
         "stop",
+        "slowest",
+        "tool",
+        "prompt",
+        "->",
+        "rest",
         "heard",
         "checks",
     ]

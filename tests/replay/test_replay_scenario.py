@@ -12,8 +12,11 @@ from gateway.replay.scenario import (
     Dtmf,
     Hangup,
     Pause,
+    RestExpectation,
     Say,
     ScenarioError,
+    ToolExpectation,
+    TwilioRestFake,
     WaitForAnswer,
     load_scenario,
     parse_scenario,
@@ -162,3 +165,81 @@ y = 4
     assert line_of_path(source, "$.a[1].list[1]") == 6
     assert line_of_path(source, "$.a[1].z") == 5
     assert line_of_path(source, "$.nowhere") == 1
+
+
+SERVICES = """\
+name = "services"
+
+[[caller]]
+kind = "wait_for_answer"
+
+[twilio_rest]
+answers = ["not_found"]
+
+[[gateway.tools]]
+name = "balance"
+description = "Look the balance up."
+
+[[gateway.tools]]
+name = "end_call"
+description = "Hang up."
+kind = "end_call"
+
+[[tool_replies]]
+tool = "balance"
+answer = { balance = "42.17" }
+delay_ms = 800
+
+[expect]
+ends_cleanly = true
+
+[[expect.tools]]
+name = "balance"
+outcome = "ok"
+input = { account = "1" }
+
+[[expect.rest]]
+action = "complete"
+within_ms = 500
+"""
+
+
+def test_the_service_sections_decode() -> None:
+    scenario = parse_scenario(SERVICES)
+    assert scenario.twilio_rest == TwilioRestFake(answers=["not_found"])
+    assert scenario.received_tools() == ["balance"]  # the built-in is not the receiver's
+    (reply,) = scenario.tool_replies
+    assert (reply.tool, reply.answer, reply.delay_ms, reply.hang) == (
+        "balance",
+        {"balance": "42.17"},
+        800,
+        False,
+    )
+    assert scenario.expect.tools == [
+        ToolExpectation(name="balance", outcome="ok", input={"account": "1"})
+    ]
+    assert scenario.expect.rest == [RestExpectation(action="complete", within_ms=500)]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "path"),
+    [
+        # a reply for a tool the receiver does not answer (a built-in)
+        ('tool = "balance"', 'tool = "end_call"', 19, "$.tool_replies[0].tool"),
+        ('answers = ["not_found"]', 'answers = ["maybe"]', 7, "$.twilio_rest.answers[0]"),
+        ("delay_ms = 800", "delay_ms = -1", 21, "$.tool_replies[0].delay_ms"),
+        ("delay_ms = 800", 'raw_body = "x"', 18, "$.tool_replies[0]"),  # answer and raw_body
+        ('outcome = "ok"', 'outcome = "fine"', 28, "$.expect.tools[0].outcome"),
+        ('action = "complete"', 'action = "hangup"', 32, "$.expect.rest[0].action"),
+        ("within_ms = 500", 'target = "+15550100003"', 31, "$.expect.rest[0]"),
+        # `input` is what the receiver got: only for tools it answers
+        ('name = "balance"\noutcome', 'name = "end_call"\noutcome', 26, "$.expect.tools[0]"),
+        # requests to the fake Twilio REST API need it started
+        ('[twilio_rest]\nanswers = ["not_found"]\n', "", 29, "$.expect.rest[0]"),
+    ],
+)
+def test_service_section_errors_name_the_line(old: str, new: str, line: int, path: str) -> None:
+    source = SERVICES.replace(old, new, 1)
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(source, source_name="call.toml")
+    assert (caught.value.line, caught.value.path) == (line, path), caught.value.message
