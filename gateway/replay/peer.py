@@ -275,8 +275,8 @@ class TwilioPeer:
         form = {
             "CallSid": self.result.call_sid,
             "AccountSid": self._settings.account_sid,
-            "From": "+15550100001",
-            "To": "+15550100002",
+            "From": self._settings.from_,
+            "To": self._settings.to,
             "CallStatus": "ringing",
         }
         headers: dict[str, str] = {}

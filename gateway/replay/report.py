@@ -92,6 +92,8 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
             record's source cannot see them.
         tool_results: the tool results the model received, in order (JSON text); None when the
             record's source cannot see the model's side.
+        system_prompts / voices: per Sonic session of the call, the system prompt it got and the
+            voice it asked for; None when the record's source cannot see the model's side.
     """
 
     call_sid: str
@@ -105,6 +107,8 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     turn_splits: list[TurnSplit] | None = None
     tool_calls: list[ToolCallSeen] | None = None
     tool_results: list[str] | None = None
+    system_prompts: list[str] | None = None
+    voices: list[str] | None = None
 
 
 class TurnLatency(msgspec.Struct, frozen=True, kw_only=True):
@@ -462,6 +466,29 @@ def _checks(
                 " | ".join(wanted) or "none",
                 " | ".join(got) or "none",
                 ok,
+            )
+    if expect.system_prompt_contains is not None:
+        wanted_prompt = expect.system_prompt_contains
+        prompts = None if record is None else record.system_prompts
+        if not prompts:
+            no_record("system prompt", f"contains {wanted_prompt!r}")
+        else:
+            mismatched = [p for p in prompts if _squash(wanted_prompt) not in _squash(p)]
+            add(
+                "system prompt",
+                f"contains {wanted_prompt!r}",
+                f"{len(prompts)} sessions, all match"
+                if not mismatched
+                else repr(mismatched[0][:60]),
+                not mismatched,
+            )
+    if expect.voice is not None:
+        voices = None if record is None else record.voices
+        if not voices:
+            no_record("voice", expect.voice)
+        else:
+            add(
+                "voice", expect.voice, ", ".join(sorted(set(voices))), set(voices) == {expect.voice}
             )
     if expect.handovers is not None:
         if record is None:

@@ -279,6 +279,8 @@ class _StackObserver:
                 for t in report.tools
             ],
             tool_results=[content for session in sessions for _, content in session.tool_results],
+            system_prompts=[session.system_prompt or "" for session in sessions],
+            voices=[session.voice_id or "" for session in sessions],
         )
 
 

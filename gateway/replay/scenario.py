@@ -193,6 +193,8 @@ class PeerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             only ``custom_parameters`` (a replayed upgrade).
         call_sid / account_sid / stream_sid: identities in ``start`` ("" = generated per run).
         custom_parameters: ``start.customParameters`` (the TwiML ``<Parameter>`` values).
+        from_ / to: the caller's and the called number (``from`` / ``to`` in TOML) in the voice
+            webhook's form; ``to`` picks the gateway's route.
     """
 
     sign_requests: bool = True
@@ -201,6 +203,8 @@ class PeerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     account_sid: str = "AC00000000000000000000000000000000"
     stream_sid: str = ""
     custom_parameters: dict[str, str] = msgspec.field(default_factory=dict)
+    from_: str = msgspec.field(default="+15550100001", name="from")
+    to: str = "+15550100002"
 
 
 class TwilioRestFake(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -288,6 +292,9 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         rest: the requests the fake Twilio REST API received: exactly these, in order (``[]``:
             none); needs ``[twilio_rest]``.
         tools: the tool calls the gateway made: exactly these, in the order they finished.
+        system_prompt_contains: every Sonic session of the call got a system prompt containing
+            this text (ignoring case and spacing): the persona of the call's route.
+        voice: every Sonic session of the call asked for this voice.
     """
 
     greeting_within_ms: int | None = None
@@ -305,6 +312,8 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     text_inputs: list[str] | None = None
     rest: list[RestExpectation] | None = None
     tools: list[ToolExpectation] | None = None
+    system_prompt_contains: str | None = None
+    voice: str | None = None
 
     def __post_init__(self) -> None:
         for line in self.transcript:

@@ -50,6 +50,8 @@ def test_the_bundled_scenarios_are_these() -> None:
         "model_ends_call",
         "tool_answers_while_talking",
         "tool_timeout_told",
+        "route_sales_number",
+        "route_support_number",
     }
 
 

@@ -206,3 +206,28 @@ def test_text_report_and_summary_are_aligned_tables() -> None:
     row = lines[3]
     assert row.index("PASS") == header.index("result")
     assert lines[-1] == "  2/2 scenarios passed"
+
+
+def test_persona_checks_every_session_of_the_call() -> None:
+    scenario = msgspec.structs.replace(
+        SCENARIO,
+        expect=msgspec.structs.replace(
+            SCENARIO.expect, system_prompt_contains="from the sales team", voice="tiffany"
+        ),
+    )
+
+    def checks(prompts: list[str] | None, voices: list[str] | None) -> dict[str, bool]:
+        record = CallRecord(call_sid="CA1", system_prompts=prompts, voices=voices)
+        report = build_report(
+            scenario, peer_result(), record=record, live_calls_after=0, calls_started=1
+        )
+        return {c.name: c.passed for c in report.checks if c.name in ("system prompt", "voice")}
+
+    sales = "You are Sam, from the  Sales team."
+    assert checks([sales, sales], ["tiffany", "tiffany"]) == {"system prompt": True, "voice": True}
+    # A session after a restart that lost the persona fails the call's check.
+    assert checks([sales, "You are the switchboard."], ["tiffany", "matthew"]) == {
+        "system prompt": False,
+        "voice": False,
+    }
+    assert checks(None, None) == {"system prompt": False, "voice": False}
