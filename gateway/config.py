@@ -75,6 +75,7 @@ __all__ = [
     "TwilioConfig",
     "backend_chosen",
     "check_emulator_not_production",
+    "config_from_mapping",
     "load_config",
 ]
 
@@ -484,6 +485,22 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> GatewayConfig:
     config = _convert(raw, origin)
     config = _normalise(config, base_dir, env_keys)
     _check_cross_fields(config, origin)
+    return config
+
+
+def config_from_mapping(raw: Mapping[str, Any], base_dir: Path) -> GatewayConfig:
+    """Build the config from an already parsed TOML document, with every check :func:`load_config`
+    makes (unknown keys, types and ranges, cross-field rules); relative paths resolve against
+    ``base_dir``. No environment variables are read. Used by the call replays.
+
+    Raises:
+        ConfigError: naming the key at fault and the expected form.
+    """
+    document = dict(raw)
+    _check_known_keys(document, GatewayConfig, ())
+    config = _convert(document, {})
+    config = _normalise(config, base_dir, set())
+    _check_cross_fields(config, {})
     return config
 
 

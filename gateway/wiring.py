@@ -43,6 +43,7 @@ from actors.call import (
 from actors.sonic import BotocoreCredentials, SonicConnector, StaticCredentials
 from actors.tools import Toolbox
 from gateway.debug import DebugSources
+from gateway.registry import CallFactory
 from gateway.routes import GREETING_NONE
 from gateway.routing import CallRouter
 from gateway.server import run_gateway
@@ -55,16 +56,18 @@ if TYPE_CHECKING:
     from actors.call.ports import CallControl
     from actors.sonic import ConnectorStatistics, CredentialsProvider, SonicSettings
     from gateway.config import GatewayConfig
-    from gateway.registry import CallFactory
+    from gateway.emulator import Emulator
     from gateway.routes import CallPlan
 
 __all__ = [
     "CallBuilder",
+    "CallStack",
     "FinishedCalls",
     "RoutedDeps",
     "build_call_factory",
     "load_prompts",
     "open_call_control",
+    "open_call_stack",
     "open_sonic_connector",
     "serve_command",
 ]
@@ -75,11 +78,14 @@ _log = structlog.get_logger(__name__)
 
 
 @contextlib.asynccontextmanager
-async def open_sonic_connector(config: GatewayConfig) -> AsyncIterator[SonicConnector]:
+async def open_sonic_connector(
+    config: GatewayConfig, *, emulator: Emulator | None = None
+) -> AsyncIterator[SonicConnector]:
     """Open the configured Sonic backend and a connector to it for the block.
 
-    Blocks on entry until the emulator (if any) serves and the connector resolved its config and
-    credentials.
+    ``emulator``: a running emulator to use instead (the call replays' scripted one); otherwise
+    ``backend = "emulator"`` starts the default one for the block. Blocks on entry until the
+    emulator (if any) serves and the connector resolved its config and credentials.
 
     Raises:
         SonicFatalError: credentials or client configuration are unusable.
@@ -87,12 +93,13 @@ async def open_sonic_connector(config: GatewayConfig) -> AsyncIterator[SonicConn
     async with contextlib.AsyncExitStack() as stack:
         settings: SonicSettings
         credentials: CredentialsProvider
-        if config.backend == "emulator":
-            from gateway.emulator import EmulatorSettings, run_emulator
+        if emulator is not None or config.backend == "emulator":
+            if emulator is None:
+                from gateway.emulator import EmulatorSettings, run_emulator
 
-            emulator = await stack.enter_async_context(
-                run_emulator(EmulatorSettings(region=config.sonic.region))
-            )
+                emulator = await stack.enter_async_context(
+                    run_emulator(EmulatorSettings(region=config.sonic.region))
+                )
             settings = config.sonic.to_sonic_settings(
                 endpoint_uri=emulator.endpoint_uri,
                 ca_bundle=emulator.ca_path,
@@ -322,22 +329,42 @@ async def open_call_control(config: GatewayConfig) -> AsyncIterator[TwilioRestCl
         yield client
 
 
-async def serve_command(config: GatewayConfig) -> None:
-    """Run the whole service until a signal and the drain stop it; returns normally; blocks."""
+@final
+@attrs.frozen
+class CallStack:
+    """What serves calls: the factory of call trees and what the debug endpoints and the call
+    replays read (finished calls, the connector)."""
+
+    factory: CallFactory
+    finished: FinishedCalls
+    connector: SonicConnector
+    sources: DebugSources
+
+
+@contextlib.asynccontextmanager
+async def open_call_stack(
+    config: GatewayConfig, *, emulator: Emulator | None = None
+) -> AsyncIterator[CallStack]:
+    """Open everything calls need for the block: prompts, the tool client and toolbox, Twilio's
+    REST client, the Sonic connector (over ``emulator`` when given, see
+    :func:`open_sonic_connector`), the router, and the call factory. ``serve`` and the call
+    replays both build their calls here. Blocks on entry until the connector is ready.
+
+    Raises:
+        ConfigError: a prompt file is unusable (before anything opens).
+        SonicFatalError: credentials or client configuration are unusable.
+    """
     finished = FinishedCalls()
     # Before the connector opens: a bad prompt file stops the start with one ConfigError line.
     prompts = load_prompts(config)
     async with (
         open_tool_client() as http,
         open_call_control(config) as control,
-        open_sonic_connector(config) as connector,
+        open_sonic_connector(config, emulator=emulator) as connector,
     ):
         tools = build_toolbox(config.tools, http, max_in_flight=config.call.tools_max_in_flight)
         if config.tools:
             _log.info("gateway.tools", names=list(tools.names))
-        sources = DebugSources(
-            recent_reports=finished.recent, sonic_statistics=connector.statistics
-        )
         factory = build_call_factory(
             config,
             connector,
@@ -347,4 +374,17 @@ async def serve_command(config: GatewayConfig) -> None:
             call_control=control,
             router=CallRouter.from_config(config, http=http),
         )
-        await run_gateway(config, factory, debug_sources=sources)
+        yield CallStack(
+            factory=factory,
+            finished=finished,
+            connector=connector,
+            sources=DebugSources(
+                recent_reports=finished.recent, sonic_statistics=connector.statistics
+            ),
+        )
+
+
+async def serve_command(config: GatewayConfig) -> None:
+    """Run the whole service until a signal and the drain stop it; returns normally; blocks."""
+    async with open_call_stack(config) as calls:
+        await run_gateway(config, calls.factory, debug_sources=calls.sources)

@@ -9,7 +9,7 @@ Theory of operation.
   the scenario's model script and ``[emulator]`` overrides), the local servers the scenario asks
   for (a fake Twilio REST API, a tool receiver: :mod:`gateway.replay.services`) and the gateway
   (defaults + the scenario's ``[gateway]`` overrides + the servers' URLs and credentials, backend =
-  that emulator, the real call factory from :func:`gateway.wiring.build_call_factory`). Each
+  that emulator, the calls built as ``serve`` builds them: :func:`gateway.wiring.open_call_stack`). Each
   scenario gets a fresh stack, so counters and records belong to that one call.
 * :func:`main_replay` / :func:`main_demo` are what ``sonic-gateway replay`` / ``demo`` call: run
   scenarios sequentially, print each report and a summary, return the exit status.
@@ -22,16 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 import anyio
 import attrs
-import msgspec
 
-from gateway.config import VOICE_PATH, GatewayConfig
+from gateway.config import VOICE_PATH, GatewayConfig, config_from_mapping
 from gateway.emulator import Emulator
 from gateway.replay.audio import load_caller_audio, speech_like_ulaw
 from gateway.replay.peer import TwilioPeer
@@ -59,7 +57,6 @@ __all__ = [
     "BUNDLED_SCENARIOS",
     "CallObserver",
     "ReplayStack",
-    "StackUnavailable",
     "bundled_scenarios",
     "main_demo",
     "main_replay",
@@ -72,10 +69,6 @@ BUNDLED_SCENARIOS: Final = Path(__file__).resolve().parents[2] / "scripts" / "ca
 DEFAULT_PUBLIC_URL: Final = "https://gateway.replay.test"
 RECORD_TIMEOUT_S: Final = 3.0
 CALL_END_TIMEOUT_S: Final = 2.0
-
-
-class StackUnavailable(RuntimeError):
-    """The in-process stack cannot be built yet (e.g. ``gateway.wiring`` is missing)."""
 
 
 class CallObserver(Protocol):
@@ -319,40 +312,23 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _path_hook(typ: type, obj: object) -> object:
-    if typ is Path and isinstance(obj, str):
-        return Path(obj)
-    raise NotImplementedError
-
-
 @contextlib.asynccontextmanager
 async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
     """Start the emulator and the gateway for ``scenario``, in-process on free loopback ports.
 
-    Blocks on entry until both listen; on exit stops both (bounded by their own shutdown).
+    The gateway's config goes through the same checks as a config file (:func:`config_from_mapping`)
+    and its calls are built as ``serve`` builds them (:func:`gateway.wiring.open_call_stack`), over
+    the scenario's scripted emulator. Blocks on entry until both listen; on exit stops both
+    (bounded by their own shutdown).
 
     Raises:
-        StackUnavailable: ``gateway.wiring.build_call_factory`` does not exist yet.
-        ScenarioError: an ``[emulator]`` or ``[gateway]`` override is not a valid setting, or
-            the tools in it do not pass the gateway's own checks.
+        ScenarioError: an ``[emulator]`` or ``[gateway]`` override is not a valid setting (the
+            message is the gateway's own config error).
     """
-    try:
-        # The lead's module; imported by name so the harness loads even where it is absent.
-        wiring = importlib.import_module("gateway.wiring")
-    except ImportError as missing:
-        raise StackUnavailable(f"gateway.wiring is not available: {missing}") from None
-    from actors.errors import ConfigError, GatewayError
-    from actors.sonic import SonicConnector, StaticCredentials
-    from gateway.debug import DebugSources
+    from actors.errors import ConfigError
     from gateway.emulator import EmulatorSettings, run_emulator
     from gateway.server import serve_gateway
-    from gateway.tools import (
-        build_toolbox,
-        check_builtin_tools,
-        check_tools,
-        open_tool_client,
-        sonic_tools,
-    )
+    from gateway.wiring import open_call_stack
 
     try:
         settings = EmulatorSettings(**{"port": 0, **scenario.emulator})
@@ -373,57 +349,22 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
                 scenario.gateway,
             )
             try:
-                config = msgspec.convert(
-                    services.configure(raw), GatewayConfig, dec_hook=_path_hook
-                )
-                # What ``serve`` refuses at load, a replay refuses too.
-                check_tools(config.tools)
-                check_builtin_tools(config.tools, rest_configured=config.twilio.rest_configured)
-            except (msgspec.ValidationError, ConfigError) as bad:
+                config = config_from_mapping(services.configure(raw), Path(scenario.base_dir))
+            except ConfigError as bad:
                 raise ScenarioError("$.gateway", 0, f"bad [gateway] override: {bad}") from None
             services.bind(config)
-            # The same connector ``serve --backend emulator`` builds, but over THIS scripted emulator.
-            connector = await stack.enter_async_context(
-                SonicConnector(
-                    config.sonic.to_sonic_settings(
-                        endpoint_uri=emulator.endpoint_uri,
-                        ca_bundle=emulator.ca_path,
-                        tools=sonic_tools(config.tools),
-                    ),
-                    credentials=StaticCredentials(),
-                    pool=config.sonic.to_pool_settings(),
-                )
-            )
-            finished = wiring.FinishedCalls()
-            http = await stack.enter_async_context(open_tool_client())
-            control = await stack.enter_async_context(wiring.open_call_control(config))
-            tools = build_toolbox(config.tools, http, max_in_flight=config.call.tools_max_in_flight)
-            try:
-                call_factory = wiring.build_call_factory(
-                    config,
-                    connector,
-                    on_finished=finished.add,
-                    tools=tools,
-                    call_control=control,
-                )
-            except GatewayError as unwired:
-                raise StackUnavailable(
-                    f"gateway.wiring cannot build a call factory: {unwired}"
-                ) from None
-            sources = DebugSources(
-                recent_reports=finished.recent, sonic_statistics=connector.statistics
-            )
-            async with serve_gateway(config, call_factory, debug_sources=sources) as gateway:
+            calls = await stack.enter_async_context(open_call_stack(config, emulator=emulator))
+            async with serve_gateway(config, calls.factory, debug_sources=calls.sources) as gateway:
                 yield ReplayStack(
                     scenario=scenario,
                     config=config,
                     emulator=emulator,
                     gateway=gateway,
-                    observer=_StackObserver(gateway, emulator, finished),
-                    finished=finished,
+                    observer=_StackObserver(gateway, emulator, calls.finished),
+                    finished=calls.finished,
                     services=services,
                 )
-    except* (StackUnavailable, ScenarioError) as group:
+    except* ScenarioError as group:
         # Task groups in the emulator and connector wrap what we raise; hand back the error itself.
         raise _first_leaf(group) from None
 
@@ -454,8 +395,8 @@ async def _replay_all(paths: Sequence[Path]) -> int:
         try:
             async with replay_stack(scenario) as stack:
                 report = await stack.run()
-        except StackUnavailable as missing:
-            print(f"error: cannot start the replay stack: {missing}", file=sys.stderr)
+        except ScenarioError as bad:
+            print(f"error: {bad}", file=sys.stderr)
             return 2
         print(format_report(report), flush=True)
         print(flush=True)

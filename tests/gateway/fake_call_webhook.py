@@ -15,7 +15,7 @@ import msgspec
 
 from actors.tools import SIGNATURE_HEADER, verify_signature
 from gateway.call_webhook import EVENT_HEADER
-from tests.loopback import reply_json, serve_asgi
+from gateway.replay.loopback import reply_json, serve_asgi
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager

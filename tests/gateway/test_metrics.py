@@ -18,7 +18,7 @@ from actors.sonic.transport import ConnectionStatistics
 from gateway.loop_lag import LoopLagMonitor
 from gateway.metrics import GatewayMetrics, mailbox_drops, outcome_of
 from gateway.registry import CallRefused, CallRegistry
-from gateway.replay import StackUnavailable, bundled_scenarios, load_scenario, replay_stack
+from gateway.replay import bundled_scenarios, load_scenario, replay_stack
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -254,14 +254,11 @@ async def _refused_duplicate(stack: Any, frames: Any) -> int | None:
 
 @pytest.mark.slow
 async def test_replayed_calls_show_up_in_metrics(frames: Any) -> None:
-    try:
-        async with replay_stack(_scenario("barge_in_mid_answer")) as stack:
-            result = await stack.run()
-            assert result.passed
-            assert await _refused_duplicate(stack, frames) == 1008
-            f = await _scrape(stack.gateway.base_url)
-    except StackUnavailable as unwired:
-        pytest.skip(str(unwired))
+    async with replay_stack(_scenario("barge_in_mid_answer")) as stack:
+        result = await stack.run()
+        assert result.passed
+        assert await _refused_duplicate(stack, frames) == 1008
+        f = await _scrape(stack.gateway.base_url)
     assert (
         sample(f, "sonic_gateway_calls_total", outcome="caller_hangup")
         + sample(f, "sonic_gateway_calls_total", outcome="socket_closed")
@@ -292,13 +289,10 @@ async def test_replayed_calls_show_up_in_metrics(frames: Any) -> None:
 
 @pytest.mark.slow
 async def test_a_recovered_sonic_fault_is_counted_by_kind() -> None:
-    try:
-        async with replay_stack(_scenario("sonic_fault_recovered")) as stack:
-            result = await stack.run()
-            assert result.passed
-            f = await _scrape(stack.gateway.base_url)
-    except StackUnavailable as unwired:
-        pytest.skip(str(unwired))
+    async with replay_stack(_scenario("sonic_fault_recovered")) as stack:
+        result = await stack.run()
+        assert result.passed
+        f = await _scrape(stack.gateway.base_url)
     assert sample(f, "sonic_gateway_sonic_errors_total", kind="modelStreamErrorException") == 1
     assert sample(f, "sonic_gateway_sonic_handovers_total") >= 1
     assert sample(f, "sonic_gateway_live_calls") == 0

@@ -16,7 +16,7 @@ from actors.wire import (
     TwilioStart,
     encode_twilio_inbound,
 )
-from gateway.replay import StackUnavailable, format_report, load_scenario, replay_stack
+from gateway.replay import format_report, load_scenario, replay_stack
 from gateway.replay.runner import BUNDLED_SCENARIOS
 from gateway.signature import compute_signature
 
@@ -47,29 +47,26 @@ async def test_signed_call_passes_and_replayed_upgrades_open_no_sonic_session() 
     scenario = msgspec.structs.replace(
         base, gateway={**base.gateway, "twilio": {"auth_token": AUTH_TOKEN}}
     )
-    try:
-        async with replay_stack(scenario) as stack:
-            report = await stack.run()  # the peer answers the webhook, then spends its token
-            assert report.passed, format_report(report)
-            sessions = len(stack.emulator.sessions)
-            started = stack.gateway.app.state.gateway.registry.statistics().calls_started
-            captured = compute_signature(AUTH_TOKEN, stack.public_media_url)
-            codes = []
-            for n in range(20):
-                async with websockets.connect(
-                    stack.media_url, additional_headers={"X-Twilio-Signature": captured}
-                ) as ws:
-                    await ws.send(
-                        encode_twilio_inbound(TwilioConnected(protocol="Call", version="1.0.0")),
-                        text=True,
-                    )
-                    await ws.send(start(f"CA{n:032x}"), text=True)
-                    with anyio.fail_after(10), pytest.raises(ConnectionClosed):
-                        await ws.recv()
-                    codes.append(ws.close_code)
-            assert codes == [1008] * 20
-            assert len(stack.emulator.sessions) == sessions
-            stats = stack.gateway.app.state.gateway.registry.statistics()
-            assert stats.calls_started == started
-    except StackUnavailable as unwired:
-        pytest.skip(str(unwired))
+    async with replay_stack(scenario) as stack:
+        report = await stack.run()  # the peer answers the webhook, then spends its token
+        assert report.passed, format_report(report)
+        sessions = len(stack.emulator.sessions)
+        started = stack.gateway.app.state.gateway.registry.statistics().calls_started
+        captured = compute_signature(AUTH_TOKEN, stack.public_media_url)
+        codes = []
+        for n in range(20):
+            async with websockets.connect(
+                stack.media_url, additional_headers={"X-Twilio-Signature": captured}
+            ) as ws:
+                await ws.send(
+                    encode_twilio_inbound(TwilioConnected(protocol="Call", version="1.0.0")),
+                    text=True,
+                )
+                await ws.send(start(f"CA{n:032x}"), text=True)
+                with anyio.fail_after(10), pytest.raises(ConnectionClosed):
+                    await ws.recv()
+                codes.append(ws.close_code)
+        assert codes == [1008] * 20
+        assert len(stack.emulator.sessions) == sessions
+        stats = stack.gateway.app.state.gateway.registry.statistics()
+        assert stats.calls_started == started
