@@ -30,8 +30,15 @@ Rules:
   ``AssistantTurnEnded`` to TurnTaker; ``BargeIn`` -> ``BargeInDetected``; FINAL USER transcript
   -> ``UserTranscribed`` and the journal; FINAL assistant text -> the journal; ``HandedOver`` (a
   planned message, not a crash) -> the journal and one log line.
-* Turn ids: Sonic numbers assistant turns per conversation from 1; the call's turn id is
-  ``SessionMemory.turn_offset + sonic id`` so ids stay unique across SonicSession restarts.
+* Fast intents (:mod:`actors.call.intent_flow`): keypad entries and FINAL USER transcripts are
+  offered to the call's intents first. A match takes the floor with a cached prompt at once
+  (``IntentMatched`` to TurnTaker), the model's own answer for that turn is withheld (never
+  forwarded to PlaybackEgress), the intent's tool runs in this actor's task group, and the model is
+  told what happened in a USER text note. A matched keypad entry is not sent as ``DTMF: ...``.
+* Turn ids: Sonic numbers assistant turns per conversation from 1; the call numbers them after the
+  call's last turn when this session started, in the order they are first seen, with an intent's
+  prompt taking the next id when it matches (:class:`~actors.call.turn_ids.CallTurnIds`), so ids
+  stay unique across SonicSession restarts and grow in the order the turns happen.
 * Failures: ``SonicFatalError`` (our request, access, model) ends the call: recorded, and ``run``
   returns normally (a significant TRANSIENT child: the call auto-shuts down). A
   ``SonicRetryableError`` the conversation could not recover propagates: the supervisor restarts a
@@ -51,6 +58,9 @@ import structlog
 
 from actors.call._snapshot import with_counters
 from actors.call.dtmf import DigitCollector, DtmfEntry, DtmfSettings
+from actors.call.intent_flow import IntentFlow, PendingEnd
+from actors.call.intents import IntentBook
+from actors.call.prompts import PromptCache
 from actors.call.protocol import (
     AssistantAudio,
     AssistantAudioEnded,
@@ -61,10 +71,12 @@ from actors.call.protocol import (
     CallerDtmf,
     HeardReport,
     PlaybackData,
+    PromptPlayed,
     SonicControl,
     TurnControl,
     UserTranscribed,
 )
+from actors.call.turn_ids import CallTurnIds
 from actors.errors import ClosedByUs, MailboxClosed, SonicError, SonicFatalError
 from actors.runtime import Actor, ActorSnapshot, Mailbox
 from actors.sonic import AssistantAudio as SonicAudio
@@ -108,15 +120,19 @@ class SessionMemory:
     Attributes:
         history: FINAL user/assistant text of the whole call, truncated to what was heard: the
             context a fresh session should start from.
-        turn_offset: added to the Sonic conversation's turn ids (unique call turn ids).
-        last_turn_id: the highest call turn id seen so far.
+        turn_offset: the call's last turn id when the current SonicSession started (its Sonic
+            turns are numbered after it).
+        last_turn_id: the highest call turn id given out so far.
         sessions: SonicSession instances started (1 + restarts).
+        pending_end: an intent's end or transfer waiting for its prompt to be heard (a restarted
+            SonicSession carries it out).
     """
 
     history: ConversationHistory
     turn_offset: int = 0
     last_turn_id: int = 0
     sessions: int = 0
+    pending_end: PendingEnd | None = None
 
     @classmethod
     def for_settings(cls, settings: SonicSettings) -> SessionMemory:
@@ -144,7 +160,10 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         dtmf: how keys are grouped into entries.
         tools: the tools the model may call (none: every call is answered ``unknown_tool``).
         on_action: gets a built-in tool's call action (``end_call``, ``transfer_call``) once its
-            result went to the model; the call owns what happens next.
+            result went to the model (or an intent's, once its prompt was heard); the call owns
+            what happens next.
+        intents: the fast intents (none by default).
+        prompts: the cached prompts intents play (the bundled clips by default).
     """
 
     def __init__(
@@ -160,8 +179,16 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         dtmf: DtmfSettings | None = None,
         tools: Toolbox | None = None,
         on_action: Callable[[CallAction], None] | None = None,
+        intents: IntentBook | None = None,
+        prompts: PromptCache | None = None,
     ) -> None:
         super().__init__("sonic_session", inbox=audio, control=control)
+        self._intents = intents if intents is not None else IntentBook()
+        if prompts is None and len(self._intents):
+            prompts = PromptCache.bundled()
+        self._prompts = prompts
+        self._flow: IntentFlow | None = None
+        self._turn_ids = CallTurnIds()
         self._dtmf_settings = dtmf if dtmf is not None else DtmfSettings()
         self._digits = DigitCollector(self._dtmf_settings)
         self._connector = connector
@@ -183,6 +210,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         self.dtmf_keys = 0
         self.dtmf_entries = 0
         self.dtmf_sent = 0
+        self.audio_bytes_withheld = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -197,6 +225,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             memory.turn_offset = memory.last_turn_id
             self._journal.sonic_restarts += 1
         memory.sessions += 1
+        self._turn_ids = CallTurnIds(memory.turn_offset)
         self.state = "connecting"
         task_status.started()
         try:
@@ -213,6 +242,18 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                             tg,
                             answer=functools.partial(self._send_tool_result, conv),
                             record=self._journal.record_tool_call,
+                            on_action=self._on_action,
+                        )
+                        self._flow = IntentFlow(
+                            book=self._intents,
+                            prompts=self._prompts,
+                            toolbox=self._toolbox,
+                            journal=self._journal,
+                            memory=memory,
+                            conv=conv,
+                            task_group=tg,
+                            take_floor=functools.partial(self.send_to, self._turn_control),
+                            allocate_turn=self._turn_ids.allocate,
                             on_action=self._on_action,
                         )
                         tg.start_soon(self._pump_audio, conv)
@@ -233,6 +274,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         finally:
             self._conv = None
             self._tools = None
+            self._flow = None
         self.state = "closed"
 
     def request_stop(self) -> bool:
@@ -272,7 +314,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             if msg is None:
                 entry = digits.expire(anyio.current_time())
                 if entry is not None:
-                    await self._send_dtmf(conv, entry)
+                    await self._on_entry(conv, entry)
                 continue
             self.messages_in += 1
             match msg:
@@ -284,16 +326,42 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                         # The ingress passes Twilio's digit string on unchecked: not a keypad key.
                         _log.warning("sonic_session.dtmf_refused", reason="not a DTMF key")
                         continue
+                    flow = self._flow
+                    if entry is None and flow is not None and flow.has_dtmf:
+                        # Keys that select an intent no longer entry extends act on this key.
+                        rule = flow.match_pending_digits(digits.pending)
+                        taken = digits.take(at) if rule is not None else None
+                        if rule is not None and taken is not None:
+                            self.dtmf_entries += 1
+                            await flow.start(rule, "dtmf", trigger_at=at, digits=taken.digits)
+                            continue
                     if entry is not None:
-                        await self._send_dtmf(conv, entry)
+                        await self._on_entry(conv, entry)
                 case HeardReport(turn_id=turn_id, heard_ms=heard, total_ms=total):
                     fraction = 1.0 if total <= 0 else heard / total
                     self._memory.history.note_heard(turn_id, fraction)
-                    sonic_turn = turn_id - self._memory.turn_offset
-                    if sonic_turn > 0:
+                    sonic_turn = self._turn_ids.sonic_id(turn_id)
+                    if sonic_turn is not None:
                         conv.note_heard(sonic_turn, fraction)
+                case PromptPlayed(turn_id=turn_id, interrupted=interrupted):
+                    if self._flow is not None:
+                        self._flow.prompt_played(turn_id, interrupted=interrupted)
                 case _:
                     assert_never(msg)
+
+    async def _on_entry(self, conv: SonicConversation, entry: DtmfEntry) -> None:
+        """A complete keypad entry: an intent's trigger, else one USER text for the model."""
+        flow = self._flow
+        rule = flow.match_entry(entry.digits) if flow is not None else None
+        if flow is None or rule is None:
+            await self._send_dtmf(conv, entry)
+            return
+        self.dtmf_entries += 1
+        # The key that completed it (a timeout ends the entry an inter-digit time after its key).
+        key_at = entry.at
+        if entry.ended_by == "timeout":
+            key_at -= self._dtmf_settings.interdigit_ms / 1000.0
+        await flow.start(rule, "dtmf", trigger_at=key_at, digits=entry.digits)
 
     async def _send_dtmf(self, conv: SonicConversation, entry: DtmfEntry) -> None:
         """One keypad entry -> one interactive USER text (Sonic does not hear DTMF tones)."""
@@ -328,6 +396,9 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         match event:
             case SonicAudio(pcm=pcm, rate=rate, turn_id=sonic_turn):
                 turn_id = self._call_turn(sonic_turn)
+                if self._withheld(turn_id):
+                    self.audio_bytes_withheld += len(pcm)
+                    return True
                 if self._audio_turn != turn_id:
                     self._audio_turn = turn_id
                     await self.send_to(
@@ -340,12 +411,17 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 )
             case SonicAudioEnded(turn_id=sonic_turn):
                 turn_id = self._call_turn(sonic_turn)
+                if self._withheld(turn_id):
+                    return True
                 self._audio_turn = None
                 await self.send_to(
                     self._playback_data, AssistantAudioEnded(turn_id=turn_id, at=now)
                 )
                 await self.send_to(self._turn_control, AssistantTurnEnded(turn_id=turn_id, at=now))
-            case BargeIn(source=source):
+            case BargeIn(source=source, turn_id=sonic_turn):
+                flow = self._flow
+                if flow is not None and flow.ignores_barge_in(self._call_turn(sonic_turn)):
+                    return True
                 await self.send_to(
                     self._turn_control,
                     BargeInDetected(
@@ -358,11 +434,21 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 self._memory.history.add_user(text)
                 _log.info("sonic_session.user_transcript", pii_transcript=text)
                 await self.send_to(self._turn_control, UserTranscribed(text=text, at=now))
+                if self._flow is not None:
+                    await self._flow.on_transcript(text)
             case AssistantText(text=text, stage="FINAL", turn_id=sonic_turn):
                 turn_id = self._call_turn(sonic_turn)
-                self._journal.assistant_lines.append((now, turn_id, text))
+                # A withheld turn's text is cut to nothing (never heard); the report omits it.
                 self._memory.history.add_assistant(text, turn_id=turn_id)
-                _log.info("sonic_session.assistant_text", turn_id=turn_id, pii_transcript=text)
+                withheld = self._withheld(turn_id)
+                if not withheld:
+                    self._journal.assistant_lines.append((now, turn_id, text))
+                _log.info(
+                    "sonic_session.assistant_text",
+                    turn_id=turn_id,
+                    withheld=withheld,
+                    pii_transcript=text,
+                )
             case ToolUseRequested(tool_use_id=tool_use_id, name=name, arguments_json=arguments):
                 tools = self._tools
                 assert tools is not None  # set for as long as events are pumped
@@ -387,9 +473,15 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         return True
 
     def _call_turn(self, sonic_turn: int) -> int:
-        turn_id = self._memory.turn_offset + sonic_turn
-        self._memory.last_turn_id = max(self._memory.last_turn_id, turn_id)
+        turn_id, new = self._turn_ids.call_id(sonic_turn)
+        if new:
+            self._memory.last_turn_id = max(self._memory.last_turn_id, turn_id)
+            if self._flow is not None:
+                self._flow.turn_started(turn_id, sonic_turn)
         return turn_id
+
+    def _withheld(self, turn_id: int) -> bool:
+        return self._flow is not None and self._flow.withheld(turn_id)
 
     # ------------------------------------------------------------------ introspection
 
@@ -407,6 +499,9 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             dtmf_sent=self.dtmf_sent,
             tools_started=None if self._tools is None else self._tools.started,
             tools_in_flight=None if self._tools is None else self._tools.in_flight,
+            intents_matched=None if self._flow is None else self._flow.matched,
+            turns_withheld=None if self._flow is None else self._flow.turns_withheld,
+            audio_bytes_withheld=self.audio_bytes_withheld,
             sessions=self._memory.sessions,
             handovers=_int(conv_stats.get("handovers")),
             recoveries=_int(conv_stats.get("recoveries")),
