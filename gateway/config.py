@@ -4,8 +4,9 @@ Theory of operation:
 
 * :class:`GatewayConfig` is a frozen attrs object made of frozen sections (``server``, ``twilio``,
   ``limits``, ``debug``, ``logging``, ``sonic``, ``call``, ``prompts``) plus the top-level
-  ``backend`` and ``tools`` (``[[tools]]`` entries, :mod:`gateway.tools`; TOML only). Defaults
-  live on the attrs fields and nowhere else.
+  ``backend``, ``tools`` (``[[tools]]`` entries, :mod:`gateway.tools`) and ``intents``
+  (``[[intents]]`` entries, :mod:`gateway.intents`); the last two in TOML only. Defaults live on
+  the attrs fields and nowhere else.
 * Sources, in increasing precedence: the defaults, a TOML file (:meth:`GatewayConfig.from_toml`),
   then ``SONIC_GATEWAY_*`` environment variables (:meth:`GatewayConfig.from_env`);
   :func:`load_config` combines both. The environment convention is
@@ -37,6 +38,7 @@ import attrs
 import msgspec
 
 from actors.errors import ConfigError
+from gateway.intents import IntentConfig, check_intents
 from gateway.tools import ToolConfig, TransferTarget, check_builtin_tools, check_tools
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ __all__ = [
     "DebugConfig",
     "EndpointingSensitivity",
     "GatewayConfig",
+    "IntentConfig",
     "LimitsConfig",
     "LogFormat",
     "LogLevel",
@@ -282,6 +285,7 @@ class SonicConfig:
         endpoint_uri: str | None = None,
         ca_bundle: Path | None = None,
         tools: Sequence[SonicTool] = (),
+        system_prompt: str | None = None,
     ) -> SonicSettings:
         """The Sonic client's per-conversation settings.
 
@@ -289,6 +293,8 @@ class SonicConfig:
             endpoint_uri: overrides ``endpoint_uri`` (the in-process emulator's endpoint).
             ca_bundle: overrides ``ca_bundle`` (the emulator's CA).
             tools: the tools offered to the model (``gateway.tools.sonic_tools``).
+            system_prompt: overrides ``system_prompt`` (:meth:`GatewayConfig.system_prompt`: it
+                with what the caller heard before the model spoke).
         """
         from actors.sonic import SonicSettings
 
@@ -296,7 +302,7 @@ class SonicConfig:
             region=self.region,
             model_id=self.model_id,
             voice_id=self.voice_id,
-            system_prompt=self.system_prompt,
+            system_prompt=self.system_prompt if system_prompt is None else system_prompt,
             max_tokens=self.max_tokens,
             top_p=self.top_p,
             temperature=self.temperature,
@@ -424,6 +430,18 @@ class GatewayConfig:
     call: CallConfig = attrs.field(factory=CallConfig)
     prompts: PromptsConfig = attrs.field(factory=PromptsConfig)
     tools: tuple[ToolConfig, ...] = ()
+    intents: tuple[IntentConfig, ...] = ()
+
+    def system_prompt(self) -> str:
+        """The system prompt every Sonic session gets: ``sonic.system_prompt``, then what the
+        caller already heard (the greeting, ``prompts.greeting_text``) and, with ``[[intents]]``,
+        what the notes about them are (``actors.call.intents``)."""
+        from actors.call import greeting_system_note, intent_system_note
+
+        parts = [self.sonic.system_prompt, greeting_system_note(self.prompts.greeting_text)]
+        if self.intents:
+            parts.append(intent_system_note())
+        return "\n\n".join(parts)
 
     @classmethod
     def from_toml(cls, path: Path) -> GatewayConfig:
@@ -542,6 +560,11 @@ def _check_known_keys(raw: Mapping[str, Any], cls: type, prefix: tuple[str, ...]
                 for j, target in enumerate(targets if isinstance(targets, list) else ()):
                     if isinstance(target, dict):
                         _check_known_keys(target, TransferTarget, (f"tools[{i}].targets[{j}]",))
+        elif key == "intents" and prefix == () and isinstance(value, list):
+            for i, entry in enumerate(value):
+                if not isinstance(entry, dict):
+                    raise ConfigError(f"intents[{i}]", "an [[intents]] table", entry)
+                _check_known_keys(entry, IntentConfig, (f"intents[{i}]",))
         elif attrs.has(hint):
             if not isinstance(value, dict):
                 raise ConfigError(dotted, f"a [{dotted}] table", value)
@@ -632,10 +655,22 @@ def _convert(raw: dict[str, Any], origin: Mapping[tuple[str, ...], str]) -> Gate
 
 
 def _error_path(exc: msgspec.ValidationError) -> tuple[str, ...]:
+    """The dotted path msgspec names; an entry of a list keeps its index (``tools[1]``)."""
     match = _PATH_RE.search(str(exc))
     if match is None:
         return ()
-    return tuple(p for p in re.findall(r"\.([A-Za-z0-9_]+)", match.group(1)))
+    parts: list[str] = []
+    for name, index in re.findall(r"\.([A-Za-z0-9_]+)|\[(\d+)\]", match.group(1)):
+        if name:
+            parts.append(name)
+        elif parts:
+            parts[-1] += f"[{index}]"
+    return tuple(parts)
+
+
+def _split_index(part: str) -> tuple[str, int | None]:
+    name, _, index = part.partition("[")
+    return name, int(index.rstrip("]")) if index else None
 
 
 def _hint_at(path: tuple[str, ...]) -> object:
@@ -643,7 +678,11 @@ def _hint_at(path: tuple[str, ...]) -> object:
     for part in path:
         if not (isinstance(hint, type) and attrs.has(hint)):
             return None
-        hint = get_type_hints(hint, include_extras=True).get(part)
+        name, index = _split_index(part)
+        hint = get_type_hints(hint, include_extras=True).get(name)
+        if index is not None:  # an entry of a ``tuple[X, ...]``
+            args = typing.get_args(hint)
+            hint = args[0] if args else None
     return hint
 
 
@@ -669,9 +708,14 @@ def _expected(exc: msgspec.ValidationError, hint: object) -> str:
 def _lookup(raw: Mapping[str, Any], path: tuple[str, ...]) -> object:
     node: object = raw
     for part in path:
-        if not isinstance(node, Mapping) or part not in node:
+        name, index = _split_index(part)
+        if not isinstance(node, Mapping) or name not in node:
             return None
-        node = node[part]
+        node = node[name]
+        if index is not None:
+            if not isinstance(node, list) or index >= len(node):
+                return None
+            node = node[index]
     return node
 
 
@@ -738,6 +782,12 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
         config.tools,
         rest_configured=twilio.account_sid is not None
         and (twilio.auth_token is not None or twilio.api_key_secret is not None),
+    )
+    check_intents(
+        config.intents,
+        config.tools,
+        dtmf_terminator=config.call.dtmf_terminator,
+        dtmf_max_digits=config.call.dtmf_max_digits,
     )
     if config.call.playback_chunk_ms > config.call.playback_lead_ms:
         raise ConfigError(

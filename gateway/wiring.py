@@ -35,6 +35,7 @@ from actors.call import (
 )
 from actors.sonic import BotocoreCredentials, SonicConnector, StaticCredentials
 from gateway.debug import DebugSources
+from gateway.intents import build_intents
 from gateway.server import run_gateway
 from gateway.tools import build_toolbox, open_tool_client, sonic_tools
 from gateway.twilio_rest import TwilioRestClient, TwilioRestSettings, open_twilio_rest
@@ -84,11 +85,14 @@ async def open_sonic_connector(config: GatewayConfig) -> AsyncIterator[SonicConn
                 endpoint_uri=emulator.endpoint_uri,
                 ca_bundle=emulator.ca_path,
                 tools=sonic_tools(config.tools),
+                system_prompt=config.system_prompt(),
             )
             credentials = StaticCredentials()
             _log.info("backend.emulator_started", endpoint=emulator.endpoint_uri)
         else:
-            settings = config.sonic.to_sonic_settings(tools=sonic_tools(config.tools))
+            settings = config.sonic.to_sonic_settings(
+                tools=sonic_tools(config.tools), system_prompt=config.system_prompt()
+            )
             credentials = BotocoreCredentials()
             _log.info("backend.bedrock", region=settings.region, model_id=settings.model_id)
         connector = await stack.enter_async_context(
@@ -173,7 +177,8 @@ def build_call_factory(
     per call. ``tools`` are the executable ``[[tools]]`` (:func:`gateway.tools.build_toolbox`,
     over the process's one HTTP client); None: no tool runs (the model is answered
     ``unknown_tool``). ``call_control`` is the Twilio REST client the built-in ``end_call`` /
-    ``transfer_call`` use (:func:`open_call_control`).
+    ``transfer_call`` use (:func:`open_call_control`). The ``[[intents]]`` become the calls'
+    intent book (:func:`gateway.intents.build_intents`).
 
     Raises:
         ConfigError: ``prompts`` is None and a configured prompt file is not usable.
@@ -200,6 +205,9 @@ def build_call_factory(
         ),
         **({} if tools is None else {"tools": tools}),
         call_control=call_control,
+        intents=build_intents(
+            config.intents, {name: config.prompts.text(name) for name in PROMPT_NAMES}
+        ),
     )
 
     return CallBuilder(deps)
