@@ -32,6 +32,7 @@ __all__ = [
     "CallRecord",
     "CallReport",
     "Check",
+    "IntentTiming",
     "TurnLatency",
     "TurnSplit",
     "build_report",
@@ -57,6 +58,24 @@ class TurnSplit(msgspec.Struct, frozen=True, kw_only=True):
     gateway_ms: float | None
 
 
+class IntentTiming(msgspec.Struct, frozen=True, kw_only=True):
+    """One intent the gateway matched, and how fast its cached prompt went out (its own report).
+
+    Attributes:
+        intent: the intent's name.
+        trigger: ``dtmf`` or ``transcript``.
+        caller_to_match_ms: the caller's end of speech (or key) -> the match.
+        match_to_media_ms: the match -> the prompt's first ``media`` sent (the gateway's part).
+        caller_to_media_ms: the caller's end of speech (or key) -> that first media.
+    """
+
+    intent: str
+    trigger: str
+    caller_to_match_ms: float | None
+    match_to_media_ms: float | None
+    caller_to_media_ms: float | None
+
+
 class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     """What the system under test recorded about one call.
 
@@ -74,6 +93,8 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
         turn_splits: per spoken caller turn the model answered, in order: its end-of-turn pause,
             its time to first audio and the gateway's time; None when the record's source
             cannot see the model's side.
+        intents: the intents the gateway matched, in order, with their prompt's timing; None
+            when the record's source cannot see them.
     """
 
     call_sid: str
@@ -85,6 +106,7 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     source: str = ""
     text_inputs: list[str] | None = None
     turn_splits: list[TurnSplit] | None = None
+    intents: list[IntentTiming] | None = None
 
 
 class TurnLatency(msgspec.Struct, frozen=True, kw_only=True):
@@ -428,6 +450,31 @@ def _checks(
                 " | ".join(got) or "none",
                 ok,
             )
+    if expect.intents is not None:
+        matched = None if record is None else record.intents
+        if matched is None:
+            no_record("intents", " | ".join(expect.intents) or "none")
+        else:
+            names = [i.intent for i in matched]
+            add(
+                "intents",
+                " | ".join(expect.intents) or "none",
+                " | ".join(names) or "none",
+                names == expect.intents,
+            )
+    if expect.intent_media_within_ms is not None:
+        limit = expect.intent_media_within_ms
+        timings = [] if record is None or record.intents is None else record.intents
+        media = [i.match_to_media_ms for i in timings]
+        slowest = max((m for m in media if m is not None), default=None)
+        add(
+            "intent prompt",
+            f"match -> first media <= {limit} ms",
+            "no intent"
+            if not media
+            else ("no media" if slowest is None else f"max {slowest:.1f} ms"),
+            bool(media) and None not in media and slowest is not None and slowest <= limit,
+        )
     if expect.handovers is not None:
         if record is None:
             no_record("handovers", f">= {expect.handovers}")
@@ -594,11 +641,39 @@ def format_report(report: CallReport) -> str:
         lines.extend(
             _table(rows, ("turn", "model pause", "model to audio", "gateway"), indent="    ")
         )
+    intents = report.record.intents if report.record is not None else None
+    if intents:
+        lines.append("")
+        lines.append(
+            "  intents (caller's end of speech or key -> match -> first prompt media sent)"
+        )
+        rows = [
+            (
+                i.intent,
+                i.trigger,
+                _opt(i.caller_to_match_ms),
+                _opt_fine(i.match_to_media_ms),
+                _opt(i.caller_to_media_ms),
+            )
+            for i in intents
+        ]
+        lines.extend(
+            _table(
+                rows,
+                ("intent", "trigger", "caller to match", "match to media", "caller to media"),
+                indent="    ",
+            )
+        )
     lines.append("")
     lines.append("  expectations")
     rows = [("ok" if c.passed else "FAIL", c.name, c.expected, c.measured) for c in report.checks]
     lines.extend(_table(rows, ("", "check", "expected", "measured"), indent="    "))
     return "\n".join(lines)
+
+
+def _opt_fine(value: float | None) -> str:
+    """Milliseconds with a decimal: a gateway-side figure well under one frame."""
+    return "-" if value is None else f"{value:.1f} ms"
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -608,12 +683,15 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 def format_summary(reports: Sequence[CallReport]) -> str:
     """One row per scenario: verdict, greeting, worst turn latency and its median split (model
-    pause, model to first audio, gateway), worst barge-in stop, heard."""
+    pause, model to first audio, gateway), slowest intent prompt (match -> first media), worst
+    barge-in stop, heard."""
     rows: list[tuple[str, ...]] = []
     for r in reports:
         splits = r.record.turn_splits if r.record is not None and r.record.turn_splits else []
         latencies = [t.latency_ms for t in r.turns if t.latency_ms is not None]
         stops = [b.stop_ms for b in r.barge_ins if b.stop_ms is not None]
+        intents = r.record.intents if r.record is not None and r.record.intents else []
+        prompt_ms = [i.match_to_media_ms for i in intents if i.match_to_media_ms is not None]
         failed = sum(not c.passed for c in r.checks)
         rows.append(
             (
@@ -624,6 +702,7 @@ def format_summary(reports: Sequence[CallReport]) -> str:
                 _opt(_median([t.pause_ms for t in splits])),
                 _opt(_median([t.first_audio_ms for t in splits])),
                 _opt(_median([t.gateway_ms for t in splits])),
+                _opt_fine(max(prompt_ms, default=None)),
                 _opt(max(stops, default=None)),
                 f"{r.heard_ms:.0f} ms",
                 f"{len(r.checks) - failed}/{len(r.checks)}",
@@ -642,6 +721,7 @@ def format_summary(reports: Sequence[CallReport]) -> str:
                 "model pause",
                 "model to audio",
                 "gateway",
+                "intent prompt",
                 "barge-in stop",
                 "heard",
                 "checks",

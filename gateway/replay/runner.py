@@ -36,6 +36,7 @@ from gateway.replay.audio import load_caller_audio, speech_like_ulaw
 from gateway.replay.peer import TwilioPeer
 from gateway.replay.report import (
     CallRecord,
+    IntentTiming,
     TurnSplit,
     build_report,
     format_report,
@@ -257,6 +258,16 @@ class _StackObserver:
             source="gateway",
             text_inputs=[text for session in sessions for text in session.text_inputs],
             turn_splits=_turn_splits(sessions, report),
+            intents=[
+                IntentTiming(
+                    intent=i.intent,
+                    trigger=i.trigger,
+                    caller_to_match_ms=i.caller_to_match_ms,
+                    match_to_media_ms=i.match_to_media_ms,
+                    caller_to_media_ms=i.caller_to_media_ms,
+                )
+                for i in report.intents
+            ],
         )
 
 
@@ -351,6 +362,7 @@ async def replay_stack(scenario: Scenario) -> AsyncIterator[ReplayStack]:
                         endpoint_uri=emulator.endpoint_uri,
                         ca_bundle=emulator.ca_path,
                         tools=sonic_tools(config.tools),
+                        system_prompt=config.system_prompt(),
                     ),
                     credentials=StaticCredentials(),
                     pool=config.sonic.to_pool_settings(),

@@ -210,8 +210,12 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         recovered_faults: at least this many Sonic faults recovered within the call.
         answers: exactly this many assistant answers heard (the greeting counts): a turn answered
             twice fails as surely as one not answered.
-        text_inputs: the interactive USER texts the model must have received (DTMF entries):
-            exactly this many, in order, each containing its text (ignoring case and spacing).
+        text_inputs: the interactive USER texts the model must have received (DTMF entries,
+            intent notes): exactly this many, in order, each containing its text (ignoring case
+            and spacing).
+        intents: the names of the intents the gateway must have matched, exactly, in order.
+        intent_media_within_ms: each matched intent's prompt: match -> first media sent (the
+            gateway's own figure).
     """
 
     greeting_within_ms: int | None = None
@@ -227,6 +231,8 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     recovered_faults: int | None = None
     answers: int | None = None
     text_inputs: list[str] | None = None
+    intents: list[str] | None = None
+    intent_media_within_ms: float | None = None
 
     def __post_init__(self) -> None:
         for line in self.transcript:

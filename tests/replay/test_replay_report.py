@@ -192,6 +192,8 @@ def test_text_report_and_summary_are_aligned_tables() -> None:
         "to",
         "audio",
         "gateway",
+        "intent",
+        "prompt",
         "barge-in",
         "stop",
         "heard",
