@@ -100,7 +100,6 @@ class IntentFlow:
         toolbox: the tools an intent's action runs.
         journal: the call's flight recorder.
         memory: the session memory (history; the pending end survives restarts).
-        conv: the conversation the notes go to.
         task_group: SonicSession's task group (actions run there; cancelled with the session).
         take_floor: sends ``IntentMatched`` to TurnTaker.
         allocate_turn: gives the prompt's call turn id (after every turn so far).
@@ -115,7 +114,6 @@ class IntentFlow:
         toolbox: Toolbox,
         journal: CallJournal,
         memory: SessionMemory,
-        conv: SonicConversation,
         task_group: TaskGroup,
         take_floor: Callable[[IntentMatched], Awaitable[None]],
         allocate_turn: Callable[[], int],
@@ -126,7 +124,8 @@ class IntentFlow:
         self._toolbox = toolbox
         self._journal = journal
         self._memory = memory
-        self._conv = conv
+        self._conv: SonicConversation | None = None
+        self._opened = anyio.Event()
         self._tg = task_group
         self._take_floor = take_floor
         self._allocate_turn = allocate_turn
@@ -146,6 +145,11 @@ class IntentFlow:
             # A restarted session carries out the end or transfer its predecessor promised.
             self._prompt_turn = pending.turn_id
             task_group.start_soon(self._end_after_prompt, pending)
+
+    def attach(self, conv: SonicConversation) -> None:
+        """The conversation is open: notes go to ``conv`` (an intent matched earlier waits)."""
+        self._conv = conv
+        self._opened.set()
 
     # ------------------------------------------------------------------ triggers
 
@@ -221,7 +225,8 @@ class IntentFlow:
         self.turns_withheld += 1
         # The caller never hears it: neither history may say it was said.
         self._memory.history.note_heard(turn_id, 0.0)
-        self._conv.note_heard(sonic_turn, 0.0)
+        if self._conv is not None:
+            self._conv.note_heard(sonic_turn, 0.0)
         _log.info("intent.turn_withheld", turn_id=turn_id)
         if self._answer_started is not None:
             self._answer_started.set()
@@ -293,6 +298,8 @@ class IntentFlow:
         self, rule: IntentRule, trigger: IntentTrigger, digits: str | None, outcome: str
     ) -> bool:
         text = intent_note(rule, trigger=trigger, digits=digits, outcome=outcome)
+        await self._opened.wait()  # an intent matched while Sonic was opening
+        assert self._conv is not None  # set before ``_opened``
         try:
             delivered = await self._conv.send_user_text(text)
         except (SonicError, ClosedByUs):

@@ -3,11 +3,13 @@
 Rules:
 
 * Wraps one :class:`actors.sonic.SonicConversation` (which hands over planned session rotations
-  and recovers retryable stream errors with history replay on its own). Three tasks in one task
-  group, each with one job: caller audio (data mailbox -> ``send_audio``), control (DTMF keys ->
-  :class:`~actors.call.dtmf.DigitCollector` -> one cross-modal USER text per keypad entry;
-  ``HeardReport`` -> history truncation), and Sonic events -> internal messages. Control has its
-  own task so a digit or a heard report never waits behind audio.
+  and recovers retryable stream errors with history replay on its own). Three tasks, each with one
+  job: caller audio (data mailbox -> ``send_audio``), control (DTMF keys ->
+  :class:`~actors.call.dtmf.DigitCollector` -> an intent, or one cross-modal USER text per keypad
+  entry; ``HeardReport`` -> history truncation; ``PromptPlayed`` -> the intent waiting for it), and
+  Sonic events -> internal messages. Control has its own task so a digit or a heard report never
+  waits behind audio, and it starts BEFORE the conversation opens (an intent needs no model; a
+  plain entry waits for the conversation).
 * DTMF: Sonic does not hear keypad tones. Keys are grouped into entries (terminator, inter-digit
   timeout, length limit: :mod:`actors.call.dtmf`); each entry goes to the model as ONE interactive
   USER text, ``DTMF: <keys>`` (``DTMF: #`` for a lone terminator), which a system prompt can refer
@@ -96,12 +98,18 @@ from actors.sonic import (
 from actors.tools import Toolbox, ToolRunner
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from anyio.abc import TaskStatus
 
     from actors.call.report import CallJournal
-    from actors.sonic import SonicConnector, SonicConversation, SonicEvent, SonicSettings
+    from actors.sonic import (
+        HistoryTurn,
+        SonicConnector,
+        SonicConversation,
+        SonicEvent,
+        SonicSettings,
+    )
     from actors.tools import CallAction
 
 __all__ = ["DTMF_TEXT_PREFIX", "SessionMemory", "SonicSession", "dtmf_text"]
@@ -203,6 +211,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         self._journal = journal
         self._work = anyio.CancelScope()
         self._conv: SonicConversation | None = None
+        self._opened = anyio.Event()  # set once ``_conv`` is the open conversation
         self._audio_turn: int | None = None  # call turn id whose audio is streaming
         self.audio_bytes_in = 0
         self.audio_bytes_out = 0
@@ -231,36 +240,25 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         try:
             # A restarted session continues from what the caller heard so far, not from blank.
             history = memory.history.shaped() if memory.sessions > 1 else ()
-            async with self._connector.conversation(history=history) as conv:
-                self._conv = conv
-                self.state = "open"
-                with self._work:
-                    async with anyio.create_task_group() as tg:
-                        # Tools run in this task group: leaving it cancels the pending ones.
-                        self._tools = ToolRunner(
-                            self._toolbox,
-                            tg,
-                            answer=functools.partial(self._send_tool_result, conv),
-                            record=self._journal.record_tool_call,
-                            on_action=self._on_action,
-                        )
-                        self._flow = IntentFlow(
-                            book=self._intents,
-                            prompts=self._prompts,
-                            toolbox=self._toolbox,
-                            journal=self._journal,
-                            memory=memory,
-                            conv=conv,
-                            task_group=tg,
-                            take_floor=functools.partial(self.send_to, self._turn_control),
-                            allocate_turn=self._turn_ids.allocate,
-                            on_action=self._on_action,
-                        )
-                        tg.start_soon(self._pump_audio, conv)
-                        tg.start_soon(self._pump_control, conv)
-                        await self._pump_events(conv)
-                        tg.cancel_scope.cancel()
-                self.state = "closing"
+            async with anyio.create_task_group() as outer:
+                # Keys (and so the intents they trigger) are served while Sonic opens: an intent
+                # needs no model. Intent actions run here too; cancelled once the stream closed.
+                self._flow = IntentFlow(
+                    book=self._intents,
+                    prompts=self._prompts,
+                    toolbox=self._toolbox,
+                    journal=self._journal,
+                    memory=memory,
+                    task_group=outer,
+                    take_floor=functools.partial(self.send_to, self._turn_control),
+                    allocate_turn=self._turn_ids.allocate,
+                    on_action=self._on_action,
+                )
+                outer.start_soon(self._pump_control)
+                failure = await self._converse(history)
+                outer.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
         except SonicFatalError as exc:
             self._journal.sonic_errors.append(exc.kind)
             self._journal.end(f"sonic_fatal:{exc.kind}", anyio.current_time())
@@ -273,9 +271,38 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             raise
         finally:
             self._conv = None
+            self._opened = anyio.Event()
             self._tools = None
             self._flow = None
         self.state = "closed"
+
+    async def _converse(self, history: Sequence[HistoryTurn]) -> SonicError | None:
+        """Open the conversation, pump until the call ends, close it in order; its failure is
+        returned (raised by the caller, outside the task group that would wrap it)."""
+        try:
+            async with self._connector.conversation(history=history) as conv:
+                self._conv = conv
+                assert self._flow is not None  # made before the conversation opens
+                self._flow.attach(conv)
+                self._opened.set()
+                self.state = "open"
+                with self._work:
+                    async with anyio.create_task_group() as tg:
+                        # Tools run in this task group: leaving it cancels the pending ones.
+                        self._tools = ToolRunner(
+                            self._toolbox,
+                            tg,
+                            answer=functools.partial(self._send_tool_result, conv),
+                            record=self._journal.record_tool_call,
+                            on_action=self._on_action,
+                        )
+                        tg.start_soon(self._pump_audio, conv)
+                        await self._pump_events(conv)
+                        tg.cancel_scope.cancel()
+                self.state = "closing"
+        except SonicError as exc:
+            return exc
+        return None
 
     def request_stop(self) -> bool:
         """Stop pumping; leaving the conversation closes the Sonic stream in order."""
@@ -297,7 +324,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             except ClosedByUs:
                 return
 
-    async def _pump_control(self, conv: SonicConversation) -> None:
+    async def _pump_control(self) -> None:
         digits = self._digits
         while True:
             msg: SonicControl | None = None
@@ -314,7 +341,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             if msg is None:
                 entry = digits.expire(anyio.current_time())
                 if entry is not None:
-                    await self._on_entry(conv, entry)
+                    await self._on_entry(entry)
                 continue
             self.messages_in += 1
             match msg:
@@ -336,12 +363,13 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                             await flow.start(rule, "dtmf", trigger_at=at, digits=taken.digits)
                             continue
                     if entry is not None:
-                        await self._on_entry(conv, entry)
+                        await self._on_entry(entry)
                 case HeardReport(turn_id=turn_id, heard_ms=heard, total_ms=total):
                     fraction = 1.0 if total <= 0 else heard / total
                     self._memory.history.note_heard(turn_id, fraction)
                     sonic_turn = self._turn_ids.sonic_id(turn_id)
-                    if sonic_turn is not None:
+                    conv = self._conv
+                    if sonic_turn is not None and conv is not None:
                         conv.note_heard(sonic_turn, fraction)
                 case PromptPlayed(turn_id=turn_id, interrupted=interrupted):
                     if self._flow is not None:
@@ -349,12 +377,12 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 case _:
                     assert_never(msg)
 
-    async def _on_entry(self, conv: SonicConversation, entry: DtmfEntry) -> None:
+    async def _on_entry(self, entry: DtmfEntry) -> None:
         """A complete keypad entry: an intent's trigger, else one USER text for the model."""
         flow = self._flow
         rule = flow.match_entry(entry.digits) if flow is not None else None
         if flow is None or rule is None:
-            await self._send_dtmf(conv, entry)
+            await self._send_dtmf(entry)
             return
         self.dtmf_entries += 1
         # The key that completed it (a timeout ends the entry an inter-digit time after its key).
@@ -363,10 +391,16 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             key_at -= self._dtmf_settings.interdigit_ms / 1000.0
         await flow.start(rule, "dtmf", trigger_at=key_at, digits=entry.digits)
 
-    async def _send_dtmf(self, conv: SonicConversation, entry: DtmfEntry) -> None:
+    async def _send_dtmf(self, entry: DtmfEntry) -> None:
         """One keypad entry -> one interactive USER text (Sonic does not hear DTMF tones)."""
         self.dtmf_entries += 1
-        delivered = await conv.send_user_text(dtmf_text(entry, self._dtmf_settings.terminator))
+        await self._opened.wait()  # keys pressed while Sonic opens are told once it is open
+        conv = self._conv
+        assert conv is not None  # set before ``_opened``
+        try:
+            delivered = await conv.send_user_text(dtmf_text(entry, self._dtmf_settings.terminator))
+        except (SonicError, ClosedByUs):
+            delivered = False  # the conversation failed or is closing: its events say so
         self.dtmf_sent += delivered
         _log.info(
             "sonic_session.dtmf_entry",

@@ -4,6 +4,7 @@ simulated Twilio included, is tests/replay/test_replay_intents.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -120,8 +121,14 @@ BOOK = IntentBook(
 
 
 class Harness:
-    def __init__(self, *, memory: SessionMemory | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        memory: SessionMemory | None = None,
+        connector: Callable[[Scripted], FakeConnector[Scripted]] = FakeConnector,
+    ) -> None:
         self.conv = Scripted()
+        self.connector = connector(self.conv)
         self.control: Mailbox[SonicControl] = Mailbox("sonic.control", 16, Overflow.BLOCK)
         self.turn: Mailbox[TurnControl] = Mailbox("turn.control", 64, Overflow.BLOCK)
         self.playback: Mailbox[PlaybackData] = Mailbox("playback.data", 64, Overflow.BLOCK)
@@ -131,7 +138,7 @@ class Harness:
         self.acted = anyio.Event()
         self.hours = HoursTool()
         self.session = SonicSession(
-            connector=FakeConnector(self.conv),  # type: ignore[arg-type]
+            connector=self.connector,  # type: ignore[arg-type]
             audio=Mailbox[CallerAudio]("sonic.audio", 4, Overflow.DROP_OLDEST),
             control=self.control,
             playback_data=self.playback,
@@ -179,8 +186,8 @@ class Harness:
 def harness() -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
-    def make(*, memory: SessionMemory | None = None) -> Harness:
-        made.append(Harness(memory=memory))
+    def make(**options: Any) -> Harness:
+        made.append(Harness(**options))
         return made[-1]
 
     yield make
@@ -347,3 +354,35 @@ async def test_a_pending_transfer_survives_a_sonic_session_restart(
     (action,) = again.actions
     assert isinstance(action, TransferCall)
     assert pending.acted
+
+
+class SlowOpening(FakeConnector[Scripted]):
+    """The conversation opens only when ``release`` is set (Sonic is slow to answer)."""
+
+    def __init__(self, conv: Scripted) -> None:
+        super().__init__(conv)
+        self.release = anyio.Event()
+
+    @contextlib.asynccontextmanager
+    async def conversation(self, *, history: object = ()) -> AsyncIterator[Scripted]:
+        await self.release.wait()
+        yield self.conv
+
+
+async def test_a_key_intent_takes_the_floor_before_sonic_is_open(
+    harness: Callable[..., Harness],
+) -> None:
+    h = harness(connector=SlowOpening)
+    connector = h.connector
+    assert isinstance(connector, SlowOpening)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(h.session.run)
+            await h.control.send(CallerDtmf(digit="0", at=anyio.current_time()))
+            matched = await h.next_turn_message()  # the prompt, while Sonic is still opening
+            assert isinstance(matched, IntentMatched)
+            assert h.conv.texts == []
+            connector.release.set()
+            note = await h.text(1)  # the model is told once it is there
+            assert "pressed 0" in note
+            h.session.request_stop()
