@@ -29,6 +29,7 @@ from actors.call.protocol import (
 )
 from actors.call.report import CallJournal
 from actors.call.sonic_session import SessionMemory, SonicSession
+from actors.errors import SonicError, SonicFatalError, SonicRetryableError
 from actors.runtime import Mailbox, Overflow
 from actors.sonic import AssistantAudio as SonicAudio
 from actors.sonic import AssistantAudioEnded as SonicAudioEnded
@@ -386,3 +387,39 @@ async def test_a_key_intent_takes_the_floor_before_sonic_is_open(
             note = await h.text(1)  # the model is told once it is there
             assert "pressed 0" in note
             h.session.request_stop()
+
+
+class Failing(FakeConnector[Scripted]):
+    """The conversation fails: on opening, or (``after_open``) when it ends."""
+
+    error: SonicError = SonicFatalError("accessDeniedException", "no access")
+    after_open = False
+
+    @contextlib.asynccontextmanager
+    async def conversation(self, *, history: object = ()) -> AsyncIterator[Scripted]:
+        if not self.after_open:
+            raise self.error
+        yield self.conv
+        raise self.error
+
+
+async def test_a_fatal_sonic_error_still_ends_the_call_with_its_kind(
+    harness: Callable[..., Harness],
+) -> None:
+    h = harness(connector=Failing)
+    with anyio.fail_after(10):
+        await h.session.run()  # returns normally: the call ends (a significant child)
+    assert h.journal.end_reason == "sonic_fatal:accessDeniedException"
+    assert h.session.state == "failed"
+
+
+async def test_a_retryable_error_is_raised_as_itself(harness: Callable[..., Harness]) -> None:
+    class Retryable(Failing):
+        error = SonicRetryableError("modelTimeoutException", "timed out")
+        after_open = True
+
+    h = harness(connector=Retryable)
+    h.session.request_stop()  # the pumps stop at once; closing the conversation raises
+    with anyio.fail_after(10), pytest.raises(SonicRetryableError):
+        await h.session.run()
+    assert h.journal.sonic_errors == ["modelTimeoutException"]
