@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typing
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 
@@ -11,9 +11,6 @@ from actors.call import PROMPT_NAMES, greeting_system_note, intent_system_note
 from actors.errors import ConfigError
 from gateway.config import GatewayConfig
 from gateway.intents import IntentConfig, PromptChoice, build_intents
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 BASE = """
 [twilio]
@@ -202,3 +199,16 @@ def test_a_bad_prompt_name_is_refused_with_the_choices(tmp_path: Path) -> None:
         )
     assert caught.value.key == "intents[0].prompt"
     assert "'transferring'" in str(caught.value)
+
+
+def test_the_complete_example_of_the_docs_loads(tmp_path: Path) -> None:
+    docs = Path(__file__).parents[2] / "docs" / "intents.md"
+    example = docs.read_text(encoding="utf-8").split("```toml\n", 1)[1].split("```", 1)[0]
+    config = load(
+        tmp_path, example.replace('api_key_secret = "..."', 'api_key_secret = "s3cret-key"')
+    )
+    assert [i.name for i in config.intents] == ["operator", "hours", "goodbye"]
+    book = build_intents(config.intents, {n: config.prompts.text(n) for n in PROMPT_NAMES})
+    assert (book.match_pending("0") or book.rules[1]).name == "operator"
+    assert book.match_pending("*") is None  # "*9" is still being typed
+    assert (book.match_transcript("What are your opening times?") or book.rules[0]).name == "hours"
