@@ -18,7 +18,8 @@ Rules:
   events go out under the stream's send lock, never between audio events, and the audio block
   stays open (:mod:`actors.sonic.protocol`).
 * Tools: a ``ToolUseRequested`` is handed to a :class:`~actors.tools.ToolRunner` that runs the
-  tool in this actor's task group and returns at once, so the event stream (and the model's
+  tool in this actor's task group and returns at once (a built-in's end or transfer is dropped
+  while an intent's own is pending), so the event stream (and the model's
   speech) never waits on a tool; the result, or a structured error such as
   ``{"error": "timeout"}``, goes back with ``send_tool_result``. At most ``tools.max_in_flight``
   run at once (more are answered ``{"error": "busy"}``); a name not configured is answered
@@ -294,7 +295,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                             tg,
                             answer=functools.partial(self._send_tool_result, conv),
                             record=self._journal.record_tool_call,
-                            on_action=self._on_action,
+                            on_action=self._on_model_action,
                         )
                         tg.start_soon(self._pump_audio, conv)
                         await self._pump_events(conv)
@@ -303,6 +304,15 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         except SonicError as exc:
             return exc
         return None
+
+    def _on_model_action(self, action: CallAction) -> None:
+        """The model's own end or transfer; none while an intent's end or transfer is pending (the
+        model may act on the note that says so, and the caller heard the intent's prompt)."""
+        if self._memory.pending_end is not None:
+            _log.info("sonic_session.action_ignored", action=type(action).__name__)
+            return
+        if self._on_action is not None:
+            self._on_action(action)
 
     def request_stop(self) -> bool:
         """Stop pumping; leaving the conversation closes the Sonic stream in order."""

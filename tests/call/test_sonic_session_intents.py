@@ -33,7 +33,7 @@ from actors.errors import SonicError, SonicFatalError, SonicRetryableError
 from actors.runtime import Mailbox, Overflow
 from actors.sonic import AssistantAudio as SonicAudio
 from actors.sonic import AssistantAudioEnded as SonicAudioEnded
-from actors.sonic import AssistantText, BargeIn, SonicSettings, UserTranscript
+from actors.sonic import AssistantText, BargeIn, SonicSettings, ToolUseRequested, UserTranscript
 from actors.tools import (
     CallAction,
     EndCall,
@@ -76,6 +76,8 @@ class Scripted(FakeConversation):
         self.texts: list[str] = []
         self.heard: list[tuple[int | None, float]] = []
         self.text_sent = anyio.Event()
+        self.results: list[tuple[str, str]] = []
+        self.result_sent = anyio.Event()
 
     async def _events(self) -> AsyncIterator[Any]:
         async for event in self._receive:
@@ -90,6 +92,11 @@ class Scripted(FakeConversation):
 
     def note_heard(self, turn_id: int | None, fraction: float) -> None:
         self.heard.append((turn_id, fraction))
+
+    async def send_tool_result(self, tool_use_id: str, content_json: str) -> bool:
+        self.results.append((tool_use_id, content_json))
+        self.result_sent.set()
+        return True
 
     def close(self) -> None:
         self.send.close()
@@ -238,6 +245,28 @@ async def test_key_0_takes_the_floor_tells_the_model_and_transfers_once_the_prom
     assert h.journal.intent_outcomes == {1: "ok"}
     ((_, call),) = h.journal.tool_calls
     assert (call.name, call.outcome, call.delivered) == ("transfer_call", "ok", True)
+
+
+async def test_the_models_own_end_call_is_ignored_while_an_intents_transfer_is_pending(
+    harness: Callable[..., Harness],
+) -> None:
+    h = harness()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(h.session.run)
+            await h.control.send(CallerDtmf(digit="0", at=anyio.current_time()))
+            await h.next_turn_message()
+            await h.text(1)
+            # Told the call is being transferred, the model hangs up: answered, not acted on.
+            await h.push(ToolUseRequested(tool_use_id="t1", name="end_call", arguments_json="{}"))
+            await h.conv.result_sent.wait()
+            assert not h.actions
+            await h.control.send(PromptPlayed(turn_id=1, interrupted=False, at=0.0))
+            await h.acted.wait()
+            h.session.request_stop()
+    (action,) = h.actions
+    assert isinstance(action, TransferCall)
+    assert h.conv.results == [("t1", '{"status":"ending_call"}')]
 
 
 async def test_digits_another_intent_extends_wait_for_the_entry_to_end(
