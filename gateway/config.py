@@ -432,13 +432,16 @@ class GatewayConfig:
     tools: tuple[ToolConfig, ...] = ()
     intents: tuple[IntentConfig, ...] = ()
 
-    def system_prompt(self) -> str:
-        """The system prompt every Sonic session gets: ``sonic.system_prompt``, then what the
-        caller already heard (the greeting, ``prompts.greeting_text``) and, with ``[[intents]]``,
-        what the notes about them are (``actors.call.intents``)."""
+    def system_prompt(self, *, base: str | None = None, greeting: str | None = "greeting") -> str:
+        """The system prompt a Sonic session gets: ``base`` (default ``sonic.system_prompt``),
+        then what the caller heard before the model spoke (the words of the prompt played as the
+        greeting, ``prompts.<greeting>_text``; None: no greeting played, nothing said) and, with
+        ``[[intents]]``, what the notes about them are (``actors.call.intents``)."""
         from actors.call import greeting_system_note, intent_system_note
 
-        parts = [self.sonic.system_prompt, greeting_system_note(self.prompts.greeting_text)]
+        parts = [self.sonic.system_prompt if base is None else base]
+        if greeting is not None:
+            parts.append(greeting_system_note(self.prompts.text(greeting)))
         if self.intents:
             parts.append(intent_system_note())
         return "\n\n".join(parts)

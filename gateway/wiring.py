@@ -208,6 +208,7 @@ def build_call_factory(
         intents=build_intents(
             config.intents, {name: config.prompts.text(name) for name in PROMPT_NAMES}
         ),
+        intent_tools=tools,
     )
 
     return CallBuilder(deps)

@@ -87,6 +87,8 @@ class CallDeps:
             (None: their actions end the call's stream only).
         intents: the fast intents (:mod:`actors.call.intents`): keypad entries or caller words
             that play a cached prompt at once and run a tool (none by default).
+        intent_tools: the tools intents run (None: ``tools``); every configured tool, even one
+            the model of this call is not offered.
     """
 
     connector: SonicConnector
@@ -103,3 +105,4 @@ class CallDeps:
     tools: Toolbox = attrs.field(factory=Toolbox, repr=False)
     call_control: CallControl | None = attrs.field(default=None, repr=False)
     intents: IntentBook = attrs.field(factory=IntentBook, repr=False)
+    intent_tools: Toolbox | None = attrs.field(default=None, repr=False)

@@ -172,6 +172,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             result went to the model (or an intent's, once its prompt was heard); the call owns
             what happens next.
         intents: the fast intents (none by default).
+        intent_tools: the tools intents run (None: ``tools``).
         prompts: the cached prompts intents play (the bundled clips by default).
     """
 
@@ -189,10 +190,12 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         tools: Toolbox | None = None,
         on_action: Callable[[CallAction], None] | None = None,
         intents: IntentBook | None = None,
+        intent_tools: Toolbox | None = None,
         prompts: PromptCache | None = None,
     ) -> None:
         super().__init__("sonic_session", inbox=audio, control=control)
         self._intents = intents if intents is not None else IntentBook()
+        self._intent_tools = intent_tools
         if prompts is None and len(self._intents):
             prompts = PromptCache.bundled()
         self._prompts = prompts
@@ -247,7 +250,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 self._flow = IntentFlow(
                     book=self._intents,
                     prompts=self._prompts,
-                    toolbox=self._toolbox,
+                    toolbox=self._toolbox if self._intent_tools is None else self._intent_tools,
                     journal=self._journal,
                     memory=memory,
                     task_group=outer,

@@ -177,6 +177,7 @@ def build_call_supervisor(
             tools=deps.tools,
             on_action=on_call_action,
             intents=deps.intents,
+            intent_tools=deps.intent_tools,
             prompts=deps.prompts,
         )
 

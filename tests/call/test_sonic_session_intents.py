@@ -134,6 +134,7 @@ class Harness:
         *,
         memory: SessionMemory | None = None,
         connector: Callable[[Scripted], FakeConnector[Scripted]] = FakeConnector,
+        model_tools: bool = True,
     ) -> None:
         self.conv = Scripted()
         self.connector = connector(self.conv)
@@ -145,6 +146,7 @@ class Harness:
         self.actions: list[CallAction] = []
         self.acted = anyio.Event()
         self.hours = HoursTool()
+        everything = Toolbox([TransferCallTool({"sales": TWIML}), EndCallTool(), self.hours])
         self.session = SonicSession(
             connector=self.connector,  # type: ignore[arg-type]
             audio=Mailbox[CallerAudio]("sonic.audio", 4, Overflow.DROP_OLDEST),
@@ -154,11 +156,10 @@ class Harness:
             memory=self.memory,
             journal=self.journal,
             dtmf=DtmfSettings(interdigit_ms=60_000),
-            tools=Toolbox(
-                [TransferCallTool({"sales": TWIML}), EndCallTool(), self.hours],
-            ),
+            tools=everything if model_tools else Toolbox(),
             on_action=self.on_action,
             intents=BOOK,
+            intent_tools=None if model_tools else everything,
             prompts=PROMPTS,
         )
 
@@ -267,6 +268,20 @@ async def test_the_models_own_end_call_is_ignored_while_an_intents_transfer_is_p
     (action,) = h.actions
     assert isinstance(action, TransferCall)
     assert h.conv.results == [("t1", '{"status":"ending_call"}')]
+
+
+async def test_an_intent_runs_a_tool_this_calls_model_is_not_offered(
+    harness: Callable[..., Harness],
+) -> None:
+    h = harness(model_tools=False)  # e.g. a route that offers the model no tools
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(h.session.run)
+            await h.control.send(CallerDtmf(digit="0", at=anyio.current_time()))
+            await h.next_turn_message()
+            assert "transferred to sales" in await h.text(1)
+            h.session.request_stop()
+    assert h.journal.intent_outcomes == {1: "ok"}
 
 
 async def test_digits_another_intent_extends_wait_for_the_entry_to_end(

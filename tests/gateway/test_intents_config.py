@@ -108,6 +108,10 @@ def test_the_system_prompt_says_what_the_caller_heard_and_what_notes_are(tmp_pat
     assert with_intents.system_prompt().endswith(intent_system_note())
     settings = with_intents.sonic.to_sonic_settings(system_prompt=with_intents.system_prompt())
     assert settings.system_prompt == with_intents.system_prompt()
+    # Another persona, another greeting clip (a route's), or none at all.
+    pirate = plain.system_prompt(base="Talk like a pirate.", greeting="hold")
+    assert pirate == "Talk like a pirate.\n\n" + greeting_system_note("Please hold for a moment.")
+    assert plain.system_prompt(base="Talk like a pirate.", greeting=None) == "Talk like a pirate."
 
 
 def test_the_prompt_choices_are_the_cached_prompts() -> None:
