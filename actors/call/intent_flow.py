@@ -245,7 +245,7 @@ class IntentFlow:
     def prompt_played(self, turn_id: int, *, interrupted: bool) -> None:
         """TurnTaker: the prompt of ``turn_id`` is over (``PromptPlayed``)."""
         pending = self._memory.pending_end
-        if pending is not None and pending.turn_id == turn_id:
+        if turn_id == self._prompt_turn or (pending is not None and pending.turn_id == turn_id):
             _log.info("intent.prompt_played", turn_id=turn_id, interrupted=interrupted)
             self._prompt_played.set()
 
