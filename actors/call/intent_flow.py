@@ -199,6 +199,7 @@ class IntentFlow:
         clip = self._prompts.get(rule.prompt)
         self._busy = self._withholding = self._matched_this_turn = True
         self._answer_started = anyio.Event() if trigger == "transcript" else None
+        self._prompt_played = anyio.Event()  # this prompt's end, not an earlier intent's
         self._prompt_turn = turn_id
         self.matched += 1
         await self._take_floor(

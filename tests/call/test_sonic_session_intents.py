@@ -284,6 +284,31 @@ async def test_an_intent_runs_a_tool_this_calls_model_is_not_offered(
     assert h.journal.intent_outcomes == {1: "ok"}
 
 
+async def test_a_second_intent_waits_for_its_own_prompt_not_the_first_ones(
+    harness: Callable[..., Harness],
+) -> None:
+    h = harness()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(h.session.run)
+            now = anyio.current_time()
+            for key in "12":
+                await h.control.send(CallerDtmf(digit=key, at=now))
+            first = await h.next_turn_message()
+            await h.text(1)  # the hours tool answered; the intent is done
+            await h.control.send(PromptPlayed(turn_id=first.turn_id, interrupted=False, at=0))
+            await h.control.send(CallerDtmf(digit="0", at=anyio.current_time()))
+            second = await h.next_turn_message()
+            assert isinstance(second, IntentMatched)
+            await h.text(2)
+            await anyio.wait_all_tasks_blocked()  # the flow now waits for the prompt's end
+            assert not h.actions  # the hold prompt's end is not the transferring prompt's
+            await h.control.send(PromptPlayed(turn_id=second.turn_id, interrupted=False, at=0))
+            await h.acted.wait()
+            h.session.request_stop()
+    assert isinstance(h.actions[0], TransferCall)
+
+
 async def test_digits_another_intent_extends_wait_for_the_entry_to_end(
     harness: Callable[..., Harness],
 ) -> None:
