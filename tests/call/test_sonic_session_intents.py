@@ -434,7 +434,9 @@ class SlowOpening(FakeConnector[Scripted]):
         self.release = anyio.Event()
 
     @contextlib.asynccontextmanager
-    async def conversation(self, *, history: object = ()) -> AsyncIterator[Scripted]:
+    async def conversation(
+        self, *, history: object = (), settings: object = None
+    ) -> AsyncIterator[Scripted]:
         await self.release.wait()
         yield self.conv
 
@@ -465,7 +467,9 @@ class Failing(FakeConnector[Scripted]):
     after_open = False
 
     @contextlib.asynccontextmanager
-    async def conversation(self, *, history: object = ()) -> AsyncIterator[Scripted]:
+    async def conversation(
+        self, *, history: object = (), settings: object = None
+    ) -> AsyncIterator[Scripted]:
         if not self.after_open:
             raise self.error
         yield self.conv
