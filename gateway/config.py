@@ -4,9 +4,10 @@ Theory of operation:
 
 * :class:`GatewayConfig` is a frozen attrs object made of frozen sections (``server``, ``twilio``,
   ``limits``, ``debug``, ``logging``, ``sonic``, ``call``, ``prompts``, ``call_webhook``) plus the
-  top-level ``backend``, ``tools`` (``[[tools]]`` entries, :mod:`gateway.tools`; TOML only) and
-  ``routes`` (``[[routes]]`` entries, :mod:`gateway.routes`; TOML only). Defaults live on the
-  attrs fields and nowhere else.
+  top-level ``backend``, ``tools`` (``[[tools]]`` entries, :mod:`gateway.tools`), ``intents``
+  (``[[intents]]`` entries, :mod:`gateway.intents`) and ``routes`` (``[[routes]]`` entries,
+  :mod:`gateway.routes`); the last three in TOML only. Defaults live on the attrs fields and
+  nowhere else.
 * Sources, in increasing precedence: the defaults, a TOML file (:meth:`GatewayConfig.from_toml`),
   then ``SONIC_GATEWAY_*`` environment variables (:meth:`GatewayConfig.from_env`);
   :func:`load_config` combines both. The environment convention is
@@ -41,6 +42,7 @@ import msgspec
 from actors.call import MIN_BARGE_IN_SPEECH_MS
 from actors.errors import ConfigError
 from actors.wire import EndpointingSensitivity
+from gateway.intents import IntentConfig, check_intents
 from gateway.routes import CallWebhookConfig, RouteConfig, check_call_webhook, check_routes
 from gateway.tools import ToolConfig, TransferTarget, check_builtin_tools, check_tools
 
@@ -61,6 +63,7 @@ __all__ = [
     "DebugConfig",
     "EndpointingSensitivity",
     "GatewayConfig",
+    "IntentConfig",
     "LimitsConfig",
     "LogFormat",
     "LogLevel",
@@ -299,6 +302,7 @@ class SonicConfig:
         endpoint_uri: str | None = None,
         ca_bundle: Path | None = None,
         tools: Sequence[SonicTool] = (),
+        system_prompt: str | None = None,
     ) -> SonicSettings:
         """The Sonic client's per-conversation settings.
 
@@ -306,6 +310,8 @@ class SonicConfig:
             endpoint_uri: overrides ``endpoint_uri`` (the in-process emulator's endpoint).
             ca_bundle: overrides ``ca_bundle`` (the emulator's CA).
             tools: the tools offered to the model (``gateway.tools.sonic_tools``).
+            system_prompt: overrides ``system_prompt`` (:meth:`GatewayConfig.system_prompt`: it
+                with what the caller heard before the model spoke).
         """
         from actors.sonic import SonicSettings
 
@@ -313,7 +319,7 @@ class SonicConfig:
             region=self.region,
             model_id=self.model_id,
             voice_id=self.voice_id,
-            system_prompt=self.system_prompt,
+            system_prompt=self.system_prompt if system_prompt is None else system_prompt,
             max_tokens=self.max_tokens,
             top_p=self.top_p,
             temperature=self.temperature,
@@ -446,6 +452,21 @@ class GatewayConfig:
     tools: tuple[ToolConfig, ...] = ()
     call_webhook: CallWebhookConfig = attrs.field(factory=CallWebhookConfig)
     routes: tuple[RouteConfig, ...] = ()
+    intents: tuple[IntentConfig, ...] = ()
+
+    def system_prompt(self, *, base: str | None = None, greeting: str | None = "greeting") -> str:
+        """The system prompt a Sonic session gets: ``base`` (default ``sonic.system_prompt``),
+        then what the caller heard before the model spoke (the words of the prompt played as the
+        greeting, ``prompts.<greeting>_text``; None: no greeting played, nothing said) and, with
+        ``[[intents]]``, what the notes about them are (``actors.call.intents``)."""
+        from actors.call import greeting_system_note, intent_system_note
+
+        parts = [self.sonic.system_prompt if base is None else base]
+        if greeting is not None:
+            parts.append(greeting_system_note(self.prompts.text(greeting)))
+        if self.intents:
+            parts.append(intent_system_note())
+        return "\n\n".join(parts)
 
     @classmethod
     def from_toml(cls, path: Path) -> GatewayConfig:
@@ -585,6 +606,11 @@ def _check_known_keys(raw: Mapping[str, Any], cls: type, prefix: tuple[str, ...]
                 if not isinstance(entry, dict):
                     raise ConfigError(f"routes[{i}]", "a [[routes]] table", entry)
                 _check_known_keys(entry, RouteConfig, (f"routes[{i}]",))
+        elif key == "intents" and prefix == () and isinstance(value, list):
+            for i, entry in enumerate(value):
+                if not isinstance(entry, dict):
+                    raise ConfigError(f"intents[{i}]", "an [[intents]] table", entry)
+                _check_known_keys(entry, IntentConfig, (f"intents[{i}]",))
         elif attrs.has(hint):
             if not isinstance(value, dict):
                 raise ConfigError(dotted, f"a [{dotted}] table", value)
@@ -675,10 +701,22 @@ def _convert(raw: dict[str, Any], origin: Mapping[tuple[str, ...], str]) -> Gate
 
 
 def _error_path(exc: msgspec.ValidationError) -> tuple[str, ...]:
+    """The dotted path msgspec names; an entry of a list keeps its index (``tools[1]``)."""
     match = _PATH_RE.search(str(exc))
     if match is None:
         return ()
-    return tuple(p for p in re.findall(r"\.([A-Za-z0-9_]+)", match.group(1)))
+    parts: list[str] = []
+    for name, index in re.findall(r"\.([A-Za-z0-9_]+)|\[(\d+)\]", match.group(1)):
+        if name:
+            parts.append(name)
+        elif parts:
+            parts[-1] += f"[{index}]"
+    return tuple(parts)
+
+
+def _split_index(part: str) -> tuple[str, int | None]:
+    name, _, index = part.partition("[")
+    return name, int(index.rstrip("]")) if index else None
 
 
 def _hint_at(path: tuple[str, ...]) -> object:
@@ -686,7 +724,11 @@ def _hint_at(path: tuple[str, ...]) -> object:
     for part in path:
         if not (isinstance(hint, type) and attrs.has(hint)):
             return None
-        hint = get_type_hints(hint, include_extras=True).get(part)
+        name, index = _split_index(part)
+        hint = get_type_hints(hint, include_extras=True).get(name)
+        if index is not None:  # an entry of a ``tuple[X, ...]``
+            args = typing.get_args(hint)
+            hint = args[0] if args else None
     return hint
 
 
@@ -712,9 +754,14 @@ def _expected(exc: msgspec.ValidationError, hint: object) -> str:
 def _lookup(raw: Mapping[str, Any], path: tuple[str, ...]) -> object:
     node: object = raw
     for part in path:
-        if not isinstance(node, Mapping) or part not in node:
+        name, index = _split_index(part)
+        if not isinstance(node, Mapping) or name not in node:
             return None
-        node = node[part]
+        node = node[name]
+        if index is not None:
+            if not isinstance(node, list) or index >= len(node):
+                return None
+            node = node[index]
     return node
 
 
@@ -783,6 +830,12 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
         config.tools,
         rest_configured=twilio.account_sid is not None
         and (twilio.auth_token is not None or twilio.api_key_secret is not None),
+    )
+    check_intents(
+        config.intents,
+        config.tools,
+        dtmf_terminator=config.call.dtmf_terminator,
+        dtmf_max_digits=config.call.dtmf_max_digits,
     )
     if config.call.playback_chunk_ms > config.call.playback_lead_ms:
         raise ConfigError(

@@ -7,8 +7,8 @@ per app (never the process-global default registry, so several apps share a proc
   wrapper awaits the call and then reads its :class:`~actors.call.CallReport` (the figures of the
   ``call.summary`` log line): outcome, greeting time, each turn's model / gateway / total response
   time, barge-in stop times, assistant audio heard and cleared, Sonic handovers, restarts and
-  errors, tool calls by tool and outcome with their latency. These go into ordinary counters and
-  histograms.
+  errors, tool calls by tool and outcome with their latency, intents matched and how fast their
+  prompt went out. These go into ordinary counters and histograms.
 * **Live state, at scrape time.** :class:`LiveCollector` reads the call registry (live calls,
   handshakes, refusals by reason, caller audio dropped, drain state), the loop-lag monitor's
   cumulative histogram, the Sonic connector's pool and connection statistics, and the mailbox
@@ -19,7 +19,7 @@ per app (never the process-global default registry, so several apps share a proc
 Labels are low-cardinality only: an end reason's prefix (``sonic_fatal:accessDeniedException`` is
 outcome ``sonic_fatal``), a refusal reason, a Sonic error kind (a closed set, see
 :mod:`actors.sonic.classify`), a mailbox name, a barge-in source, a configured tool's name (a name the model made up is
-``_unknown``). Never a CallSid or a number.
+``_unknown``), a configured intent's name. Never a CallSid or a number.
 docs/metrics.md lists every metric.
 """
 
@@ -377,6 +377,18 @@ class GatewayMetrics:
             buckets=_TOOL_BUCKETS,
             registry=reg,
         )
+        self.intents = Counter(
+            f"{PREFIX}_intents",
+            "Intents matched (a keypad entry or the caller's words answered by the gateway).",
+            ["intent", "trigger"],
+            registry=reg,
+        )
+        self.intent_prompt = Histogram(
+            f"{PREFIX}_intent_prompt_seconds",
+            "An intent's match to its cached prompt's first media message sent to Twilio.",
+            buckets=_GATEWAY_BUCKETS,
+            registry=reg,
+        )
         reg.register(
             LiveCollector(
                 registry,
@@ -421,6 +433,10 @@ class GatewayMetrics:
             self.tool_calls.labels(name, tool.outcome).inc()
             if tool.outcome != "cancelled":
                 self.tool_latency.labels(name).observe(tool.latency_ms / 1000.0)
+        for intent in report.intents:
+            self.intents.labels(intent.intent, intent.trigger).inc()
+            if intent.match_to_media_ms is not None:
+                self.intent_prompt.observe(intent.match_to_media_ms / 1000.0)
 
     def observe_ended(self, call: LiveCall, *, failed: bool) -> None:
         """Count a call that has just ended (its report when it has one, and its mailbox drops).

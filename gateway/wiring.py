@@ -43,6 +43,7 @@ from actors.call import (
 from actors.sonic import BotocoreCredentials, SonicConnector, StaticCredentials
 from actors.tools import Toolbox
 from gateway.debug import DebugSources
+from gateway.intents import build_intents
 from gateway.registry import CallFactory
 from gateway.routes import GREETING_NONE
 from gateway.routing import CallRouter
@@ -104,11 +105,14 @@ async def open_sonic_connector(
                 endpoint_uri=emulator.endpoint_uri,
                 ca_bundle=emulator.ca_path,
                 tools=sonic_tools(config.tools),
+                system_prompt=config.system_prompt(),
             )
             credentials = StaticCredentials()
             _log.info("backend.emulator_started", endpoint=emulator.endpoint_uri)
         else:
-            settings = config.sonic.to_sonic_settings(tools=sonic_tools(config.tools))
+            settings = config.sonic.to_sonic_settings(
+                tools=sonic_tools(config.tools), system_prompt=config.system_prompt()
+            )
             credentials = BotocoreCredentials()
             _log.info("backend.bedrock", region=settings.region, model_id=settings.model_id)
         connector = await stack.enter_async_context(
@@ -194,7 +198,8 @@ def build_call_factory(
     per call. ``tools`` are the executable ``[[tools]]`` (:func:`gateway.tools.build_toolbox`,
     over the process's one HTTP client); None: no tool runs (the model is answered
     ``unknown_tool``). ``call_control`` is the Twilio REST client the built-in ``end_call`` /
-    ``transfer_call`` use (:func:`open_call_control`). ``router`` chooses each call's route (the
+    ``transfer_call`` use (:func:`open_call_control`). The ``[[intents]]`` become the calls'
+    intent book (:func:`gateway.intents.build_intents`). ``router`` chooses each call's route (the
     app's voice webhook uses the same one); None: the config's routes, without configuration
     webhooks (no HTTP client).
 
@@ -223,11 +228,15 @@ def build_call_factory(
         ),
         **({} if tools is None else {"tools": tools}),
         call_control=call_control,
+        intents=build_intents(
+            config.intents, {name: config.prompts.text(name) for name in PROMPT_NAMES}
+        ),
+        intent_tools=tools,
     )
 
     if router is None:
         router = CallRouter.from_config(config)
-    return CallBuilder(RoutedDeps(deps, prompts), router)
+    return CallBuilder(RoutedDeps(deps, prompts, config.system_prompt), router)
 
 
 @final
@@ -268,13 +277,21 @@ class RoutedDeps:
     Args:
         base: the top-level (default route's) deps; their Sonic settings offer every tool.
         prompts: the prompt cache a plan's greeting names a clip of.
+        system_prompt: composes a session's system prompt from a persona and the greeting
+            played (:meth:`GatewayConfig.system_prompt`); None: a plan's persona as it is.
     """
 
-    __slots__ = ("_by_route", "_clips", "base")
+    __slots__ = ("_by_route", "_clips", "_system_prompt", "base")
 
-    def __init__(self, base: CallDeps, prompts: PromptCache) -> None:
+    def __init__(
+        self,
+        base: CallDeps,
+        prompts: PromptCache,
+        system_prompt: Callable[..., str] | None = None,
+    ) -> None:
         self.base = base
         self._clips: dict[str, bytes] = dict(prompts.clips.items())
+        self._system_prompt = system_prompt
         self._by_route: dict[CallPlan, CallDeps] = {}
 
     def for_plan(self, plan: CallPlan) -> CallDeps:
@@ -305,11 +322,18 @@ class RoutedDeps:
             greeting = b""
         elif plan.greeting is not None:
             greeting = self._clips[plan.greeting]  # a prompt name: checked at load / in the answer
+        system_prompt = settings.system_prompt
+        if self._system_prompt is not None and (plan.system_prompt, plan.greeting) != (None, None):
+            # What the caller heard first (or that nothing was played) goes with the persona.
+            system_prompt = self._system_prompt(
+                base=plan.system_prompt,
+                greeting=None if plan.greeting == GREETING_NONE else plan.greeting or "greeting",
+            )
+        elif plan.system_prompt is not None:
+            system_prompt = plan.system_prompt
         sonic = attrs.evolve(
             settings,
-            system_prompt=settings.system_prompt
-            if plan.system_prompt is None
-            else plan.system_prompt,
+            system_prompt=system_prompt,
             voice_id=settings.voice_id if plan.voice_id is None else plan.voice_id,
             tools=offered,
         )

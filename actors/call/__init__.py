@@ -15,6 +15,15 @@ from __future__ import annotations
 from actors.call.call import ACTION_MARK, Call
 from actors.call.deps import CallDeps, load_greeting
 from actors.call.dtmf import DtmfSettings
+from actors.call.intents import (
+    INTENT_NOTE_PREFIX,
+    IntentBook,
+    IntentRule,
+    IntentTrigger,
+    intent_note,
+    intent_system_note,
+    normalize_words,
+)
 from actors.call.outcome import CallOutcome, Outcome, outcome_for_end_reason, outcome_for_error
 from actors.call.ports import CallIdentity, TwilioSocket
 from actors.call.prompts import (
@@ -23,11 +32,13 @@ from actors.call.prompts import (
     PromptFile,
     PromptFormatError,
     PromptName,
+    greeting_system_note,
     load_prompt_cache,
 )
 from actors.call.report import (
     BargeInSummary,
     CallReport,
+    IntentSummary,
     ToolCallSummary,
     TranscriptLine,
     TurnLatency,
@@ -37,6 +48,7 @@ from actors.call.view import CallView, call_view, mask_number
 
 __all__ = [
     "ACTION_MARK",
+    "INTENT_NOTE_PREFIX",
     "MIN_BARGE_IN_SPEECH_MS",
     "PROMPT_NAMES",
     "BargeInSummary",
@@ -47,6 +59,10 @@ __all__ = [
     "CallReport",
     "CallView",
     "DtmfSettings",
+    "IntentBook",
+    "IntentRule",
+    "IntentSummary",
+    "IntentTrigger",
     "Outcome",
     "PromptCache",
     "PromptFile",
@@ -57,9 +73,13 @@ __all__ = [
     "TurnLatency",
     "TwilioSocket",
     "call_view",
+    "greeting_system_note",
+    "intent_note",
+    "intent_system_note",
     "load_greeting",
     "load_prompt_cache",
     "mask_number",
+    "normalize_words",
     "outcome_for_end_reason",
     "outcome_for_error",
 ]

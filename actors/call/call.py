@@ -22,7 +22,8 @@ Rules:
   goodbye / transferring prompt and waits for its mark's echo (bounded by the clip plus slack),
   and only then asks Twilio's REST API (``deps.call_control``) to complete the call or run the
   transfer ``<Dial>``. An already-ended call is fine; a REST failure is a WARNING. The socket
-  then closes with 1000.
+  then closes with 1000. An intent's action arrives the same way once its own prompt has played
+  (``announced``): the prompt is not played again.
 * :meth:`Call.say_goodbye` (the gateway is stopping and waited long enough) stops the tree like
   :meth:`Call.request_stop` -- the Sonic stream is closed in order -- then plays the goodbye prompt
   and closes the socket with 1001 (going away).
@@ -173,17 +174,19 @@ class Call:
         """Play the action's prompt until Twilio echoes its mark (bounded), then ask Twilio's REST
         API to hang up or transfer. Runs after the tree stopped: the socket is ours alone."""
         deps = self._deps
-        clip = deps.prompts.get("goodbye" if isinstance(action, EndCall) else "transferring")
-        heard = await play_goodbye(
-            self._socket,
-            self._identity.stream_sid,
-            clip,
-            chunk_ms=deps.playback_chunk_ms,
-            mark=ACTION_MARK,
-            # What the model said before the tool use plays out first (at most the lead).
-            clear=False,
-            slack_s=_ACTION_SLACK_S + deps.playback_lead_ms / 1000.0,
-        )
+        heard: bool | None = None  # an intent's prompt: SonicSession logged whether it was heard
+        if not action.announced:
+            clip = deps.prompts.get("goodbye" if isinstance(action, EndCall) else "transferring")
+            heard = await play_goodbye(
+                self._socket,
+                self._identity.stream_sid,
+                clip,
+                chunk_ms=deps.playback_chunk_ms,
+                mark=ACTION_MARK,
+                # What the model said before the tool use plays out first (at most the lead).
+                clear=False,
+                slack_s=_ACTION_SLACK_S + deps.playback_lead_ms / 1000.0,
+            )
         control = deps.call_control
         call_sid = self._identity.call_sid
         match action:

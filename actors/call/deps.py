@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from actors.call.dtmf import DtmfSettings
+from actors.call.intents import IntentBook
 from actors.call.ports import CallControl
 from actors.call.prompts import PromptCache, bundled_prompt, ulaw_from_wav
 from actors.call.report import CallReport
@@ -85,6 +86,10 @@ class CallDeps:
             each call runs them in its SonicSession, at most ``tools.max_in_flight`` at once.
         call_control: Twilio's REST API, for the built-in ``end_call`` / ``transfer_call`` tools
             (None: their actions end the call's stream only).
+        intents: the fast intents (:mod:`actors.call.intents`): keypad entries or caller words
+            that play a cached prompt at once and run a tool (none by default).
+        intent_tools: the tools intents run (None: ``tools``); every configured tool, even one
+            the model of this call is not offered.
     """
 
     connector: SonicConnector
@@ -100,3 +105,5 @@ class CallDeps:
     dtmf: DtmfSettings = attrs.field(factory=DtmfSettings)
     tools: Toolbox = attrs.field(factory=Toolbox, repr=False)
     call_control: CallControl | None = attrs.field(default=None, repr=False)
+    intents: IntentBook = attrs.field(factory=IntentBook, repr=False)
+    intent_tools: Toolbox | None = attrs.field(default=None, repr=False)

@@ -8,7 +8,8 @@ ENTRIES, as an IVR's "gather" does. An entry ends when:
 * the terminator arrives (``#`` by default; not part of the entry; empty disables it),
 * ``interdigit_ms`` pass after the last key without another one (the shell asks for
   :attr:`DigitCollector.deadline` and calls :meth:`DigitCollector.expire` when it passes), or
-* the entry reaches ``max_digits``.
+* the entry reaches ``max_digits``, or
+* the shell ends it at once with :meth:`DigitCollector.take` (an intent recognised the keys so far).
 
 A terminator with no digits pending is an entry of its own (empty ``digits``): the caller pressing
 ``#`` alone may mean "skip" or "done". The one exception is the terminator that closes an entry the
@@ -30,7 +31,7 @@ __all__ = ["DTMF_KEYS", "DigitCollector", "DtmfEntry", "DtmfSettings"]
 DTMF_KEYS: Final = frozenset("0123456789*#ABCD")
 """The keys a DTMF keypad can send (Twilio sends ``0-9``, ``*`` and ``#``)."""
 
-EndedBy = Literal["terminator", "timeout", "max_digits"]
+EndedBy = Literal["terminator", "timeout", "max_digits", "intent"]
 
 
 def _terminator(_: object, __: attrs.Attribute[str], value: str) -> None:
@@ -137,6 +138,15 @@ class DigitCollector:
         if deadline is None or now < deadline:
             return None
         return self._take("timeout", deadline)
+
+    def take(self, at: float) -> DtmfEntry | None:
+        """End the entry in progress at ``at`` (an intent recognised its keys); None if there is
+        none. A terminator pressed within the inter-digit time after it is dropped."""
+        if not self._pending:
+            return None
+        if self._settings.terminator:
+            self._drop_terminator_until = at + self._settings.interdigit_ms / 1000.0
+        return self._take("intent", at)
 
     def _take(self, ended_by: EndedBy, at: float) -> DtmfEntry:
         entry = DtmfEntry(digits="".join(self._pending), ended_by=ended_by, at=at)

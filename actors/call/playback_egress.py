@@ -14,6 +14,9 @@ Rules:
   message).
 * The greeting (turn 0, generation 0) is queued and its first chunks are sent before this actor
   reports ready: the greeting never waits for the Sonic session, which opens concurrently.
+* An intent's prompt (``PlayPrompt``, already 8 kHz μ-law) is queued as a complete turn and goes
+  out on the same wake-up: TurnTaker sent the ``ClearPlayback`` that makes room for it first, on
+  the same control mailbox.
 * Sends ``media`` + ``mark`` per chunk and ``clear`` with the wire encoders; tells TurnTaker when a
   turn starts and finishes playing (heard position); records clears, first media and playback
   results in the journal. A socket that is gone ends this actor normally (``socket_closed``): the
@@ -46,6 +49,7 @@ from actors.call.protocol import (
     PlaybackData,
     PlaybackFinished,
     PlaybackStarted,
+    PlayPrompt,
     TurnControl,
 )
 from actors.errors import MailboxClosed, ResourceClosed
@@ -155,6 +159,9 @@ class PlaybackEgress(Actor[PlaybackControl | PlaybackData]):
             case ClearPlayback(generation=generation, through_turn_id=through):
                 self._encoder.discard()
                 return queue.clear(generation, through, now)
+            case PlayPrompt(turn_id=turn_id, ulaw=ulaw):
+                queue.enqueue(turn_id, ulaw)
+                return queue.end_turn(turn_id, now)
             case MarkEchoed(name=name):
                 return queue.mark_echoed(name, now)
             case _:

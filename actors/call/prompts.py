@@ -40,6 +40,7 @@ __all__ = [
     "PromptName",
     "bundled_prompt",
     "check_ulaw",
+    "greeting_system_note",
     "load_prompt_cache",
     "ulaw_from_wav",
 ]
@@ -67,6 +68,19 @@ class PromptFormatError(ValueError):
 def bundled_prompt(name: PromptName) -> bytes:
     """The clip of ``name`` shipped in the package, raw 8 kHz μ-law."""
     return (resources.files("actors.call") / "assets" / f"{name}.ulaw").read_bytes()
+
+
+def greeting_system_note(text: str) -> str:
+    """What the system prompt says about the greeting the gateway played before the model spoke.
+
+    Nova Sonic's conversation history must start with a USER turn (an ASSISTANT turn first is
+    refused), and at the call's start the caller has said nothing: the greeting cannot be an
+    ASSISTANT history turn. The system prompt says it instead, in every session of the call.
+    """
+    return (
+        "When the call connected, the phone system played this greeting to the caller, "
+        f'as if you had said it: "{text}". Do not greet the caller again; continue from it.'
+    )
 
 
 def ulaw_from_wav(data: bytes) -> bytes:

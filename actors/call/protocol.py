@@ -19,14 +19,15 @@ Who sends what (the arrows of docs/call.md)::
                    -> PlaybackEgress.control MarkEchoed
     SonicSession   -> PlaybackEgress.data    AssistantAudio, AssistantAudioEnded
                    -> TurnTaker.control      AssistantTurnStarted, AssistantTurnEnded,
-                                             UserTranscribed, BargeInDetected
-    TurnTaker      -> PlaybackEgress.control ClearPlayback
-                   -> SonicSession.control   HeardReport
+                                             UserTranscribed, BargeInDetected, IntentMatched
+    TurnTaker      -> PlaybackEgress.control ClearPlayback, PlayPrompt
+                   -> SonicSession.control   HeardReport, PromptPlayed
     PlaybackEgress -> TurnTaker.control      PlaybackStarted, PlaybackFinished
 
 Turn ids: assistant turn ``0`` is the greeting; Sonic's assistant turns are numbered from 1 by
 SonicSession (one turn = one assistant AUDIO content block), monotonic for the whole call, across
-session restarts and handovers. Playback generations start at 0 and are bumped by TurnTaker on
+session restarts and handovers. An intent's prompt takes the next id when it matches (SonicSession
+allocates it), so every later Sonic turn has a higher one. Playback generations start at 0 and are bumped by TurnTaker on
 every barge-in (``ClearPlayback.generation`` is the NEW generation).
 """
 
@@ -49,12 +50,16 @@ __all__ = [
     "CallerSpeechStarted",
     "CallerSpeechStopped",
     "ClearPlayback",
+    "ClearSource",
     "HeardReport",
+    "IntentMatched",
     "MarkEchoed",
+    "PlayPrompt",
     "PlaybackControl",
     "PlaybackData",
     "PlaybackFinished",
     "PlaybackStarted",
+    "PromptPlayed",
     "SonicControl",
     "SonicData",
     "TurnControl",
@@ -68,6 +73,9 @@ GREETING_TURN_ID = 0
 BargeInSource = Literal["sonic_marker", "sonic_interrupted", "local_vad"]
 """Where a barge-in came from: Sonic's ``{"interrupted": true}`` text marker, Sonic's
 ``contentEnd`` with ``stopReason: INTERRUPTED``, or the local VAD's minimum-speech guard."""
+
+ClearSource = BargeInSource | Literal["intent"]
+"""Why playback is cleared: a barge-in, or an intent's prompt taking the floor."""
 
 
 class _Message(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -179,6 +187,20 @@ class BargeInDetected(_Message, frozen=True):
     source: BargeInSource
 
 
+class IntentMatched(_Message, frozen=True):
+    """An intent matched at ``at``: its prompt takes the floor NOW as turn ``turn_id``.
+
+    SonicSession -> TurnTaker.control. ``ulaw`` is the cached prompt (8 kHz μ-law).
+    """
+
+    turn_id: int
+    intent: str
+    ulaw: bytes
+    trigger_at: float | None
+    """When the caller pressed the key that completed a DTMF trigger; None for a transcript
+    (TurnTaker knows the caller's end of speech)."""
+
+
 # --------------------------------------------------------------------------- TurnTaker ->
 
 
@@ -191,9 +213,19 @@ class ClearPlayback(_Message, frozen=True):
 
     generation: int
     through_turn_id: int
-    source: BargeInSource
+    source: ClearSource
     signal_at: float
-    """When the barge-in signal reached the gateway (for the stop-time figure)."""
+    """When the barge-in signal (or the intent's match) reached the gateway (stop-time figure)."""
+
+
+class PlayPrompt(_Message, frozen=True):
+    """Play a cached prompt as turn ``turn_id`` now (TurnTaker -> PlaybackEgress.control).
+
+    ``ulaw`` is 8 kHz μ-law; the turn is complete (no more audio follows).
+    """
+
+    turn_id: int
+    ulaw: bytes
 
 
 class HeardReport(_Message, frozen=True):
@@ -206,6 +238,14 @@ class HeardReport(_Message, frozen=True):
     heard_ms: float
     total_ms: float
     """Audio of the turn that reached PlaybackEgress (sent or queued) before the clear."""
+
+
+class PromptPlayed(_Message, frozen=True):
+    """An intent's prompt (turn ``turn_id``) is over: played to its end, or cut by a barge-in
+    (TurnTaker -> SonicSession.control)."""
+
+    turn_id: int
+    interrupted: bool
 
 
 # --------------------------------------------------------------------------- PlaybackEgress ->
@@ -234,7 +274,7 @@ class PlaybackFinished(_Message, frozen=True):
 
 # --------------------------------------------------------------------------- inbox unions
 
-SonicControl = CallerDtmf | HeardReport
+SonicControl = CallerDtmf | HeardReport | PromptPlayed
 """SonicSession's control inbox."""
 
 SonicData = CallerAudio
@@ -247,12 +287,13 @@ TurnControl = (
     | AssistantTurnStarted
     | AssistantTurnEnded
     | BargeInDetected
+    | IntentMatched
     | PlaybackStarted
     | PlaybackFinished
 )
 """TurnTaker's only inbox: TurnTaker sees no audio, so it has no data inbox."""
 
-PlaybackControl = ClearPlayback | MarkEchoed
+PlaybackControl = ClearPlayback | PlayPrompt | MarkEchoed
 """PlaybackEgress's control inbox: served before any audio."""
 
 PlaybackData = AssistantAudio | AssistantAudioEnded

@@ -3,9 +3,10 @@
 Rules:
 
 * The journal is append-only and owned by :class:`~actors.call.Call`; each actor writes only its own
-  facts (ingress: end reason and frame counts; SonicSession: transcripts, handovers, restarts;
-  TurnTaker: latencies and barge-in decisions; PlaybackEgress: clears sent and playback results;
-  SonicSession's ToolRunner: finished tool calls).
+  facts (ingress: end reason and frame counts; SonicSession: transcripts, handovers, restarts,
+  intents matched and their tools' outcomes; TurnTaker: latencies, intent prompt latencies and
+  barge-in decisions; PlaybackEgress: clears sent and playback results; SonicSession's
+  ToolRunner: finished tool calls).
   It is a recorder, not a channel: no actor reads what another wrote, so it creates no coupling and
   needs no lock (one event loop, no awaits inside its methods).
 * Times recorded are ``anyio.current_time()`` values; the report turns them into millisecond
@@ -16,14 +17,18 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Literal, final
+from typing import TYPE_CHECKING, Literal, final
 
 import anyio
 import attrs
 import msgspec
 
+from actors.call.intents import IntentTrigger
 from actors.call.protocol import BargeInSource, PlaybackFinished
 from actors.tools import ToolCall, ToolOutcome
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "BargeInRecord",
@@ -31,6 +36,9 @@ __all__ = [
     "CallJournal",
     "CallReport",
     "EndOfSpeechSource",
+    "IntentLatency",
+    "IntentRecord",
+    "IntentSummary",
     "ToolCallSummary",
     "TranscriptLine",
     "TurnLatency",
@@ -53,6 +61,32 @@ class TurnLatency(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     model_ms: float | None
     gateway_ms: float | None
     total_ms: float | None
+
+
+class IntentLatency(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """An intent's prompt (TurnTaker): the caller's end of speech or key -> match -> first media.
+
+    ``caller_ms``: the caller's end of speech (``vad`` / ``transcript``, as for a turn) or the key
+    that completed a DTMF trigger (``dtmf``) -> the match. ``media_ms``: the match -> the prompt's
+    first ``media`` sent. ``total_ms`` is their sum (None without a caller time).
+    """
+
+    turn_id: int
+    intent: str
+    caller: EndOfSpeechSource | Literal["dtmf"] | None
+    caller_ms: float | None
+    media_ms: float
+    total_ms: float | None
+
+
+class IntentRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """An intent SonicSession matched: which, what matched it, when, its prompt's turn, its tool."""
+
+    intent: str
+    trigger: IntentTrigger
+    at: float
+    turn_id: int
+    tool: str
 
 
 class BargeInRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -103,6 +137,32 @@ class ToolCallSummary(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The result reached the model."""
 
 
+class IntentSummary(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One intent that matched, as the report shows it.
+
+    Attributes:
+        intent: its name.
+        trigger: ``dtmf`` (the caller's keys) or ``transcript`` (the caller's words).
+        at_ms: when it matched, from the call's start.
+        tool: the tool its action ran.
+        outcome: that tool's outcome (None: the call ended before it finished).
+        caller: what the caller time is: ``vad`` / ``transcript`` (end of speech) or ``dtmf``.
+        caller_to_match_ms: the caller's end of speech or key -> the match.
+        match_to_media_ms: the match -> the prompt's first ``media`` sent (the gateway's part).
+        caller_to_media_ms: the caller's end of speech or key -> the prompt's first media.
+    """
+
+    intent: str
+    trigger: IntentTrigger
+    at_ms: float
+    tool: str
+    outcome: ToolOutcome | None
+    caller: EndOfSpeechSource | Literal["dtmf"] | None
+    caller_to_match_ms: float | None
+    match_to_media_ms: float | None
+    caller_to_media_ms: float | None
+
+
 class CallReport(msgspec.Struct, frozen=True, kw_only=True):
     """What happened on one call: latencies, transcript, barge-ins, what was heard, why it ended."""
 
@@ -125,7 +185,10 @@ class CallReport(msgspec.Struct, frozen=True, kw_only=True):
     sonic_errors: list[str] = msgspec.field(default_factory=list)
     """The kind of every Sonic error the call met, in order: recovered, restarted or fatal."""
     tools: list[ToolCallSummary] = msgspec.field(default_factory=list)
-    """Every tool call the model made, in the order they finished."""
+    """Every tool call the model made (and every tool an intent ran), in the order they
+    finished."""
+    intents: list[IntentSummary] = msgspec.field(default_factory=list)
+    """Every intent that matched, in order, with its prompt's latency."""
 
 
 def truncate_to_heard(text: str, heard_ms: float, total_ms: float) -> str:
@@ -160,6 +223,12 @@ class CallJournal:
     sonic_errors: list[str] = attrs.field(factory=list)
     tool_calls: list[tuple[float, ToolCall]] = attrs.field(factory=list)
     """``(asked at, finished call)`` per tool call, written by SonicSession's ToolRunner."""
+    intents: list[IntentRecord] = attrs.field(factory=list)
+    """Intents SonicSession matched, in order."""
+    intent_outcomes: dict[int, ToolOutcome] = attrs.field(factory=dict)
+    """The outcome of each matched intent's tool, by the intent prompt's turn id (SonicSession)."""
+    intent_latencies: dict[int, IntentLatency] = attrs.field(factory=dict)
+    """Each intent prompt's latency, by its turn id (TurnTaker, when its first media went out)."""
     ended_at: float | None = None
 
     def end(self, reason: str, at: float, detail: str | None = None) -> None:
@@ -241,4 +310,19 @@ class CallJournal:
                 )
                 for at, call in self.tool_calls
             ],
+            intents=[self._intent_summary(record, ms) for record in self.intents],
+        )
+
+    def _intent_summary(self, record: IntentRecord, ms: Callable[[float], float]) -> IntentSummary:
+        latency = self.intent_latencies.get(record.turn_id)
+        return IntentSummary(
+            intent=record.intent,
+            trigger=record.trigger,
+            at_ms=ms(record.at),
+            tool=record.tool,
+            outcome=self.intent_outcomes.get(record.turn_id),
+            caller=None if latency is None else latency.caller,
+            caller_to_match_ms=None if latency is None else latency.caller_ms,
+            match_to_media_ms=None if latency is None else latency.media_ms,
+            caller_to_media_ms=None if latency is None else latency.total_ms,
         )

@@ -3,11 +3,13 @@
 Rules:
 
 * Wraps one :class:`actors.sonic.SonicConversation` (which hands over planned session rotations
-  and recovers retryable stream errors with history replay on its own). Three tasks in one task
-  group, each with one job: caller audio (data mailbox -> ``send_audio``), control (DTMF keys ->
-  :class:`~actors.call.dtmf.DigitCollector` -> one cross-modal USER text per keypad entry;
-  ``HeardReport`` -> history truncation), and Sonic events -> internal messages. Control has its
-  own task so a digit or a heard report never waits behind audio.
+  and recovers retryable stream errors with history replay on its own). Three tasks, each with one
+  job: caller audio (data mailbox -> ``send_audio``), control (DTMF keys ->
+  :class:`~actors.call.dtmf.DigitCollector` -> an intent, or one cross-modal USER text per keypad
+  entry; ``HeardReport`` -> history truncation; ``PromptPlayed`` -> the intent waiting for it), and
+  Sonic events -> internal messages. Control has its own task so a digit or a heard report never
+  waits behind audio, and it starts BEFORE the conversation opens (an intent needs no model; a
+  plain entry waits for the conversation).
 * DTMF: Sonic does not hear keypad tones. Keys are grouped into entries (terminator, inter-digit
   timeout, length limit: :mod:`actors.call.dtmf`); each entry goes to the model as ONE interactive
   USER text, ``DTMF: <keys>`` (``DTMF: #`` for a lone terminator), which a system prompt can refer
@@ -16,7 +18,8 @@ Rules:
   events go out under the stream's send lock, never between audio events, and the audio block
   stays open (:mod:`actors.sonic.protocol`).
 * Tools: a ``ToolUseRequested`` is handed to a :class:`~actors.tools.ToolRunner` that runs the
-  tool in this actor's task group and returns at once, so the event stream (and the model's
+  tool in this actor's task group and returns at once (a built-in's end or transfer is dropped
+  while an intent's own is pending), so the event stream (and the model's
   speech) never waits on a tool; the result, or a structured error such as
   ``{"error": "timeout"}``, goes back with ``send_tool_result``. At most ``tools.max_in_flight``
   run at once (more are answered ``{"error": "busy"}``); a name not configured is answered
@@ -30,8 +33,15 @@ Rules:
   ``AssistantTurnEnded`` to TurnTaker; ``BargeIn`` -> ``BargeInDetected``; FINAL USER transcript
   -> ``UserTranscribed`` and the journal; FINAL assistant text -> the journal; ``HandedOver`` (a
   planned message, not a crash) -> the journal and one log line.
-* Turn ids: Sonic numbers assistant turns per conversation from 1; the call's turn id is
-  ``SessionMemory.turn_offset + sonic id`` so ids stay unique across SonicSession restarts.
+* Fast intents (:mod:`actors.call.intent_flow`): keypad entries and FINAL USER transcripts are
+  offered to the call's intents first. A match takes the floor with a cached prompt at once
+  (``IntentMatched`` to TurnTaker), the model's own answer for that turn is withheld (never
+  forwarded to PlaybackEgress), the intent's tool runs in this actor's task group, and the model is
+  told what happened in a USER text note. A matched keypad entry is not sent as ``DTMF: ...``.
+* Turn ids: Sonic numbers assistant turns per conversation from 1; the call numbers them after the
+  call's last turn when this session started, in the order they are first seen, with an intent's
+  prompt taking the next id when it matches (:class:`~actors.call.turn_ids.CallTurnIds`), so ids
+  stay unique across SonicSession restarts and grow in the order the turns happen.
 * Failures: ``SonicFatalError`` (our request, access, model) ends the call: recorded, and ``run``
   returns normally (a significant TRANSIENT child: the call auto-shuts down). A
   ``SonicRetryableError`` the conversation could not recover propagates: the supervisor restarts a
@@ -51,6 +61,9 @@ import structlog
 
 from actors.call._snapshot import with_counters
 from actors.call.dtmf import DigitCollector, DtmfEntry, DtmfSettings
+from actors.call.intent_flow import IntentFlow, PendingEnd
+from actors.call.intents import IntentBook
+from actors.call.prompts import PromptCache
 from actors.call.protocol import (
     AssistantAudio,
     AssistantAudioEnded,
@@ -61,10 +74,12 @@ from actors.call.protocol import (
     CallerDtmf,
     HeardReport,
     PlaybackData,
+    PromptPlayed,
     SonicControl,
     TurnControl,
     UserTranscribed,
 )
+from actors.call.turn_ids import CallTurnIds
 from actors.errors import ClosedByUs, MailboxClosed, SonicError, SonicFatalError
 from actors.runtime import Actor, ActorSnapshot, Mailbox
 from actors.sonic import AssistantAudio as SonicAudio
@@ -84,12 +99,18 @@ from actors.sonic import (
 from actors.tools import Toolbox, ToolRunner
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from anyio.abc import TaskStatus
 
     from actors.call.report import CallJournal
-    from actors.sonic import SonicConnector, SonicConversation, SonicEvent, SonicSettings
+    from actors.sonic import (
+        HistoryTurn,
+        SonicConnector,
+        SonicConversation,
+        SonicEvent,
+        SonicSettings,
+    )
     from actors.tools import CallAction
 
 __all__ = ["DTMF_TEXT_PREFIX", "SessionMemory", "SonicSession", "dtmf_text"]
@@ -108,15 +129,19 @@ class SessionMemory:
     Attributes:
         history: FINAL user/assistant text of the whole call, truncated to what was heard: the
             context a fresh session should start from.
-        turn_offset: added to the Sonic conversation's turn ids (unique call turn ids).
-        last_turn_id: the highest call turn id seen so far.
+        turn_offset: the call's last turn id when the current SonicSession started (its Sonic
+            turns are numbered after it).
+        last_turn_id: the highest call turn id given out so far.
         sessions: SonicSession instances started (1 + restarts).
+        pending_end: an intent's end or transfer waiting for its prompt to be heard (a restarted
+            SonicSession carries it out).
     """
 
     history: ConversationHistory
     turn_offset: int = 0
     last_turn_id: int = 0
     sessions: int = 0
+    pending_end: PendingEnd | None = None
 
     @classmethod
     def for_settings(cls, settings: SonicSettings) -> SessionMemory:
@@ -144,7 +169,11 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         dtmf: how keys are grouped into entries.
         tools: the tools the model may call (none: every call is answered ``unknown_tool``).
         on_action: gets a built-in tool's call action (``end_call``, ``transfer_call``) once its
-            result went to the model; the call owns what happens next.
+            result went to the model (or an intent's, once its prompt was heard); the call owns
+            what happens next.
+        intents: the fast intents (none by default).
+        intent_tools: the tools intents run (None: ``tools``).
+        prompts: the cached prompts intents play (the bundled clips by default).
         settings: the call's Sonic settings (its route's system prompt, voice and tools); None:
             the connector's.
     """
@@ -162,10 +191,20 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         dtmf: DtmfSettings | None = None,
         tools: Toolbox | None = None,
         on_action: Callable[[CallAction], None] | None = None,
+        intents: IntentBook | None = None,
+        intent_tools: Toolbox | None = None,
+        prompts: PromptCache | None = None,
         settings: SonicSettings | None = None,
     ) -> None:
         super().__init__("sonic_session", inbox=audio, control=control)
         self._settings = settings
+        self._intents = intents if intents is not None else IntentBook()
+        self._intent_tools = intent_tools
+        if prompts is None and len(self._intents):
+            prompts = PromptCache.bundled()
+        self._prompts = prompts
+        self._flow: IntentFlow | None = None
+        self._turn_ids = CallTurnIds()
         self._dtmf_settings = dtmf if dtmf is not None else DtmfSettings()
         self._digits = DigitCollector(self._dtmf_settings)
         self._connector = connector
@@ -180,6 +219,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         self._journal = journal
         self._work = anyio.CancelScope()
         self._conv: SonicConversation | None = None
+        self._opened = anyio.Event()  # set once ``_conv`` is the open conversation
         self._audio_turn: int | None = None  # call turn id whose audio is streaming
         self.audio_bytes_in = 0
         self.audio_bytes_out = 0
@@ -187,6 +227,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         self.dtmf_keys = 0
         self.dtmf_entries = 0
         self.dtmf_sent = 0
+        self.audio_bytes_withheld = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -201,31 +242,31 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             memory.turn_offset = memory.last_turn_id
             self._journal.sonic_restarts += 1
         memory.sessions += 1
+        self._turn_ids = CallTurnIds(memory.turn_offset)
         self.state = "connecting"
         task_status.started()
         try:
             # A restarted session continues from what the caller heard so far, not from blank.
             history = memory.history.shaped() if memory.sessions > 1 else ()
-            async with self._connector.conversation(
-                history=history, settings=self._settings
-            ) as conv:
-                self._conv = conv
-                self.state = "open"
-                with self._work:
-                    async with anyio.create_task_group() as tg:
-                        # Tools run in this task group: leaving it cancels the pending ones.
-                        self._tools = ToolRunner(
-                            self._toolbox,
-                            tg,
-                            answer=functools.partial(self._send_tool_result, conv),
-                            record=self._journal.record_tool_call,
-                            on_action=self._on_action,
-                        )
-                        tg.start_soon(self._pump_audio, conv)
-                        tg.start_soon(self._pump_control, conv)
-                        await self._pump_events(conv)
-                        tg.cancel_scope.cancel()
-                self.state = "closing"
+            async with anyio.create_task_group() as outer:
+                # Keys (and so the intents they trigger) are served while Sonic opens: an intent
+                # needs no model. Intent actions run here too; cancelled once the stream closed.
+                self._flow = IntentFlow(
+                    book=self._intents,
+                    prompts=self._prompts,
+                    toolbox=self._toolbox if self._intent_tools is None else self._intent_tools,
+                    journal=self._journal,
+                    memory=memory,
+                    task_group=outer,
+                    take_floor=functools.partial(self.send_to, self._turn_control),
+                    allocate_turn=self._turn_ids.allocate,
+                    on_action=self._on_action,
+                )
+                outer.start_soon(self._pump_control)
+                failure = await self._converse(history)
+                outer.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
         except SonicFatalError as exc:
             self._journal.sonic_errors.append(exc.kind)
             self._journal.end(f"sonic_fatal:{exc.kind}", anyio.current_time())
@@ -238,8 +279,49 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             raise
         finally:
             self._conv = None
+            self._opened = anyio.Event()
             self._tools = None
+            self._flow = None
         self.state = "closed"
+
+    async def _converse(self, history: Sequence[HistoryTurn]) -> SonicError | None:
+        """Open the conversation, pump until the call ends, close it in order; its failure is
+        returned (raised by the caller, outside the task group that would wrap it)."""
+        try:
+            async with self._connector.conversation(
+                history=history, settings=self._settings
+            ) as conv:
+                self._conv = conv
+                assert self._flow is not None  # made before the conversation opens
+                self._flow.attach(conv)
+                self._opened.set()
+                self.state = "open"
+                with self._work:
+                    async with anyio.create_task_group() as tg:
+                        # Tools run in this task group: leaving it cancels the pending ones.
+                        self._tools = ToolRunner(
+                            self._toolbox,
+                            tg,
+                            answer=functools.partial(self._send_tool_result, conv),
+                            record=self._journal.record_tool_call,
+                            on_action=self._on_model_action,
+                        )
+                        tg.start_soon(self._pump_audio, conv)
+                        await self._pump_events(conv)
+                        tg.cancel_scope.cancel()
+                self.state = "closing"
+        except SonicError as exc:
+            return exc
+        return None
+
+    def _on_model_action(self, action: CallAction) -> None:
+        """The model's own end or transfer; none while an intent's end or transfer is pending (the
+        model may act on the note that says so, and the caller heard the intent's prompt)."""
+        if self._memory.pending_end is not None:
+            _log.info("sonic_session.action_ignored", action=type(action).__name__)
+            return
+        if self._on_action is not None:
+            self._on_action(action)
 
     def request_stop(self) -> bool:
         """Stop pumping; leaving the conversation closes the Sonic stream in order."""
@@ -261,7 +343,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             except ClosedByUs:
                 return
 
-    async def _pump_control(self, conv: SonicConversation) -> None:
+    async def _pump_control(self) -> None:
         digits = self._digits
         while True:
             msg: SonicControl | None = None
@@ -278,7 +360,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             if msg is None:
                 entry = digits.expire(anyio.current_time())
                 if entry is not None:
-                    await self._send_dtmf(conv, entry)
+                    await self._on_entry(entry)
                 continue
             self.messages_in += 1
             match msg:
@@ -290,21 +372,54 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                         # The ingress passes Twilio's digit string on unchecked: not a keypad key.
                         _log.warning("sonic_session.dtmf_refused", reason="not a DTMF key")
                         continue
+                    flow = self._flow
+                    if entry is None and flow is not None and flow.has_dtmf:
+                        # Keys that select an intent no longer entry extends act on this key.
+                        rule = flow.match_pending_digits(digits.pending)
+                        taken = digits.take(at) if rule is not None else None
+                        if rule is not None and taken is not None:
+                            self.dtmf_entries += 1
+                            await flow.start(rule, "dtmf", trigger_at=at, digits=taken.digits)
+                            continue
                     if entry is not None:
-                        await self._send_dtmf(conv, entry)
+                        await self._on_entry(entry)
                 case HeardReport(turn_id=turn_id, heard_ms=heard, total_ms=total):
                     fraction = 1.0 if total <= 0 else heard / total
                     self._memory.history.note_heard(turn_id, fraction)
-                    sonic_turn = turn_id - self._memory.turn_offset
-                    if sonic_turn > 0:
+                    sonic_turn = self._turn_ids.sonic_id(turn_id)
+                    conv = self._conv
+                    if sonic_turn is not None and conv is not None:
                         conv.note_heard(sonic_turn, fraction)
+                case PromptPlayed(turn_id=turn_id, interrupted=interrupted):
+                    if self._flow is not None:
+                        self._flow.prompt_played(turn_id, interrupted=interrupted)
                 case _:
                     assert_never(msg)
 
-    async def _send_dtmf(self, conv: SonicConversation, entry: DtmfEntry) -> None:
+    async def _on_entry(self, entry: DtmfEntry) -> None:
+        """A complete keypad entry: an intent's trigger, else one USER text for the model."""
+        flow = self._flow
+        rule = flow.match_entry(entry.digits) if flow is not None else None
+        if flow is None or rule is None:
+            await self._send_dtmf(entry)
+            return
+        self.dtmf_entries += 1
+        # The key that completed it (a timeout ends the entry an inter-digit time after its key).
+        key_at = entry.at
+        if entry.ended_by == "timeout":
+            key_at -= self._dtmf_settings.interdigit_ms / 1000.0
+        await flow.start(rule, "dtmf", trigger_at=key_at, digits=entry.digits)
+
+    async def _send_dtmf(self, entry: DtmfEntry) -> None:
         """One keypad entry -> one interactive USER text (Sonic does not hear DTMF tones)."""
         self.dtmf_entries += 1
-        delivered = await conv.send_user_text(dtmf_text(entry, self._dtmf_settings.terminator))
+        await self._opened.wait()  # keys pressed while Sonic opens are told once it is open
+        conv = self._conv
+        assert conv is not None  # set before ``_opened``
+        try:
+            delivered = await conv.send_user_text(dtmf_text(entry, self._dtmf_settings.terminator))
+        except (SonicError, ClosedByUs):
+            delivered = False  # the conversation failed or is closing: its events say so
         self.dtmf_sent += delivered
         _log.info(
             "sonic_session.dtmf_entry",
@@ -334,6 +449,9 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         match event:
             case SonicAudio(pcm=pcm, rate=rate, turn_id=sonic_turn):
                 turn_id = self._call_turn(sonic_turn)
+                if self._withheld(turn_id):
+                    self.audio_bytes_withheld += len(pcm)
+                    return True
                 if self._audio_turn != turn_id:
                     self._audio_turn = turn_id
                     await self.send_to(
@@ -346,12 +464,17 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 )
             case SonicAudioEnded(turn_id=sonic_turn):
                 turn_id = self._call_turn(sonic_turn)
+                if self._withheld(turn_id):
+                    return True
                 self._audio_turn = None
                 await self.send_to(
                     self._playback_data, AssistantAudioEnded(turn_id=turn_id, at=now)
                 )
                 await self.send_to(self._turn_control, AssistantTurnEnded(turn_id=turn_id, at=now))
-            case BargeIn(source=source):
+            case BargeIn(source=source, turn_id=sonic_turn):
+                flow = self._flow
+                if flow is not None and flow.ignores_barge_in(self._call_turn(sonic_turn)):
+                    return True
                 await self.send_to(
                     self._turn_control,
                     BargeInDetected(
@@ -364,11 +487,21 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 self._memory.history.add_user(text)
                 _log.info("sonic_session.user_transcript", pii_transcript=text)
                 await self.send_to(self._turn_control, UserTranscribed(text=text, at=now))
+                if self._flow is not None:
+                    await self._flow.on_transcript(text)
             case AssistantText(text=text, stage="FINAL", turn_id=sonic_turn):
                 turn_id = self._call_turn(sonic_turn)
-                self._journal.assistant_lines.append((now, turn_id, text))
+                # A withheld turn's text is cut to nothing (never heard); the report omits it.
                 self._memory.history.add_assistant(text, turn_id=turn_id)
-                _log.info("sonic_session.assistant_text", turn_id=turn_id, pii_transcript=text)
+                withheld = self._withheld(turn_id)
+                if not withheld:
+                    self._journal.assistant_lines.append((now, turn_id, text))
+                _log.info(
+                    "sonic_session.assistant_text",
+                    turn_id=turn_id,
+                    withheld=withheld,
+                    pii_transcript=text,
+                )
             case ToolUseRequested(tool_use_id=tool_use_id, name=name, arguments_json=arguments):
                 tools = self._tools
                 assert tools is not None  # set for as long as events are pumped
@@ -393,9 +526,15 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         return True
 
     def _call_turn(self, sonic_turn: int) -> int:
-        turn_id = self._memory.turn_offset + sonic_turn
-        self._memory.last_turn_id = max(self._memory.last_turn_id, turn_id)
+        turn_id, new = self._turn_ids.call_id(sonic_turn)
+        if new:
+            self._memory.last_turn_id = max(self._memory.last_turn_id, turn_id)
+            if self._flow is not None:
+                self._flow.turn_started(turn_id, sonic_turn)
         return turn_id
+
+    def _withheld(self, turn_id: int) -> bool:
+        return self._flow is not None and self._flow.withheld(turn_id)
 
     # ------------------------------------------------------------------ introspection
 
@@ -413,6 +552,9 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             dtmf_sent=self.dtmf_sent,
             tools_started=None if self._tools is None else self._tools.started,
             tools_in_flight=None if self._tools is None else self._tools.in_flight,
+            intents_matched=None if self._flow is None else self._flow.matched,
+            turns_withheld=None if self._flow is None else self._flow.turns_withheld,
+            audio_bytes_withheld=self.audio_bytes_withheld,
             sessions=self._memory.sessions,
             handovers=_int(conv_stats.get("handovers")),
             recoveries=_int(conv_stats.get("recoveries")),

@@ -20,7 +20,7 @@ sonic.audio          CallerAudio (20 ms, or up to            50,   DROP_OLDEST  
                                                                                 stale caller audio
                                                                                 is worthless;
                                                                                 drops counted (ms)
-sonic.control        CallerDtmf, HeardReport                 16    BLOCK        rare, must not be
+sonic.control        CallerDtmf, HeardReport, PromptPlayed   16    BLOCK        rare, must not be
                                                                                 lost; own task
 playback.data        AssistantAudio, AssistantAudioEnded     32    BLOCK        drained at once
                                                                                 into the paced
@@ -30,7 +30,7 @@ playback.data        AssistantAudio, AssistantAudioEnded     32    BLOCK        
                                                                                 model audio is
                                                                                 audible and breaks
                                                                                 heard accounting)
-playback.control     ClearPlayback, MarkEchoed               64    BLOCK        served before
+playback.control     ClearPlayback, PlayPrompt, MarkEchoed   64    BLOCK        served before
                                                                                 audio; 64 = 2.5 s
                                                                                 of echoes
 turn.control         VAD events, transcripts, turn           64    BLOCK        control plane only
@@ -176,6 +176,9 @@ def build_call_supervisor(
             dtmf=deps.dtmf,
             tools=deps.tools,
             on_action=on_call_action,
+            intents=deps.intents,
+            intent_tools=deps.intent_tools,
+            prompts=deps.prompts,
             settings=settings,
         )
 

@@ -25,6 +25,14 @@ Latency: the pending end of speech is the last VAD ``CallerSpeechStopped.ended_a
 last started talking, else the arrival of Sonic's FINAL USER transcript. It is consumed by the
 next assistant turn: model time ends at ``AssistantTurnStarted.at`` (first audio from Sonic), gateway
 time at ``PlaybackStarted.at`` (first media sent).
+
+Intents: ``IntentMatched`` makes the intent's cached prompt the assistant's turn at once: playback
+is cleared if the assistant is speaking (``ClearPlayback`` with source ``intent``, not a barge-in),
+then ``PlayPrompt`` goes to PlaybackEgress; the floor is the assistant's. The prompt consumes the
+pending end of speech (a DTMF trigger brings its key's time instead) and, when its first media
+went out, yields an :class:`~actors.call.report.IntentLatency`. When the prompt's playback is
+over, ``PromptPlayed`` goes to SonicSession (instead of a ``HeardReport``: the prompt is not in
+the model's history).
 """
 
 from __future__ import annotations
@@ -45,12 +53,15 @@ from actors.call.protocol import (
     CallerSpeechStopped,
     ClearPlayback,
     HeardReport,
+    IntentMatched,
     PlaybackFinished,
     PlaybackStarted,
+    PlayPrompt,
+    PromptPlayed,
     TurnControl,
     UserTranscribed,
 )
-from actors.call.report import BargeInRecord, EndOfSpeechSource, TurnLatency
+from actors.call.report import BargeInRecord, EndOfSpeechSource, IntentLatency, TurnLatency
 
 __all__ = [
     "MIN_BARGE_IN_SPEECH_MS",
@@ -85,9 +96,17 @@ class GuardElapsed(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 TurnInput = TurnControl | GuardElapsed
-TurnAction = ClearPlayback | HeardReport | TurnLatency | BargeInRecord
-"""``ClearPlayback`` -> PlaybackEgress.control, ``HeardReport`` -> SonicSession.control, records ->
-the journal (and the per-turn log line)."""
+TurnAction = (
+    ClearPlayback
+    | PlayPrompt
+    | HeardReport
+    | PromptPlayed
+    | TurnLatency
+    | IntentLatency
+    | BargeInRecord
+)
+"""``ClearPlayback`` / ``PlayPrompt`` -> PlaybackEgress.control, ``HeardReport`` / ``PromptPlayed``
+-> SonicSession.control, records -> the journal (and the per-turn log line)."""
 
 
 @attrs.frozen
@@ -113,6 +132,10 @@ class OpenTurn:
     VAD's (later) stop, whose ``ended_at`` precedes the turn -- the VAD's release hangover can be
     longer than Sonic's endpointing."""
     measured: bool = False
+    intent: str | None = None
+    """The intent whose cached prompt this turn is (None: Sonic's turn or the greeting)."""
+    matched_at: float | None = None
+    """When that intent matched."""
 
 
 @attrs.frozen
@@ -229,7 +252,10 @@ def decide(
             turn_id=turn_id, interrupted=interrupted, position_ms=heard, total_ms=total, at=at
         ):
             actions = []
-            if interrupted and turn_id != GREETING_TURN_ID:
+            finished = _find(state, turn_id)
+            if finished is not None and finished.intent is not None:
+                actions.append(PromptPlayed(turn_id=turn_id, interrupted=interrupted, at=at))
+            elif interrupted and turn_id != GREETING_TURN_ID:
                 actions.append(HeardReport(turn_id=turn_id, heard_ms=heard, total_ms=total, at=at))
             remaining = tuple(t for t in state.open_turns if t.turn_id != turn_id)
             state = attrs.evolve(state, open_turns=remaining)
@@ -244,6 +270,8 @@ def decide(
                     rest = Floor.IDLE
                 state = attrs.evolve(state, floor=rest)
             return state, actions
+        case IntentMatched():
+            return _intent(state, msg)
         case BargeInDetected(source=source, at=at):
             return _barge_in(state, source, at)
         case GuardElapsed(at=at):
@@ -277,6 +305,52 @@ def _barge_in(
     return state, [clear, record]
 
 
+def _intent(state: TurnState, msg: IntentMatched) -> tuple[TurnState, list[TurnAction]]:
+    """The intent's prompt takes the floor now: clear what the assistant is saying, play it."""
+    actions: list[TurnAction] = []
+    speaking = state.speaking_turns()
+    generation = state.generation
+    interrupted_through = state.interrupted_through
+    if speaking:
+        through = max(t.turn_id for t in speaking)
+        generation += 1
+        interrupted_through = through
+        actions.append(
+            ClearPlayback(
+                generation=generation,
+                through_turn_id=through,
+                source="intent",
+                signal_at=msg.at,
+                at=msg.at,
+            )
+        )
+    if msg.trigger_at is not None:
+        caller_at: float | None = msg.trigger_at
+        caller: EndOfSpeechSource | None = None
+    else:
+        caller_at, caller = state.end_of_speech_at, state.end_of_speech
+    prompt = OpenTurn(
+        turn_id=msg.turn_id,
+        model_audio_at=msg.at,
+        end_of_speech_at=caller_at,
+        end_of_speech=caller,
+        model_done=True,
+        intent=msg.intent,
+        matched_at=msg.at,
+    )
+    actions.append(PlayPrompt(turn_id=msg.turn_id, ulaw=msg.ulaw, at=msg.at))
+    state = attrs.evolve(
+        state,
+        floor=Floor.ASSISTANT,
+        generation=generation,
+        interrupted_through=interrupted_through,
+        end_of_speech_at=None,
+        end_of_speech=None,
+        deadline=None,
+    )
+    return _replace_turn(state, prompt), actions
+
+
 def _find(state: TurnState, turn_id: int) -> OpenTurn | None:
     for turn in state.open_turns:
         if turn.turn_id == turn_id:
@@ -308,6 +382,21 @@ def _measure(turn: OpenTurn) -> tuple[OpenTurn, list[TurnAction]]:
     def ms(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else round((b - a) * 1000.0, 2)
 
+    if turn.intent is not None:
+        media = ms(turn.matched_at, turn.first_sent_at)
+        assert media is not None  # both set: the match made the turn, the send measured it
+        caller = ms(turn.end_of_speech_at, turn.matched_at)
+        intent = IntentLatency(
+            turn_id=turn.turn_id,
+            intent=turn.intent,
+            caller=turn.end_of_speech
+            if turn.end_of_speech is not None
+            else ("dtmf" if turn.end_of_speech_at is not None else None),
+            caller_ms=caller,
+            media_ms=media,
+            total_ms=ms(turn.end_of_speech_at, turn.first_sent_at) if caller is not None else None,
+        )
+        return attrs.evolve(turn, measured=True), [intent]
     model = ms(turn.end_of_speech_at, turn.model_audio_at)
     latency = TurnLatency(
         turn_id=turn.turn_id,

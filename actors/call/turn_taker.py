@@ -6,9 +6,10 @@ Rules:
   PlaybackEgress, one hop), so it has a single control inbox and is never behind a queue of audio.
 * Loop: receive the next control message, or -- when the machine has armed the local-VAD barge-in
   guard -- until its absolute deadline, which then becomes :class:`GuardElapsed`. Every input
-  goes through ``decide``; the actions are performed in order: ``ClearPlayback`` to PlaybackEgress's
-  CONTROL mailbox, ``HeardReport`` to SonicSession's control mailbox, latency and barge-in records
-  to the journal (one ``turn.latency`` log line per turn, never per frame).
+  goes through ``decide``; the actions are performed in order: ``ClearPlayback`` and an intent's
+  ``PlayPrompt`` to PlaybackEgress's CONTROL mailbox, ``HeardReport`` and ``PromptPlayed`` to
+  SonicSession's control mailbox, latency and barge-in records to the journal (one
+  ``turn.latency`` / ``intent.latency`` log line per turn, never per frame).
 * A restarted instance starts with the floor idle: the greeting it would otherwise assume has long
   been played.
 """
@@ -25,11 +26,21 @@ from actors.call.protocol import (
     ClearPlayback,
     HeardReport,
     PlaybackControl,
+    PlayPrompt,
+    PromptPlayed,
     SonicControl,
     TurnControl,
 )
-from actors.call.report import BargeInRecord, TurnLatency
-from actors.call.turn_fsm import Floor, GuardElapsed, TurnInput, TurnSettings, TurnState, decide
+from actors.call.report import BargeInRecord, IntentLatency, TurnLatency
+from actors.call.turn_fsm import (
+    Floor,
+    GuardElapsed,
+    TurnAction,
+    TurnInput,
+    TurnSettings,
+    TurnState,
+    decide,
+)
 from actors.errors import MailboxClosed
 from actors.runtime import Actor, ActorSnapshot, Mailbox
 
@@ -91,13 +102,11 @@ class TurnTaker(Actor[TurnControl]):
             for action in actions:
                 await self._perform(action)
 
-    async def _perform(
-        self, action: ClearPlayback | HeardReport | TurnLatency | BargeInRecord
-    ) -> None:
+    async def _perform(self, action: TurnAction) -> None:
         match action:
-            case ClearPlayback():
+            case ClearPlayback() | PlayPrompt():
                 await self.send_to(self._playback_control, action)
-            case HeardReport():
+            case HeardReport() | PromptPlayed():
                 await self.send_to(self._sonic_control, action)
             case TurnLatency():
                 self._journal.latencies.append(action)
@@ -107,6 +116,17 @@ class TurnTaker(Actor[TurnControl]):
                     end_of_speech=action.end_of_speech,
                     model_ms=action.model_ms,
                     gateway_ms=action.gateway_ms,
+                    total_ms=action.total_ms,
+                )
+            case IntentLatency():
+                self._journal.intent_latencies[action.turn_id] = action
+                _log.info(
+                    "intent.latency",
+                    intent=action.intent,
+                    turn_id=action.turn_id,
+                    caller=action.caller,
+                    caller_ms=action.caller_ms,
+                    media_ms=action.media_ms,
                     total_ms=action.total_ms,
                 )
             case BargeInRecord():

@@ -58,6 +58,9 @@ ToolOutcome = Literal[
 class EndCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Hang the call up after the goodbye prompt (the ``end_call`` built-in)."""
 
+    announced: bool = False
+    """The caller already heard the prompt (an intent played it): do not play it again."""
+
 
 class TransferCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Transfer the call after the transferring prompt: run ``twiml`` (a ``<Dial>``) on it."""
@@ -65,6 +68,8 @@ class TransferCall(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     target: str
     """The allow-list name the model chose (the number or URI stays in the config and TwiML)."""
     twiml: bytes
+    announced: bool = False
+    """The caller already heard the prompt (an intent played it): do not play it again."""
 
 
 CallAction = EndCall | TransferCall

@@ -46,6 +46,7 @@ __all__ = [
     "CallRecord",
     "CallReport",
     "Check",
+    "IntentTiming",
     "TurnLatency",
     "TurnSplit",
     "build_report",
@@ -71,6 +72,24 @@ class TurnSplit(msgspec.Struct, frozen=True, kw_only=True):
     gateway_ms: float | None
 
 
+class IntentTiming(msgspec.Struct, frozen=True, kw_only=True):
+    """One intent the gateway matched, and how fast its cached prompt went out (its own report).
+
+    Attributes:
+        intent: the intent's name.
+        trigger: ``dtmf`` or ``transcript``.
+        caller_to_match_ms: the caller's end of speech (or key) -> the match.
+        match_to_media_ms: the match -> the prompt's first ``media`` sent (the gateway's part).
+        caller_to_media_ms: the caller's end of speech (or key) -> that first media.
+    """
+
+    intent: str
+    trigger: str
+    caller_to_match_ms: float | None
+    match_to_media_ms: float | None
+    caller_to_media_ms: float | None
+
+
 class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     """What the system under test recorded about one call.
 
@@ -94,6 +113,8 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
             record's source cannot see the model's side.
         system_prompts / voices: per Sonic session of the call, the system prompt it got and the
             voice it asked for; None when the record's source cannot see the model's side.
+        intents: the intents the gateway matched, in order, with their prompt's timing; None
+            when the record's source cannot see them.
     """
 
     call_sid: str
@@ -109,6 +130,7 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     tool_results: list[str] | None = None
     system_prompts: list[str] | None = None
     voices: list[str] | None = None
+    intents: list[IntentTiming] | None = None
 
 
 class TurnLatency(msgspec.Struct, frozen=True, kw_only=True):
@@ -490,6 +512,31 @@ def _checks(
             add(
                 "voice", expect.voice, ", ".join(sorted(set(voices))), set(voices) == {expect.voice}
             )
+    if expect.intents is not None:
+        matched = None if record is None else record.intents
+        if matched is None:
+            no_record("intents", " | ".join(expect.intents) or "none")
+        else:
+            names = [i.intent for i in matched]
+            add(
+                "intents",
+                " | ".join(expect.intents) or "none",
+                " | ".join(names) or "none",
+                names == expect.intents,
+            )
+    if expect.intent_media_within_ms is not None:
+        limit = expect.intent_media_within_ms
+        timings = [] if record is None or record.intents is None else record.intents
+        media = [i.match_to_media_ms for i in timings]
+        slowest = max((m for m in media if m is not None), default=None)
+        add(
+            "intent prompt",
+            f"match -> first media <= {limit} ms",
+            "no intent"
+            if not media
+            else ("no media" if slowest is None else f"max {slowest:.1f} ms"),
+            bool(media) and None not in media and slowest is not None and slowest <= limit,
+        )
     if expect.handovers is not None:
         if record is None:
             no_record("handovers", f">= {expect.handovers}")
@@ -667,11 +714,39 @@ def format_report(report: CallReport) -> str:
             lambda rows, header: _table(rows, header, indent="    "),
         )
     )
+    intents = report.record.intents if report.record is not None else None
+    if intents:
+        lines.append("")
+        lines.append(
+            "  intents (caller's end of speech or key -> match -> first prompt media sent)"
+        )
+        rows = [
+            (
+                i.intent,
+                i.trigger,
+                _opt(i.caller_to_match_ms),
+                _opt_fine(i.match_to_media_ms),
+                _opt(i.caller_to_media_ms),
+            )
+            for i in intents
+        ]
+        lines.extend(
+            _table(
+                rows,
+                ("intent", "trigger", "caller to match", "match to media", "caller to media"),
+                indent="    ",
+            )
+        )
     lines.append("")
     lines.append("  expectations")
     rows = [("ok" if c.passed else "FAIL", c.name, c.expected, c.measured) for c in report.checks]
     lines.extend(_table(rows, ("", "check", "expected", "measured"), indent="    "))
     return "\n".join(lines)
+
+
+def _opt_fine(value: float | None) -> str:
+    """Milliseconds with a decimal: a gateway-side figure well under one frame."""
+    return "-" if value is None else f"{value:.1f} ms"
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -681,13 +756,16 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 def format_summary(reports: Sequence[CallReport]) -> str:
     """One row per scenario: verdict, greeting, worst turn latency and its median split (model
-    pause, model to first audio, gateway), worst barge-in stop, the slowest tool call, the time
-    from an action's prompt heard to its Twilio REST request, heard."""
+    pause, model to first audio, gateway), slowest intent prompt (match -> first media), worst
+    barge-in stop, the slowest tool call, the time from an action's prompt heard to its Twilio
+    REST request, heard."""
     rows: list[tuple[str, ...]] = []
     for r in reports:
         splits = r.record.turn_splits if r.record is not None and r.record.turn_splits else []
         latencies = [t.latency_ms for t in r.turns if t.latency_ms is not None]
         stops = [b.stop_ms for b in r.barge_ins if b.stop_ms is not None]
+        intents = r.record.intents if r.record is not None and r.record.intents else []
+        prompt_ms = [i.match_to_media_ms for i in intents if i.match_to_media_ms is not None]
         failed = sum(not c.passed for c in r.checks)
         rows.append(
             (
@@ -698,6 +776,7 @@ def format_summary(reports: Sequence[CallReport]) -> str:
                 _opt(_median([t.pause_ms for t in splits])),
                 _opt(_median([t.first_audio_ms for t in splits])),
                 _opt(_median([t.gateway_ms for t in splits])),
+                _opt_fine(max(prompt_ms, default=None)),
                 _opt(max(stops, default=None)),
                 _opt(slowest_tool_ms(r.tools)),
                 _opt(median_prompt_to_request_ms(r.call_control)),
@@ -718,6 +797,7 @@ def format_summary(reports: Sequence[CallReport]) -> str:
                 "model pause",
                 "model to audio",
                 "gateway",
+                "intent prompt",
                 "barge-in stop",
                 "slowest tool",
                 "prompt -> rest",

@@ -35,6 +35,7 @@ from gateway.replay.audio import load_caller_audio, speech_like_ulaw
 from gateway.replay.peer import TwilioPeer
 from gateway.replay.report import (
     CallRecord,
+    IntentTiming,
     TurnSplit,
     build_report,
     format_report,
@@ -274,6 +275,16 @@ class _StackObserver:
             tool_results=[content for session in sessions for _, content in session.tool_results],
             system_prompts=[session.system_prompt or "" for session in sessions],
             voices=[session.voice_id or "" for session in sessions],
+            intents=[
+                IntentTiming(
+                    intent=i.intent,
+                    trigger=i.trigger,
+                    caller_to_match_ms=i.caller_to_match_ms,
+                    match_to_media_ms=i.match_to_media_ms,
+                    caller_to_media_ms=i.caller_to_media_ms,
+                )
+                for i in report.intents
+            ],
         )
 
 

@@ -230,7 +230,8 @@ class RestExpectation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             (``Status=completed``: a hang-up).
         target: ``dial`` only: the number or SIP URI dialled.
         after_prompt: the request came after the caller heard the action's prompt to its end
-            (the ``call_action`` mark was echoed).
+            (the ``call_action`` mark was echoed; for an intent's prompt, played as an answer,
+            that answer played out uninterrupted).
         within_ms: at most this long after that mark echo.
     """
 
@@ -287,14 +288,18 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         recovered_faults: at least this many Sonic faults recovered within the call.
         answers: exactly this many assistant answers heard (the greeting counts): a turn answered
             twice fails as surely as one not answered.
-        text_inputs: the interactive USER texts the model must have received (DTMF entries):
-            exactly this many, in order, each containing its text (ignoring case and spacing).
+        text_inputs: the interactive USER texts the model must have received (DTMF entries,
+            intent notes): exactly this many, in order, each containing its text (ignoring case
+            and spacing).
         rest: the requests the fake Twilio REST API received: exactly these, in order (``[]``:
             none); needs ``[twilio_rest]``.
         tools: the tool calls the gateway made: exactly these, in the order they finished.
         system_prompt_contains: every Sonic session of the call got a system prompt containing
             this text (ignoring case and spacing): the persona of the call's route.
         voice: every Sonic session of the call asked for this voice.
+        intents: the names of the intents the gateway must have matched, exactly, in order.
+        intent_media_within_ms: each matched intent's prompt: match -> first media sent (the
+            gateway's own figure).
     """
 
     greeting_within_ms: int | None = None
@@ -314,6 +319,8 @@ class Expectations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     tools: list[ToolExpectation] | None = None
     system_prompt_contains: str | None = None
     voice: str | None = None
+    intents: list[str] | None = None
+    intent_media_within_ms: float | None = None
 
     def __post_init__(self) -> None:
         for line in self.transcript:

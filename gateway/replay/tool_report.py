@@ -184,13 +184,26 @@ def tool_uses(
 
 
 def call_controls(requests: Sequence[RestRequest], peer: PeerResult) -> list[CallControl]:
-    """Each REST request with the last ``call_action`` mark echo before it."""
+    """Each REST request with when the caller heard its prompt to the end: the last ``call_action``
+    mark echo before it (the call played the prompt); in a call where no ``call_action`` mark was
+    echoed at all, the end of the last answer before it when that played out uninterrupted (an
+    intent's prompt, played as an answer)."""
     origin = peer.origin
     echoes = [e.at_ms for e in peer.timeline if e.kind == "mark echoed" and e.detail == ACTION_MARK]
     controls = []
     for request in requests:
         at_ms = _ms(request.at, origin)
         heard = max((t for t in echoes if t <= at_ms), default=None)
+        if not echoes:
+            before = [a for a in peer.answers if a.started_at <= request.at]
+            last = before[-1] if before else None
+            if (
+                last is not None
+                and not last.interrupted
+                and last.ended_at is not None
+                and last.ended_at <= request.at
+            ):
+                heard = _ms(last.ended_at, origin)
         controls.append(
             CallControl(
                 at_ms=at_ms,

@@ -14,11 +14,14 @@ from actors.call.protocol import (
     CallerSpeechStopped,
     ClearPlayback,
     HeardReport,
+    IntentMatched,
     PlaybackFinished,
     PlaybackStarted,
+    PlayPrompt,
+    PromptPlayed,
     UserTranscribed,
 )
-from actors.call.report import BargeInRecord, TurnLatency
+from actors.call.report import BargeInRecord, IntentLatency, TurnLatency
 from actors.call.turn_fsm import (
     Floor,
     GuardElapsed,
@@ -277,3 +280,95 @@ def test_properties_generation_monotonic_one_clear_per_generation(
         if state.floor is Floor.ASSISTANT:
             assert state.open_turns
     assert generations == sorted(set(generations))
+
+
+# ------------------------------------------------------------------ intents
+
+CLIP = b"\xff" * 800
+
+
+def intent(turn: int, at: float, *, trigger_at: float | None = None) -> IntentMatched:
+    return IntentMatched(turn_id=turn, intent="operator", ulaw=CLIP, trigger_at=trigger_at, at=at)
+
+
+def test_an_intent_during_the_greeting_clears_it_and_plays_the_prompt_at_once() -> None:
+    state, actions = run([PlaybackStarted(turn_id=0, generation=0, at=0.03), intent(1, 0.5)])
+    assert actions == [
+        ClearPlayback(generation=1, through_turn_id=0, source="intent", signal_at=0.5, at=0.5),
+        PlayPrompt(turn_id=1, ulaw=CLIP, at=0.5),
+    ]
+    assert state.floor is Floor.ASSISTANT
+    assert state.barge_ins == 0  # taking the floor is not a barge-in
+    assert [t.turn_id for t in state.speaking_turns()] == [1]
+
+
+def test_a_key_intent_is_timed_from_the_key_to_the_prompts_first_media() -> None:
+    _, actions = run(
+        [
+            *GREETING_DONE,
+            intent(1, 3.002, trigger_at=3.0),
+            PlaybackStarted(turn_id=1, generation=0, at=3.005),
+        ]
+    )
+    assert actions == [
+        PlayPrompt(turn_id=1, ulaw=CLIP, at=3.002),  # nothing was playing: nothing to clear
+        IntentLatency(
+            turn_id=1,
+            intent="operator",
+            caller="dtmf",
+            caller_ms=2.0,
+            media_ms=3.0,
+            total_ms=5.0,
+        ),
+    ]
+
+
+def test_a_spoken_intent_is_timed_from_the_end_of_speech_and_consumes_it() -> None:
+    state, actions = run(
+        [
+            *GREETING_DONE,
+            CallerSpeechStarted(started_at=3.0, at=3.05),
+            CallerSpeechStopped(ended_at=4.0, speech_ms=1000, at=4.4),
+            UserTranscribed(text="a person please", at=5.5),
+            intent(1, 5.501),
+            PlaybackStarted(turn_id=1, generation=0, at=5.503),
+        ]
+    )
+    latency = actions[-1]
+    assert isinstance(latency, IntentLatency)
+    assert (latency.caller, latency.caller_ms, latency.media_ms) == ("vad", 1501.0, 2.0)
+    assert latency.total_ms == 1503.0
+    assert state.end_of_speech_at is None
+
+
+def test_the_prompts_end_goes_back_to_sonic_session_not_a_heard_report() -> None:
+    state, actions = run(
+        [
+            *GREETING_DONE,
+            intent(1, 3.0, trigger_at=3.0),
+            PlaybackStarted(turn_id=1, generation=0, at=3.0),
+            finished(1, 4.5, heard=400, total=1000, interrupted=True),
+        ]
+    )
+    assert actions[-1] == PromptPlayed(turn_id=1, interrupted=True, at=4.5)
+    assert not [a for a in actions if isinstance(a, HeardReport)]
+    assert state.floor is Floor.IDLE
+
+
+def test_an_intent_while_the_model_speaks_cuts_it_and_its_heard_share_is_reported() -> None:
+    state, actions = run(
+        [
+            *GREETING_DONE,
+            AssistantTurnStarted(turn_id=1, at=3.0),
+            PlaybackStarted(turn_id=1, generation=0, at=3.001),
+            intent(2, 3.5, trigger_at=3.5),
+            finished(1, 3.51, heard=480, total=2000, gen=0, interrupted=True),
+        ]
+    )
+    assert (
+        ClearPlayback(generation=1, through_turn_id=1, source="intent", signal_at=3.5, at=3.5)
+        in actions
+    )
+    assert actions[-1] == HeardReport(turn_id=1, heard_ms=480, total_ms=2000, at=3.51)
+    assert [t.turn_id for t in state.speaking_turns()] == [2]
+    assert state.floor is Floor.ASSISTANT

@@ -11,8 +11,8 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
-from actors.call import CallReport
-from actors.call.report import BargeInSummary, ToolCallSummary, TurnLatency
+from actors.call import CallReport, IntentTrigger
+from actors.call.report import BargeInSummary, IntentSummary, ToolCallSummary, TurnLatency
 from actors.sonic import ConnectorStatistics
 from actors.sonic.transport import ConnectionStatistics
 from gateway.loop_lag import LoopLagMonitor
@@ -342,3 +342,28 @@ def test_tool_calls_are_counted_by_tool_and_outcome_with_their_latency() -> None
     assert sample(f, "sonic_gateway_tool_latency_seconds_sum", tool="balance") == pytest.approx(
         5.12
     )
+
+
+def test_intents_are_counted_by_intent_and_trigger_with_their_prompts_time() -> None:
+    def matched(name: str, trigger: IntentTrigger, media_ms: float | None) -> IntentSummary:
+        return IntentSummary(
+            intent=name,
+            trigger=trigger,
+            at_ms=1.0,
+            tool="transfer_call",
+            outcome="ok",
+            caller=None,
+            caller_to_match_ms=None,
+            match_to_media_ms=media_ms,
+            caller_to_media_ms=None,
+        )
+
+    metrics = GatewayMetrics(CallRegistry(4))
+    metrics.observe_report(
+        report(intents=[matched("operator", "dtmf", 2.0), matched("operator", "transcript", None)])
+    )
+    f = parse(metrics.render().decode())
+    assert sample(f, "sonic_gateway_intents_total", intent="operator", trigger="dtmf") == 1
+    assert sample(f, "sonic_gateway_intents_total", intent="operator", trigger="transcript") == 1
+    assert sample(f, "sonic_gateway_intent_prompt_seconds_count") == 1
+    assert sample(f, "sonic_gateway_intent_prompt_seconds_sum") == pytest.approx(0.002)

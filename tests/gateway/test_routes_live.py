@@ -17,15 +17,14 @@ import msgspec
 import pytest
 import websockets
 
-from actors.sonic import SonicConnector, StaticCredentials
 from gateway.config import GatewayConfig, LoggingConfig
 from gateway.emulator import Emulator, EmulatorSettings, run_emulator
 from gateway.logs import configure_logging
 from gateway.routing import CallRouter
 from gateway.server import RunningGateway, serve_gateway
 from gateway.signature import compute_signature
-from gateway.tools import open_tool_client, sonic_tools
-from gateway.wiring import build_call_factory
+from gateway.tools import open_tool_client
+from gateway.wiring import build_call_factory, open_sonic_connector
 from tests.gateway.fake_call_webhook import SECRET, FakeCallWebhook, Hang, Raw, serving
 from tests.gateway.test_app_live import wait_close_code
 
@@ -98,15 +97,7 @@ async def full_stack(**overrides: Any) -> AsyncIterator[Stack]:
     config = msgspec.convert(BASE | overrides, GatewayConfig)
     async with (
         run_emulator(EmulatorSettings(port=0)) as emulator,
-        SonicConnector(
-            config.sonic.to_sonic_settings(
-                endpoint_uri=emulator.endpoint_uri,
-                ca_bundle=emulator.ca_path,
-                tools=sonic_tools(config.tools),
-            ),
-            credentials=StaticCredentials(),
-            pool=config.sonic.to_pool_settings(),
-        ) as connector,
+        open_sonic_connector(config, emulator=emulator) as connector,
         open_tool_client() as http,
         serve_gateway(
             config,
@@ -168,7 +159,14 @@ async def call_until_prompted(
 
 
 def persona(session: EmulatedSession) -> tuple[str | None, str | None, list[str]]:
-    return session.system_prompt, session.voice_id, session.tools_offered
+    """The session's persona; its system prompt without the note on the greeting played (every
+    session gets one: what the caller heard before the model spoke)."""
+    prompt = session.system_prompt
+    if prompt is not None:
+        persona_text, _, note = prompt.partition("\n\nWhen the call connected")
+        assert note, prompt
+        prompt = persona_text
+    return prompt, session.voice_id, session.tools_offered
 
 
 async def test_two_numbers_two_personas_and_other_numbers_the_default(frames: Any) -> None:

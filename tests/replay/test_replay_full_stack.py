@@ -48,6 +48,9 @@ def test_the_bundled_scenarios_are_these() -> None:
         "tool_timeout_told",
         "route_sales_number",
         "route_support_number",
+        "intent_dtmf_transfer",
+        "intent_transcript_transfer",
+        "intent_transcript_tool",
     }
 
 

@@ -6,7 +6,13 @@ import msgspec
 
 from gateway.replay.peer import BargeInRecord, PeerResult, TimelineEvent, TurnRecord
 from gateway.replay.playback import AnswerPlayback
-from gateway.replay.report import CallRecord, build_report, format_report, format_summary
+from gateway.replay.report import (
+    CallRecord,
+    IntentTiming,
+    build_report,
+    format_report,
+    format_summary,
+)
 from gateway.replay.scenario import parse_scenario
 
 SCENARIO = parse_scenario(
@@ -192,6 +198,8 @@ def test_text_report_and_summary_are_aligned_tables() -> None:
         "to",
         "audio",
         "gateway",
+        "intent",
+        "prompt",
         "barge-in",
         "stop",
         "slowest",
@@ -231,3 +239,41 @@ def test_persona_checks_every_session_of_the_call() -> None:
         "voice": False,
     }
     assert checks(None, None) == {"system prompt": False, "voice": False}
+
+
+def test_intents_are_checked_and_tabled_from_the_gateways_record() -> None:
+    scenario = parse_scenario(
+        'name = "intents"\n[expect]\nintents = ["operator"]\nintent_media_within_ms = 20\n'
+    )
+
+    def timing(name: str, media: float | None) -> IntentTiming:
+        return IntentTiming(
+            intent=name,
+            trigger="dtmf",
+            caller_to_match_ms=0.1,
+            match_to_media_ms=media,
+            caller_to_media_ms=None if media is None else media + 0.1,
+        )
+
+    def checks(intents: list[IntentTiming] | None) -> dict[str, tuple[bool, str]]:
+        record = CallRecord(call_sid="CA1", intents=intents)
+        report = build_report(
+            scenario, peer_result(), record=record, live_calls_after=0, calls_started=1
+        )
+        return {c.name: (c.passed, c.measured) for c in report.checks}
+
+    assert checks([timing("operator", 1.5)])["intent prompt"] == (True, "max 1.5 ms")
+    assert checks([timing("operator", 1.5)])["intents"] == (True, "operator")
+    assert checks([timing("operator", 35.0)])["intent prompt"] == (False, "max 35.0 ms")
+    assert checks([timing("operator", None)])["intent prompt"] == (False, "no media")
+    assert checks([])["intents"] == (False, "none")
+    assert checks([timing("hours", 1.0), timing("operator", 1.0)])["intents"][0] is False
+    assert checks(None)["intents"] == (False, "no call record")
+    record = CallRecord(call_sid="CA1", intents=[timing("operator", 1.5)])
+    report = build_report(
+        scenario, peer_result(), record=record, live_calls_after=0, calls_started=1
+    )
+    text = format_report(report)
+    assert "intents (caller's end of speech or key -> match -> first prompt media sent)" in text
+    assert "operator  dtmf" in text
+    assert "1.5 ms" in format_summary([report])
