@@ -77,6 +77,7 @@ from actors.sonic import (
     ConversationHistory,
     HandedOver,
     SessionClosed,
+    SessionLost,
     ToolUseRequested,
     Usage,
     UserTranscript,
@@ -378,6 +379,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 UserTranscript()
                 | AssistantText()
                 | AssistantAudioStarted()
+                | SessionLost()
                 | Usage()
                 | CompletionEnded()
             ):

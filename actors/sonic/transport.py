@@ -48,6 +48,11 @@ keeps up to ``max_connections`` accepting connections and spreads streams over t
   streams have failed on their own. :meth:`retire` closes draining connections once their last
   stream ended and forgets dead ones; draining connections do not count against
   ``max_connections``.
+* awscrt writes each request body from a task of its own, which ends by writing END_STREAM; when
+  the stream has completed first (reset, connection lost, closed by the peer) that write raises
+  ``AWS_ERROR_HTTP_STREAM_HAS_COMPLETED``, and nothing in awscrt or the SDK retrieves it (asyncio
+  logs "Task exception was never retrieved"). The transport retrieves it when the task ends: an
+  expected end of a finished stream, logged at debug level.
 * :meth:`preconnect` keeps room for ``room`` more streams on open accepting connections, opening
   connections (no request, nothing billed) up to ``max_connections``.
 
@@ -296,6 +301,7 @@ class BedrockTransport(AWSCRTHTTPClient):
                 await body.aclose()  # never started: request.body stays untouched
                 continue
             connection.add_stream(crt_stream)
+            _observe_body_writer(crt_stream)
             try:
                 return await self._await_response(crt_stream)
             except AwsCrtError as exc:
@@ -504,3 +510,18 @@ def _set_nodelay(fds: set[int], port: int) -> int:
         finally:
             dup.close()
     return done
+
+
+def _observe_body_writer(crt_stream: Any) -> None:
+    """Retrieve the outcome of awscrt's request-body task for ``crt_stream`` when it ends."""
+    writer = getattr(crt_stream, "_writer", None)
+    if isinstance(writer, asyncio.Future):
+        writer.add_done_callback(_body_writer_done)
+
+
+def _body_writer_done(task: asyncio.Future[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()  # retrieved: asyncio no longer reports it as lost
+    if exc is not None:
+        _log.debug("sonic.request_body_ended", error=repr(exc))
