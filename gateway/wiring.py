@@ -34,9 +34,10 @@ from actors.call import (
     load_prompt_cache,
 )
 from actors.sonic import BotocoreCredentials, SonicConnector, StaticCredentials
+from actors.tools import Toolbox, TransferCall
 from gateway.debug import DebugSources
 from gateway.server import run_gateway
-from gateway.tools import build_toolbox, open_tool_client, sonic_tools
+from gateway.tools import build_toolbox, fallback_transfer, open_tool_client, sonic_tools
 from gateway.twilio_rest import TwilioRestClient, TwilioRestSettings, open_twilio_rest
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
     from actors.call.ports import CallControl
     from actors.sonic import ConnectorStatistics, CredentialsProvider, SonicSettings
-    from actors.tools import Toolbox
     from gateway.config import GatewayConfig
     from gateway.registry import CallFactory
 
@@ -173,14 +173,22 @@ def build_call_factory(
     per call. ``tools`` are the executable ``[[tools]]`` (:func:`gateway.tools.build_toolbox`,
     over the process's one HTTP client); None: no tool runs (the model is answered
     ``unknown_tool``). ``call_control`` is the Twilio REST client the built-in ``end_call`` /
-    ``transfer_call`` use (:func:`open_call_control`).
+    ``transfer_call`` use (:func:`open_call_control`); with ``call.fallback_target`` it also
+    transfers a call whose Sonic session failed for good.
 
     Raises:
-        ConfigError: ``prompts`` is None and a configured prompt file is not usable.
+        ConfigError: ``prompts`` is None and a configured prompt file is not usable, or
+            ``call.fallback_target`` names no ``transfer_call`` target.
     """
     call = config.call
     if prompts is None:
         prompts = load_prompts(config)
+    fallback: TransferCall | None = None
+    if call.fallback_target is not None:
+        fallback = TransferCall(
+            target=call.fallback_target,
+            twiml=fallback_transfer(config.tools, call.fallback_target),
+        )
     deps = CallDeps(
         connector=connector,
         sonic_settings=connector.settings,
@@ -198,8 +206,10 @@ def build_call_factory(
             terminator=call.dtmf_terminator,
             max_digits=call.dtmf_max_digits,
         ),
-        **({} if tools is None else {"tools": tools}),
+        tools=Toolbox() if tools is None else tools,
         call_control=call_control,
+        hold_after_ms=float(call.hold_after_ms),
+        fallback=fallback,
     )
 
     return CallBuilder(deps)

@@ -23,7 +23,7 @@ from actors.call.ports import CallControl
 from actors.call.prompts import PromptCache, bundled_prompt, ulaw_from_wav
 from actors.call.report import CallReport
 from actors.sonic import SonicConnector, SonicSettings
-from actors.tools import Toolbox
+from actors.tools import Toolbox, TransferCall
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -84,6 +84,10 @@ class CallDeps:
             each call runs them in its SonicSession, at most ``tools.max_in_flight`` at once.
         call_control: Twilio's REST API, for the built-in ``end_call`` / ``transfer_call`` tools
             (None: their actions end the call's stream only).
+        hold_after_ms: a lost Sonic session silent this long plays the hold prompt (0: never).
+        fallback: where a call goes when Sonic fails for good: after the sorry prompt, this
+            transfer (one of the ``transfer_call`` targets) through ``call_control``; None: the
+            call is ended (completed through ``call_control`` when there is one).
     """
 
     connector: SonicConnector
@@ -99,3 +103,5 @@ class CallDeps:
     dtmf: DtmfSettings = attrs.field(factory=DtmfSettings)
     tools: Toolbox = attrs.field(factory=Toolbox, repr=False)
     call_control: CallControl | None = attrs.field(default=None, repr=False)
+    hold_after_ms: float = attrs.field(default=1000.0, validator=attrs.validators.ge(0.0))
+    fallback: TransferCall | None = attrs.field(default=None, repr=False)

@@ -21,7 +21,8 @@ Who sends what (the arrows of docs/call.md)::
                    -> TurnTaker.control      AssistantTurnStarted, AssistantTurnEnded,
                                              UserTranscribed, BargeInDetected
     TurnTaker      -> PlaybackEgress.control ClearPlayback
-                   -> SonicSession.control   HeardReport
+                   -> SonicSession.control   HeardReport, CallerSpeechStopped (forwarded),
+                                             LocalBargeIn
     PlaybackEgress -> TurnTaker.control      PlaybackStarted, PlaybackFinished
 
 Turn ids: assistant turn ``0`` is the greeting; Sonic's assistant turns are numbered from 1 by
@@ -50,6 +51,7 @@ __all__ = [
     "CallerSpeechStopped",
     "ClearPlayback",
     "HeardReport",
+    "LocalBargeIn",
     "MarkEchoed",
     "PlaybackControl",
     "PlaybackData",
@@ -208,6 +210,13 @@ class HeardReport(_Message, frozen=True):
     """Audio of the turn that reached PlaybackEgress (sent or queued) before the clear."""
 
 
+class LocalBargeIn(_Message, frozen=True):
+    """TurnTaker cleared playback through ``turn_id`` on the local VAD alone: Sonic gave no sign of
+    the interruption, so the model does not know of it (TurnTaker -> SonicSession.control)."""
+
+    turn_id: int
+
+
 # --------------------------------------------------------------------------- PlaybackEgress ->
 
 
@@ -234,8 +243,8 @@ class PlaybackFinished(_Message, frozen=True):
 
 # --------------------------------------------------------------------------- inbox unions
 
-SonicControl = CallerDtmf | HeardReport
-"""SonicSession's control inbox."""
+SonicControl = CallerDtmf | HeardReport | CallerSpeechStopped | LocalBargeIn
+"""SonicSession's control inbox (TurnTaker forwards the VAD's ``CallerSpeechStopped``)."""
 
 SonicData = CallerAudio
 """SonicSession's data inbox (caller audio only)."""

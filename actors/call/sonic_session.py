@@ -31,17 +31,38 @@ Rules:
   -> ``UserTranscribed`` and the journal; FINAL assistant text -> the journal; ``HandedOver`` (a
   planned message, not a crash) -> the journal and one log line.
 * Turn ids: Sonic numbers assistant turns per conversation from 1; the call's turn id is
-  ``SessionMemory.turn_offset + sonic id`` so ids stay unique across SonicSession restarts.
+  ``SessionMemory.turn_offset + sonic id`` so ids stay unique across SonicSession restarts. A hold
+  prompt takes the next call turn id and moves the offset on by one, so later Sonic turns still
+  get higher ids.
 * Failures: ``SonicFatalError`` (our request, access, model) ends the call: recorded, and ``run``
-  returns normally (a significant TRANSIENT child: the call auto-shuts down). A
-  ``SonicRetryableError`` the conversation could not recover propagates: the supervisor restarts a
-  FRESH SonicSession, which continues from :class:`SessionMemory` (owned by the supervisor).
-* Stopping: ``request_stop`` cancels the work; leaving the conversation's ``async with`` closes the
-  Sonic stream in order (audio ``contentEnd``, ``promptEnd``, ``sessionEnd``; bounded).
+  returns normally (a significant TRANSIENT child: the call auto-shuts down, and the Call plays the
+  sorry prompt, then transfers or hangs up). A ``SonicRetryableError`` the conversation could not
+  recover propagates: the supervisor restarts a FRESH SonicSession, which continues from
+  :class:`SessionMemory` (owned by the supervisor).
+* Hold prompt: while a Sonic session is lost (``SessionLost`` until ``HandedOver``, or across a
+  restart until the fresh conversation is open) the model can say nothing. Once that has lasted
+  ``hold_after_s`` the cached hold prompt plays as an assistant turn of its own (to PlaybackEgress
+  as 8 kHz PCM; TurnTaker treats it like any turn, so a barge-in clears it), and again
+  :data:`HOLD_REPEAT_GAP_S` after its end while the loss lasts (:class:`LossWatch`). The timer is
+  a task of its own (it must also run while a restarted session opens); a lock keeps its sends and
+  Sonic's audio from interleaving.
+* Stall: the VAD's ``CallerSpeechStopped`` (forwarded by TurnTaker) after at least
+  :data:`CALLER_TURN_MIN_SPEECH_MS` of speech arms the conversation's stall watchdog
+  (``conv.expect_output``).
+* Unheard barge-in: a ``LocalBargeIn`` from TurnTaker (the local VAD cut the assistant off, Sonic
+  gave no sign) is watched by :class:`UnheardBargeIn`: if Sonic shows no sign of it (barge-in
+  signal, USER transcript, a newer turn) within ``barge_in_confirm_s`` of the caller stopping, the
+  model gets a USER text saying it was cut off by a noise, so it carries on instead of waiting.
+  Its timer shares the control task's receive deadline with the DTMF entry timer.
+* Stopping: ``request_stop`` cancels the work, and bounds the conversation's close by the
+  supervisor's shutdown timeout for this child (``stop_timeout_s``, minus a margin for the rest of
+  the exit): every Sonic stream is closed in order (audio ``contentEnd``, ``promptEnd``,
+  ``sessionEnd``), without waiting for an answer nobody will hear, or released at that deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import TYPE_CHECKING, Final, assert_never, final
 
@@ -49,6 +70,7 @@ import anyio
 import attrs
 import structlog
 
+import audiocodec
 from actors.call._snapshot import with_counters
 from actors.call.dtmf import DigitCollector, DtmfEntry, DtmfSettings
 from actors.call.protocol import (
@@ -59,12 +81,15 @@ from actors.call.protocol import (
     BargeInDetected,
     CallerAudio,
     CallerDtmf,
+    CallerSpeechStopped,
     HeardReport,
+    LocalBargeIn,
     PlaybackData,
     SonicControl,
     TurnControl,
     UserTranscribed,
 )
+from actors.call.session_watch import LossWatch, UnheardBargeIn
 from actors.errors import ClosedByUs, MailboxClosed, SonicError, SonicFatalError
 from actors.runtime import Actor, ActorSnapshot, Mailbox
 from actors.sonic import AssistantAudio as SonicAudio
@@ -93,12 +118,29 @@ if TYPE_CHECKING:
     from actors.sonic import SonicConnector, SonicConversation, SonicEvent, SonicSettings
     from actors.tools import CallAction
 
-__all__ = ["DTMF_TEXT_PREFIX", "SessionMemory", "SonicSession", "dtmf_text"]
+__all__ = [
+    "CALLER_TURN_MIN_SPEECH_MS",
+    "DTMF_TEXT_PREFIX",
+    "HOLD_REPEAT_GAP_S",
+    "STOP_MARGIN_S",
+    "SessionMemory",
+    "SonicSession",
+    "dtmf_text",
+]
 
 _log = structlog.get_logger("actors.call.sonic_session")
 DTMF_TEXT_PREFIX: Final = "DTMF: "
 """Every keypad entry reaches the model as this prefix and the keys (a system prompt may say what
 the caller's keys mean)."""
+HOLD_REPEAT_GAP_S: Final = 4.0
+"""While a lost session is still not back, the hold prompt plays again this long after its end."""
+CALLER_TURN_MIN_SPEECH_MS: Final = 400.0
+"""Speech the VAD heard before it stopped for the model to owe an answer (the stall watchdog arms);
+shorter sounds (a cough, a click) may get none."""
+STOP_MARGIN_S: Final = 0.2
+"""Part of the shutdown bound kept for leaving the actor after the conversation closed."""
+_PROMPT_RATE: Final = 8000
+_RECENT_TURNS: Final = 64  # call turn id -> Sonic turn id entries kept for heard reports
 
 
 @final
@@ -112,12 +154,14 @@ class SessionMemory:
         turn_offset: added to the Sonic conversation's turn ids (unique call turn ids).
         last_turn_id: the highest call turn id seen so far.
         sessions: SonicSession instances started (1 + restarts).
+        loss: a lost Sonic session and the hold prompt (it lasts across a restart).
     """
 
     history: ConversationHistory
     turn_offset: int = 0
     last_turn_id: int = 0
     sessions: int = 0
+    loss: LossWatch = attrs.field(factory=LossWatch)
 
     @classmethod
     def for_settings(cls, settings: SonicSettings) -> SessionMemory:
@@ -146,6 +190,11 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         tools: the tools the model may call (none: every call is answered ``unknown_tool``).
         on_action: gets a built-in tool's call action (``end_call``, ``transfer_call``) once its
             result went to the model; the call owns what happens next.
+        hold_ulaw: the hold prompt, raw 8 kHz μ-law (empty: none is played).
+        hold_after_s: silence of a lost session before the hold prompt plays (0: never).
+        barge_in_confirm_s: after a local-VAD barge-in and the caller's stop, how long Sonic has
+            to show it noticed before the model is told.
+        stop_timeout_s: the supervisor's shutdown timeout for this child: a stop fits inside it.
     """
 
     def __init__(
@@ -161,6 +210,10 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         dtmf: DtmfSettings | None = None,
         tools: Toolbox | None = None,
         on_action: Callable[[CallAction], None] | None = None,
+        hold_ulaw: bytes = b"",
+        hold_after_s: float = 1.0,
+        barge_in_confirm_s: float = 2.75,
+        stop_timeout_s: float = 1.0,
     ) -> None:
         super().__init__("sonic_session", inbox=audio, control=control)
         self._dtmf_settings = dtmf if dtmf is not None else DtmfSettings()
@@ -178,12 +231,25 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         self._work = anyio.CancelScope()
         self._conv: SonicConversation | None = None
         self._audio_turn: int | None = None  # call turn id whose audio is streaming
+        self._hold_pcm = audiocodec.ulaw_decode(hold_ulaw) if hold_ulaw else b""
+        self._hold_after_s = hold_after_s
+        self._hold_repeat_s = len(hold_ulaw) / _PROMPT_RATE + HOLD_REPEAT_GAP_S
+        # Playback sends of a hold prompt and of Sonic's audio never interleave.
+        self._playback_lock = anyio.Lock()
+        self._loss_changed = anyio.Event()  # set when a loss begins: wakes the hold timer
+        self._unheard = UnheardBargeIn(confirm_s=barge_in_confirm_s)
+        self._stop_timeout_s = stop_timeout_s
+        self._stop_by: float | None = None
+        self._sonic_turns: dict[int, int] = {}  # recent call turn id -> Sonic turn id
+        self._prompt_turns: set[int] = set()  # call turn ids of hold prompts
         self.audio_bytes_in = 0
         self.audio_bytes_out = 0
         self.events_in = 0
         self.dtmf_keys = 0
         self.dtmf_entries = 0
         self.dtmf_sent = 0
+        self.holds_played = 0
+        self.interruptions_told = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -200,44 +266,71 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         memory.sessions += 1
         self.state = "connecting"
         task_status.started()
+        error: SonicError | None = None
         try:
-            # A restarted session continues from what the caller heard so far, not from blank.
-            history = memory.history.shaped() if memory.sessions > 1 else ()
-            async with self._connector.conversation(history=history) as conv:
-                self._conv = conv
-                self.state = "open"
-                with self._work:
-                    async with anyio.create_task_group() as tg:
-                        # Tools run in this task group: leaving it cancels the pending ones.
-                        self._tools = ToolRunner(
-                            self._toolbox,
-                            tg,
-                            answer=functools.partial(self._send_tool_result, conv),
-                            record=self._journal.record_tool_call,
-                            on_action=self._on_action,
-                        )
-                        tg.start_soon(self._pump_audio, conv)
-                        tg.start_soon(self._pump_control, conv)
-                        await self._pump_events(conv)
-                        tg.cancel_scope.cancel()
-                self.state = "closing"
-        except SonicFatalError as exc:
-            self._journal.sonic_errors.append(exc.kind)
-            self._journal.end(f"sonic_fatal:{exc.kind}", anyio.current_time())
-            _log.warning("sonic_session.fatal", kind=exc.kind, error=str(exc))
-            self.state = "failed"
-            return
-        except SonicError as exc:
-            self._journal.sonic_errors.append(exc.kind)
-            _log.warning("sonic_session.gave_up", kind=exc.kind, error=str(exc))
-            raise
+            async with anyio.create_task_group() as tg:
+                # Its own task: due before the conversation is open after a lost session, too.
+                tg.start_soon(self._hold_timer)
+                try:
+                    await self._converse()
+                except SonicError as exc:
+                    error = exc
+                tg.cancel_scope.cancel()
         finally:
             self._conv = None
             self._tools = None
+        if isinstance(error, SonicFatalError):
+            self._journal.sonic_errors.append(error.kind)
+            self._journal.end(f"sonic_fatal:{error.kind}", anyio.current_time())
+            _log.warning("sonic_session.fatal", kind=error.kind, error=str(error))
+            self.state = "failed"
+            return
+        if error is not None:
+            self._journal.sonic_errors.append(error.kind)
+            memory.loss.lost(anyio.current_time())  # the restarted session continues the loss
+            _log.warning("sonic_session.gave_up", kind=error.kind, error=str(error))
+            raise error
         self.state = "closed"
 
+    async def _converse(self) -> None:
+        memory = self._memory
+        # A restarted session continues from what the caller heard so far, not from blank.
+        history = memory.history.shaped() if memory.sessions > 1 else ()
+        self._conv = opening = self._connector.conversation(history=history)
+        if self._stop_by is not None:
+            opening.stop_by(self._stop_by)
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                conv = await stack.enter_async_context(opening)
+            except ClosedByUs:
+                if self._stop_by is None:
+                    raise
+                return  # stopped while opening: the conversation released its streams
+            async with self._playback_lock:  # a hold prompt being sent goes out whole first
+                memory.loss.recovered()
+            self.state = "open"
+            with self._work:
+                async with anyio.create_task_group() as tg:
+                    # Tools run in this task group: leaving it cancels the pending ones.
+                    self._tools = ToolRunner(
+                        self._toolbox,
+                        tg,
+                        answer=functools.partial(self._send_tool_result, conv),
+                        record=self._journal.record_tool_call,
+                        on_action=self._on_action,
+                    )
+                    tg.start_soon(self._pump_audio, conv)
+                    tg.start_soon(self._pump_control, conv)
+                    await self._pump_events(conv)
+                    tg.cancel_scope.cancel()
+            self.state = "closing"
+
     def request_stop(self) -> bool:
-        """Stop pumping; leaving the conversation closes the Sonic stream in order."""
+        """Stop pumping; the conversation then closes its streams in order within our bound."""
+        if self._stop_by is None:
+            self._stop_by = anyio.current_time() + max(0.0, self._stop_timeout_s - STOP_MARGIN_S)
+            if self._conv is not None:
+                self._conv.stop_by(self._stop_by)  # also abandons an open in progress
         self._work.cancel()
         return True
 
@@ -258,22 +351,27 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
 
     async def _pump_control(self, conv: SonicConversation) -> None:
         digits = self._digits
+        unheard = self._unheard
         while True:
             msg: SonicControl | None = None
-            deadline = digits.deadline
+            # The DTMF inter-digit timer and the unheard-barge-in timer: the receive's deadline.
+            timers = [t for t in (digits.deadline, unheard.due_at) if t is not None]
             try:
-                if deadline is None:
+                if not timers:
                     msg = await self._control_box.receive()
                 else:
-                    # The inter-digit timer: wait for the next message until the entry's deadline.
-                    with anyio.move_on_at(deadline):
+                    with anyio.move_on_at(min(timers)):
                         msg = await self._control_box.receive()
             except MailboxClosed:
                 return
             if msg is None:
-                entry = digits.expire(anyio.current_time())
+                now = anyio.current_time()
+                entry = digits.expire(now)
                 if entry is not None:
                     await self._send_dtmf(conv, entry)
+                note = unheard.take(now)
+                if note is not None:
+                    await self._tell_interrupted(conv, note)
                 continue
             self.messages_in += 1
             match msg:
@@ -289,12 +387,27 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                         await self._send_dtmf(conv, entry)
                 case HeardReport(turn_id=turn_id, heard_ms=heard, total_ms=total):
                     fraction = 1.0 if total <= 0 else heard / total
+                    unheard.heard(turn_id, fraction)
+                    if turn_id in self._prompt_turns:
+                        continue  # a hold prompt: not in the model's history
                     self._memory.history.note_heard(turn_id, fraction)
-                    sonic_turn = turn_id - self._memory.turn_offset
-                    if sonic_turn > 0:
+                    sonic_turn = self._sonic_turns.get(turn_id)
+                    if sonic_turn is not None:
                         conv.note_heard(sonic_turn, fraction)
+                case CallerSpeechStopped(ended_at=ended_at, speech_ms=speech_ms):
+                    if speech_ms >= CALLER_TURN_MIN_SPEECH_MS:
+                        conv.expect_output()  # the stall watchdog: an answer is due now
+                    unheard.caller_stopped(ended_at)
+                case LocalBargeIn(turn_id=turn_id):
+                    unheard.barge_in(turn_id)
                 case _:
                     assert_never(msg)
+
+    async def _tell_interrupted(self, conv: SonicConversation, note: str) -> None:
+        """Tell the model a noise, not the caller's words, cut its answer off (it answers)."""
+        delivered = await conv.send_user_text(note)
+        self.interruptions_told += delivered
+        _log.info("sonic_session.interruption_told", delivered=delivered)
 
     async def _send_dtmf(self, conv: SonicConversation, entry: DtmfEntry) -> None:
         """One keypad entry -> one interactive USER text (Sonic does not hear DTMF tones)."""
@@ -331,6 +444,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 turn_id = self._call_turn(sonic_turn)
                 if self._audio_turn != turn_id:
                     self._audio_turn = turn_id
+                    self._unheard.model_spoke(turn_id)
                     await self.send_to(
                         self._turn_control, AssistantTurnStarted(turn_id=turn_id, at=now)
                     )
@@ -347,6 +461,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 )
                 await self.send_to(self._turn_control, AssistantTurnEnded(turn_id=turn_id, at=now))
             case BargeIn(source=source):
+                self._unheard.model_noticed()
                 await self.send_to(
                     self._turn_control,
                     BargeInDetected(
@@ -355,6 +470,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                     ),
                 )
             case UserTranscript(text=text, final=True):
+                self._unheard.model_noticed()
                 self._journal.user_lines.append((now, text))
                 self._memory.history.add_user(text)
                 _log.info("sonic_session.user_transcript", pii_transcript=text)
@@ -368,10 +484,15 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 tools = self._tools
                 assert tools is not None  # set for as long as events are pumped
                 await tools.submit(tool_use_id, name, arguments)
+            case SessionLost(kind=kind):
+                self._memory.loss.lost(now)
+                self._loss_changed.set()  # wakes the hold timer
+                _log.info("sonic_session.session_lost", kind=kind)
             case HandedOver(reason=reason, session_index=index):
                 self._journal.handovers.append(now)
                 if reason.startswith("error:"):  # a retryable error the conversation recovered
                     self._journal.sonic_errors.append(reason.removeprefix("error:"))
+                    self._memory.loss.recovered()
                 _log.info("sonic_session.handed_over", reason=reason, session_index=index)
             case SessionClosed():
                 return False
@@ -379,7 +500,6 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 UserTranscript()
                 | AssistantText()
                 | AssistantAudioStarted()
-                | SessionLost()
                 | Usage()
                 | CompletionEnded()
             ):
@@ -388,9 +508,59 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 assert_never(event)
         return True
 
+    # ------------------------------------------------------------------ hold prompt
+
+    async def _hold_timer(self) -> None:
+        """Play the hold prompt whenever it is due (:class:`LossWatch`), for the session's life:
+        also before the conversation is open, when this session replaces one that was lost."""
+        loss = self._memory.loss
+        while True:
+            due = loss.due_at(after_s=self._hold_after_s, repeat_s=self._hold_repeat_s)
+            if due is None:
+                self._loss_changed = changed = anyio.Event()
+                await changed.wait()
+                continue
+            await anyio.sleep_until(due)
+            again = loss.due_at(after_s=self._hold_after_s, repeat_s=self._hold_repeat_s)
+            if again is not None and again <= anyio.current_time():
+                await self._play_hold()
+
+    async def _play_hold(self) -> None:
+        """Play the hold prompt as an assistant turn of its own (nothing else is heard now)."""
+        loss = self._memory.loss
+        async with self._playback_lock:
+            now = anyio.current_time()
+            loss.held(now)
+            if not self._hold_pcm or self._audio_turn is not None:
+                return
+            memory = self._memory
+            turn_id = memory.last_turn_id + 1
+            memory.last_turn_id = turn_id
+            memory.turn_offset += 1  # later Sonic turns of this conversation come after it
+            self._prompt_turns.add(turn_id)
+            self.holds_played += 1
+            _log.info("sonic_session.hold_played", turn_id=turn_id)
+            with anyio.CancelScope(shield=True):  # a turn is sent whole or not at all
+                await self.send_to(
+                    self._turn_control, AssistantTurnStarted(turn_id=turn_id, at=now)
+                )
+                await self.send_to(
+                    self._playback_data,
+                    AssistantAudio(turn_id=turn_id, pcm=self._hold_pcm, rate=_PROMPT_RATE, at=now),
+                )
+                await self.send_to(
+                    self._playback_data, AssistantAudioEnded(turn_id=turn_id, at=now)
+                )
+                await self.send_to(self._turn_control, AssistantTurnEnded(turn_id=turn_id, at=now))
+
     def _call_turn(self, sonic_turn: int) -> int:
         turn_id = self._memory.turn_offset + sonic_turn
         self._memory.last_turn_id = max(self._memory.last_turn_id, turn_id)
+        turns = self._sonic_turns
+        if turn_id not in turns:
+            turns[turn_id] = sonic_turn
+            if len(turns) > _RECENT_TURNS:
+                del turns[min(turns)]
         return turn_id
 
     # ------------------------------------------------------------------ introspection
@@ -407,6 +577,8 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             dtmf_keys=self.dtmf_keys,
             dtmf_entries=self.dtmf_entries,
             dtmf_sent=self.dtmf_sent,
+            holds_played=self.holds_played,
+            interruptions_told=self.interruptions_told,
             tools_started=None if self._tools is None else self._tools.started,
             tools_in_flight=None if self._tools is None else self._tools.in_flight,
             sessions=self._memory.sessions,

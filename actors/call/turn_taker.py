@@ -7,10 +7,11 @@ Rules:
 * Loop: receive the next control message, or -- when the machine has armed the local-VAD barge-in
   guard -- until its absolute deadline, which then becomes :class:`GuardElapsed`. Every input
   goes through ``decide``; the actions are performed in order: ``ClearPlayback`` to PlaybackEgress's
-  CONTROL mailbox, ``HeardReport`` to SonicSession's control mailbox, latency and barge-in records
-  to the journal (one ``turn.latency`` log line per turn, never per frame).
+  CONTROL mailbox, ``HeardReport``, ``CallerSpeechStopped`` and ``LocalBargeIn`` to SonicSession's
+  control mailbox, latency and barge-in records to the journal (one ``turn.latency`` log line per
+  turn, never per frame).
 * A restarted instance starts with the floor idle: the greeting it would otherwise assume has long
-  been played.
+  been played. So does a call without a greeting.
 """
 
 from __future__ import annotations
@@ -22,14 +23,25 @@ import structlog
 
 from actors.call._snapshot import with_counters
 from actors.call.protocol import (
+    CallerSpeechStopped,
     ClearPlayback,
     HeardReport,
+    LocalBargeIn,
     PlaybackControl,
     SonicControl,
     TurnControl,
 )
 from actors.call.report import BargeInRecord, TurnLatency
-from actors.call.turn_fsm import Floor, GuardElapsed, TurnInput, TurnSettings, TurnState, decide
+from actors.call.turn_fsm import (
+    Floor,
+    GuardElapsed,
+    TurnAction,
+    TurnInput,
+    TurnSettings,
+    TurnState,
+    decide,
+    initial_state,
+)
 from actors.errors import MailboxClosed
 from actors.runtime import Actor, ActorSnapshot, Mailbox
 
@@ -69,7 +81,7 @@ class TurnTaker(Actor[TurnControl]):
         self._sonic_control = sonic_control
         self._settings = settings
         self._journal = journal
-        self._state = TurnState()
+        self._state = initial_state(settings)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Decide on every control message until the call ends. Blocks on the inbox."""
@@ -96,13 +108,11 @@ class TurnTaker(Actor[TurnControl]):
             for action in actions:
                 await self._perform(action)
 
-    async def _perform(
-        self, action: ClearPlayback | HeardReport | TurnLatency | BargeInRecord
-    ) -> None:
+    async def _perform(self, action: TurnAction) -> None:
         match action:
             case ClearPlayback():
                 await self.send_to(self._playback_control, action)
-            case HeardReport():
+            case HeardReport() | CallerSpeechStopped() | LocalBargeIn():
                 await self.send_to(self._sonic_control, action)
             case TurnLatency():
                 self._journal.latencies.append(action)

@@ -173,6 +173,9 @@ class SonicConversation:
         # Every stream opened and not yet closed: whatever path ends the conversation closes these.
         self._streams: set[SonicStream] = set()
         self._prepare_failures = 0
+        # Set by stop_by(): every close ends by then and waits for no answer in flight.
+        self._stop_deadline: float | None = None
+        self._opening = anyio.CancelScope()  # the first open; stop_by() cancels it
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -181,10 +184,14 @@ class SonicConversation:
 
         Raises:
             SonicError: the first session could not be opened (after bounded retries if retryable).
+            ClosedByUs: :meth:`stop_by` was called before it opened.
         """
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         try:
-            stream = await self._open_with_retries()
+            with self._opening:  # stop_by() cancels it: the owner is stopping
+                stream = await self._open_with_retries()
+            if self._opening.cancelled_caught:
+                raise ClosedByUs("the conversation was stopped while it opened")
             async with self._lock:
                 await self._activate(stream, reason=None)
         except BaseException:
@@ -224,6 +231,15 @@ class SonicConversation:
             raise self._failure
         return False
 
+    def stop_by(self, deadline: float) -> None:
+        """The owner is stopping and must be done by ``deadline``: from now on every close of this
+        conversation (and its exit) ends by then, and none waits for an answer in flight (nobody
+        will hear it). An open in progress is abandoned (``async with`` raises
+        :class:`ClosedByUs`). Does not block; a later, earlier deadline wins."""
+        if self._stop_deadline is None or deadline < self._stop_deadline:
+            self._stop_deadline = deadline
+        self._opening.cancel()
+
     async def aclose(self, *, deadline: float | None = None, finish_answer: bool = True) -> None:
         """End the conversation in order: every stream closes (audio contentEnd, promptEnd,
         sessionEnd), all at once, and :class:`SessionClosed` is the last event.
@@ -252,6 +268,9 @@ class SonicConversation:
         """Close every stream not closed yet, concurrently, each by ``deadline``; shielded."""
         if deadline is None:
             deadline = anyio.current_time() + self._settings.close_timeout_s
+        if self._stop_deadline is not None:
+            deadline = min(deadline, self._stop_deadline)
+            finish_answer = False
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:
                 for stream in list(self._streams):
@@ -534,8 +553,16 @@ class SonicConversation:
                 case None | _NextReady():
                     pass
                 case _StreamFailed():
-                    if self._current is not None and message.number == self._current.number:
-                        await self._emit(SessionLost(kind=message.error.kind))
+                    failed = self._current
+                    if failed is not None and message.number == failed.number:
+                        # The failed stream's turn ends now (SESSION_LOST), not at the switch:
+                        # nothing more of it will come, and the consumer may fill the silence.
+                        for event in [
+                            *failed.protocol.abandon_turn(),
+                            SessionLost(kind=message.error.kind),
+                        ]:
+                            self._note(event, anyio.current_time())
+                            await self._emit(event)
                         await self._recover(message.error)
                         if self._failure is not None:
                             return

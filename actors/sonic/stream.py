@@ -61,6 +61,7 @@ from actors.sonic.event_writer import (
     open_input_writer,
 )
 from actors.sonic.protocol import SonicProtocol
+from actors.sonic.transport import HttpStreamSlot, capture_http_stream, end_pending_reads
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -92,8 +93,11 @@ class SonicStream:
         protocol: SonicProtocol,
         opened_at: float,
         expires_in_s: float | None,
+        http: HttpStreamSlot | None = None,
     ) -> None:
         self._duplex = duplex  # smithy DuplexEventStream (the SDK is untyped at this boundary)
+        # Gets the CRT stream under it once the SDK's transport task has sent the request.
+        self._http = http
         self._receiver: Any = None
         self._settings = settings
         self.protocol = protocol
@@ -161,16 +165,20 @@ class SonicStream:
         stream: SonicStream | None = None
         try:
             with anyio.fail_after(settings.open_timeout_s):
-                duplex = await client.invoke_model_with_bidirectional_stream(
-                    InvokeModelWithBidirectionalStreamOperationInput(model_id=settings.model_id),
-                    plugins=[pin],
-                )
+                with capture_http_stream() as http:
+                    duplex = await client.invoke_model_with_bidirectional_stream(
+                        InvokeModelWithBidirectionalStreamOperationInput(
+                            model_id=settings.model_id
+                        ),
+                        plugins=[pin],
+                    )
                 stream = cls(
                     duplex=duplex,
                     settings=settings,
                     protocol=protocol,
                     opened_at=opened_at,
                     expires_in_s=seconds_left(identity),
+                    http=http,
                 )
                 stream._input = await open_input_writer(duplex, lean=lean_input)
                 await stream._input.send(protocol.prelude())
@@ -455,9 +463,10 @@ class SonicStream:
         """Release the SDK stream without ceremony (at the end of a close, or when open failed).
 
         Shielded, and bounded by ``deadline`` (default half a second from now). The input pipe is
-        closed without waiting for it to drain (awscrt's request-body task ends with it); the
-        receiver is closed only once no receive is pending (closing it under a pending receive
-        fails, and the response has ended by then anyway).
+        closed without waiting for it to drain (awscrt's request-body task ends with it). A read
+        still waiting for a response the peer has not ended is ended the way awscrt ends it when
+        a stream completes, so the receive loop returns by itself (never cancelled under a
+        pending read); then the receiver is closed.
         """
         self._closing = True
         self._closed = True
@@ -468,6 +477,10 @@ class SonicStream:
         with anyio.CancelScope(deadline=deadline, shield=True):
             with contextlib.suppress(Exception):
                 await discard_input(self._duplex.input_stream)
+            waiting = self._running and not self._receive_done.is_set()
+            http_stream = None if self._http is None else self._http.stream
+            if waiting and http_stream is not None and end_pending_reads(http_stream):
+                await self._receive_done.wait()
             if self._receiver is not None and (self._receive_done.is_set() or not self._running):
                 with contextlib.suppress(Exception):
                     await self._receiver.close()

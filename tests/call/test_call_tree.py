@@ -213,7 +213,7 @@ def caller_speech(ms: int, seed: int) -> bytes:
 
 @contextlib.asynccontextmanager
 async def call_env(
-    emulator: dict[str, Any] | None = None, **deps: Any
+    emulator: dict[str, Any] | None = None, *, call_sid: str = "CA1", **deps: Any
 ) -> AsyncIterator[tuple[Emulator, Call, TwilioPeer, list[CallReport]]]:
     async with run_emulator(EmulatorSettings(**(FAST | (emulator or {})))) as emu:
         settings = SonicSettings(endpoint_uri=emu.endpoint_uri, ca_bundle=Path(emu.ca_path))
@@ -223,7 +223,10 @@ async def call_env(
             socket = MemoryTwilioSocket()
             reports: list[CallReport] = []
             identity = CallIdentity(
-                call_sid="CA1", stream_sid=SID, account_sid="AC1", started_at=anyio.current_time()
+                call_sid=call_sid,
+                stream_sid=SID,
+                account_sid="AC1",
+                started_at=anyio.current_time(),
             )
             call_deps = CallDeps(
                 connector=connector,
