@@ -20,8 +20,8 @@ sonic.audio          CallerAudio (20 ms, or up to            50,   DROP_OLDEST  
                                                                                 stale caller audio
                                                                                 is worthless;
                                                                                 drops counted (ms)
-sonic.control        CallerDtmf, HeardReport                 16    BLOCK        rare, must not be
-                                                                                lost; own task
+sonic.control        CallerDtmf, HeardReport,                16    BLOCK        rare, must not be
+                     CallerSpeechStopped, LocalBargeIn                          lost; own task
 playback.data        AssistantAudio, AssistantAudioEnded     32    BLOCK        drained at once
                                                                                 into the paced
                                                                                 queue; BLOCK only

@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from actors.call import ACTION_MARK, PromptCache
 from actors.call.supervisor import SONIC_SHUTDOWN_S
+from actors.errors import SonicRetryableError
 from actors.tools import TransferCall
 from actors.wire import TwilioOutboundClear, TwilioOutboundMark, TwilioOutboundMedia
 from gateway.emulator import Fault
@@ -129,6 +130,42 @@ async def test_a_quick_recovery_plays_no_hold_prompt() -> None:
         tg.cancel_scope.cancel()
     assert reports[0].sonic_errors == ["streamEnded"]
     assert media_times(peer, HOLD) == []
+
+
+async def test_a_sonic_that_stays_unreachable_holds_then_apologises_and_ends_the_call() -> None:
+    # Every reopen fails: the conversation gives up, the supervisor restarts SonicSession (whose
+    # opens fail too) until it gives up. The caller hears the hold prompt, then the sorry prompt.
+    async with (
+        call_env(
+            sonic={"reopen_backoff_s": 0.05, "max_reopen_attempts": 2},
+            prompts=prompts(hold=HOLD, sorry=SORRY),
+            hold_after_ms=300.0,
+        ) as (emu, call, peer, reports),
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(peer.playout)
+        tg.start_soon(call.run)
+        await wait_for(lambda: emu.sessions and peer.media_frames(), 5)
+        await anyio.sleep(0.3)
+        connector = call._deps.connector  # test-only: make every later open fail
+
+        async def unreachable(**_: Any) -> Any:
+            raise SonicRetryableError("connectionReset", "unreachable (test)")
+
+        connector.open_stream = unreachable  # type: ignore[method-assign]
+        emu.inject_fault(Fault(kind="reset"), target="current")
+        await wait_for(lambda: reports, 15)
+        tg.cancel_scope.cancel()
+    report = reports[0]
+    assert report.end_reason == "supervisor_gave_up"
+    assert report.sonic_restarts == 3
+    hold, sorry = media_times(peer, HOLD), media_times(peer, SORRY)
+    assert hold
+    assert sorry
+    assert hold[0] < sorry[0]
+    assert heard_bytes(peer, SORRY) >= len(SORRY)
+    assert peer.socket.closed_with is not None
+    assert peer.socket.closed_with[0] == 1011
 
 
 @contextlib.asynccontextmanager

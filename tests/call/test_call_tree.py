@@ -213,10 +213,16 @@ def caller_speech(ms: int, seed: int) -> bytes:
 
 @contextlib.asynccontextmanager
 async def call_env(
-    emulator: dict[str, Any] | None = None, *, call_sid: str = "CA1", **deps: Any
+    emulator: dict[str, Any] | None = None,
+    *,
+    call_sid: str = "CA1",
+    sonic: dict[str, Any] | None = None,
+    **deps: Any,
 ) -> AsyncIterator[tuple[Emulator, Call, TwilioPeer, list[CallReport]]]:
     async with run_emulator(EmulatorSettings(**(FAST | (emulator or {})))) as emu:
-        settings = SonicSettings(endpoint_uri=emu.endpoint_uri, ca_bundle=Path(emu.ca_path))
+        settings = SonicSettings(
+            endpoint_uri=emu.endpoint_uri, ca_bundle=Path(emu.ca_path), **(sonic or {})
+        )
         async with SonicConnector(
             settings, credentials=StaticCredentials(), pool=PoolSettings(size=0)
         ) as connector:
