@@ -122,6 +122,7 @@ class SonicStream:
         self._peer_gone = False
         # A close in progress (its deadline can be brought forward) and its end.
         self._close_scope: anyio.CancelScope | None = None
+        self._close_limit = math.inf
         self._close_done = anyio.Event()
         # Stall watchdog: when an answer became due (None: none is), and the event that wakes it.
         self._expect_since: float | None = None
@@ -324,11 +325,14 @@ class SonicStream:
                 continue  # output arrived meanwhile (or we are closing): nothing is overdue
             self._fail(SonicRetryableError("stall", f"no output for {limit:g} s after a turn"))
             # Never cancel a pending receive (awscrt then resolves a cancelled future from its
-            # own thread): end our side so the peer ends the response, and cancel only if it
-            # does not within the close timeout.
+            # own thread): end our side so the peer ends the response; if it does not within the
+            # close timeout, end the waiting read as awscrt would; cancel only as a last resort.
             await self._close_input()
             with anyio.move_on_after(self._settings.close_timeout_s):
                 await self._receive_done.wait()
+            if not self._receive_done.is_set() and self._end_waiting_read():
+                with anyio.move_on_after(self._settings.close_timeout_s):
+                    await self._receive_done.wait()
             scope.cancel()
             return
 
@@ -402,17 +406,19 @@ class SonicStream:
         reserve = min(_RELEASE_RESERVE_S, max(0.0, limit - anyio.current_time()) / 4)
         running = self._close_scope
         if running is not None or self._close_done.is_set():
-            if running is not None:
+            if running is not None:  # hurry the close in progress to our deadline
                 running.deadline = min(running.deadline, limit - reserve)
+                self._close_limit = min(self._close_limit, limit)
             with anyio.move_on_at(limit, shield=True):
                 await self._close_done.wait()
             return
+        self._close_limit = limit
         with anyio.CancelScope(deadline=limit - reserve, shield=True) as scope:
             self._close_scope = scope
             await self._close_in_order(finish_answer=finish_answer)
         if scope.cancelled_caught:
             _log.info("sonic.stream_close_timeout", stream=self.number)
-        await self._abort(deadline=limit)
+        await self._abort(deadline=self._close_limit)
         self._close_done.set()
 
     async def _close_in_order(self, *, finish_answer: bool) -> None:
@@ -477,13 +483,16 @@ class SonicStream:
         with anyio.CancelScope(deadline=deadline, shield=True):
             with contextlib.suppress(Exception):
                 await discard_input(self._duplex.input_stream)
-            waiting = self._running and not self._receive_done.is_set()
-            http_stream = None if self._http is None else self._http.stream
-            if waiting and http_stream is not None and end_pending_reads(http_stream):
+            if not self._receive_done.is_set() and self._end_waiting_read():
                 await self._receive_done.wait()
             if self._receiver is not None and (self._receive_done.is_set() or not self._running):
                 with contextlib.suppress(Exception):
                     await self._receiver.close()
+
+    def _end_waiting_read(self) -> bool:
+        """End a read waiting on a response the peer has not ended (True if there was a way)."""
+        http_stream = None if self._http is None else self._http.stream
+        return self._running and http_stream is not None and end_pending_reads(http_stream)
 
     def age(self, now: float) -> float:
         """Seconds since the stream was opened."""
