@@ -175,7 +175,7 @@ class SonicConversation:
         self._prepare_failures = 0
         # Set by stop_by(): every close ends by then and waits for no answer in flight.
         self._stop_deadline: float | None = None
-        self._opening = anyio.CancelScope()  # the first open; stop_by() cancels it
+        self._opening = anyio.CancelScope()  # the first open; stop_by() bounds it
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -188,7 +188,7 @@ class SonicConversation:
         """
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         try:
-            with self._opening:  # stop_by() cancels it: the owner is stopping
+            with self._opening:  # stop_by() bounds it: the owner is stopping
                 stream = await self._open_with_retries()
             if self._opening.cancelled_caught:
                 raise ClosedByUs("the conversation was stopped while it opened")
@@ -234,11 +234,13 @@ class SonicConversation:
     def stop_by(self, deadline: float) -> None:
         """The owner is stopping and must be done by ``deadline``: from now on every close of this
         conversation (and its exit) ends by then, and none waits for an answer in flight (nobody
-        will hear it). An open in progress is abandoned (``async with`` raises
-        :class:`ClosedByUs`). Does not block; a later, earlier deadline wins."""
+        will hear it). An open in progress gets half of the time left to finish (then the stream
+        is closed in order), else it is abandoned (``async with`` raises :class:`ClosedByUs`).
+        Does not block; a later, earlier deadline wins."""
         if self._stop_deadline is None or deadline < self._stop_deadline:
             self._stop_deadline = deadline
-        self._opening.cancel()
+        now = anyio.current_time()
+        self._opening.deadline = min(self._opening.deadline, now + max(0.0, deadline - now) / 2)
 
     async def aclose(self, *, deadline: float | None = None, finish_answer: bool = True) -> None:
         """End the conversation in order: every stream closes (audio contentEnd, promptEnd,
