@@ -330,7 +330,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         if self._stop_by is None:
             self._stop_by = anyio.current_time() + max(0.0, self._stop_timeout_s - STOP_MARGIN_S)
             if self._conv is not None:
-                self._conv.stop_by(self._stop_by)  # also abandons an open in progress
+                self._conv.stop_by(self._stop_by)  # also bounds an open in progress
         self._work.cancel()
         return True
 
