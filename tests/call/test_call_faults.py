@@ -274,3 +274,4 @@ async def test_an_ordinary_hang_up_mid_answer_fits_the_sonic_shutdown_bound(
     # The close said goodbye in order all the same.
     assert record.input_events[-3:] == ["contentEnd", "promptEnd", "sessionEnd"]
     assert isinstance(peer.media_frames()[0][1], TwilioOutboundMedia)
+    print(f"hang-up mid-answer, {service} service: call ended {stop_s * 1000:.0f} ms after stop")
