@@ -44,7 +44,13 @@ from actors.errors import ConfigError
 from actors.wire import EndpointingSensitivity
 from gateway.intents import IntentConfig, check_intents
 from gateway.routes import CallWebhookConfig, RouteConfig, check_call_webhook, check_routes
-from gateway.tools import ToolConfig, TransferTarget, check_builtin_tools, check_tools
+from gateway.tools import (
+    ToolConfig,
+    TransferTarget,
+    check_builtin_tools,
+    check_tools,
+    fallback_transfer,
+)
 
 if TYPE_CHECKING:
     # Imported lazily at run time: actors.sonic pulls in the AWS SDK, which the config layer
@@ -265,6 +271,9 @@ class SonicConfig:
         speech_batch_ms: caller speech in the caller's own turn (no answer playing) is written
             this much at a time; onsets and speech over an answer (barge-in) go at once. 20 = off.
         handover_after_s: open the next session and hand over after this long.
+        stall_timeout_s: a Sonic stream that gives no output for this long after a caller turn
+            (or a USER text) is stalled: it is replaced by a new session with the history. 0
+            turns the check off.
         pool_size: warm entries kept ahead of calls (0 disables the pool).
         pool_level: what the pool pre-opens: ``connect`` (TLS + HTTP/2, safe default) or
             ``stream`` (also the Bedrock stream).
@@ -290,6 +299,7 @@ class SonicConfig:
     quiet_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=400, multiple_of=20)] = 200
     speech_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=100, multiple_of=20)] = 40
     handover_after_s: Annotated[float, msgspec.Meta(ge=1.0, le=470.0)] = 360.0
+    stall_timeout_s: Annotated[float, msgspec.Meta(ge=0.0, le=600.0)] = 10.0
     pool_size: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2
     pool_level: PoolLevel = "connect"
     pool_max_idle_s: Annotated[float, msgspec.Meta(ge=1.0, le=420.0)] = 60.0
@@ -332,6 +342,7 @@ class SonicConfig:
             quiet_batch_ms=self.quiet_batch_ms,
             speech_batch_ms=self.speech_batch_ms,
             handover_after_s=self.handover_after_s,
+            stall_timeout_s=self.stall_timeout_s or None,
             tools=tuple(tools),
         )
 
@@ -369,6 +380,12 @@ class CallConfig:
         dtmf_max_digits: a keypad entry ends when it has this many keys.
         tools_max_in_flight: most tool calls running at once in one call; the model gets
             ``{"error": "busy"}`` for more.
+        hold_after_ms: when a Sonic session is lost and no new one has taken over after this
+            long, the caller hears the hold prompt (again every 4 s after it ends while the loss
+            lasts). 0: never.
+        fallback_target: when Sonic fails for good, the caller hears the sorry prompt and is
+            transferred to this target: the name of a ``[[tools.targets]]`` entry of a
+            ``transfer_call`` tool. Unset: the call is ended after the sorry prompt.
     """
 
     greeting_wav: Path | None = None
@@ -382,6 +399,8 @@ class CallConfig:
     dtmf_terminator: Annotated[str, msgspec.Meta(pattern=r"^[0-9*#A-D]?$")] = "#"
     dtmf_max_digits: Annotated[int, msgspec.Meta(ge=1, le=64)] = 20
     tools_max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=32)] = 4
+    hold_after_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 1000
+    fallback_target: str | None = None
 
 
 @attrs.frozen
@@ -837,6 +856,15 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
         dtmf_terminator=config.call.dtmf_terminator,
         dtmf_max_digits=config.call.dtmf_max_digits,
     )
+    if config.call.fallback_target is not None:
+        fallback_transfer(
+            config.tools, config.call.fallback_target, key=key("call", "fallback_target")
+        )
+    stall = config.sonic.stall_timeout_s
+    if 0.0 < stall < 0.1:
+        raise ConfigError(
+            key("sonic", "stall_timeout_s"), "0 (off) or seconds from 0.1 to 600", str(stall)
+        )
     if config.call.playback_chunk_ms > config.call.playback_lead_ms:
         raise ConfigError(
             key("call", "playback_chunk_ms"),

@@ -36,6 +36,7 @@ __all__ = [
     "build_toolbox",
     "check_builtin_tools",
     "check_tools",
+    "fallback_transfer",
     "open_tool_client",
     "sonic_tools",
 ]
@@ -241,6 +242,31 @@ def _check_url(url: str, key: str) -> None:
         or parts.username is not None
     ):
         raise ConfigError(key, expected, url)
+
+
+def fallback_transfer(
+    tools: Sequence[ToolConfig], target: str, *, key: str = "call.fallback_target"
+) -> bytes:
+    """The transfer TwiML of ``target``, a target of a configured ``transfer_call`` tool: where a
+    call goes when Sonic fails for good (``call.fallback_target``).
+
+    Raises:
+        ConfigError: no ``transfer_call`` tool has a target of that name (names ``key``).
+    """
+    names: list[str] = []
+    for tool in tools:
+        if tool.kind != "transfer_call":
+            continue
+        for candidate in tool.targets:
+            if candidate.name == target:
+                return candidate.twiml()
+            names.append(candidate.name)
+    expected = (
+        "the name of a transfer_call target (" + ", ".join(names) + ")"
+        if names
+        else "the name of a [[tools.targets]] entry of a transfer_call tool (none is configured)"
+    )
+    raise ConfigError(key, expected, target)
 
 
 def sonic_tools(tools: Sequence[ToolConfig]) -> tuple[SonicTool, ...]:

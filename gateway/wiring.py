@@ -41,14 +41,14 @@ from actors.call import (
     load_prompt_cache,
 )
 from actors.sonic import BotocoreCredentials, SonicConnector, StaticCredentials
-from actors.tools import Toolbox
+from actors.tools import Toolbox, TransferCall
 from gateway.debug import DebugSources
 from gateway.intents import build_intents
 from gateway.registry import CallFactory
 from gateway.routes import GREETING_NONE
 from gateway.routing import CallRouter
 from gateway.server import run_gateway
-from gateway.tools import build_toolbox, open_tool_client, sonic_tools
+from gateway.tools import build_toolbox, fallback_transfer, open_tool_client, sonic_tools
 from gateway.twilio_rest import TwilioRestClient, TwilioRestSettings, open_twilio_rest
 
 if TYPE_CHECKING:
@@ -198,17 +198,25 @@ def build_call_factory(
     per call. ``tools`` are the executable ``[[tools]]`` (:func:`gateway.tools.build_toolbox`,
     over the process's one HTTP client); None: no tool runs (the model is answered
     ``unknown_tool``). ``call_control`` is the Twilio REST client the built-in ``end_call`` /
-    ``transfer_call`` use (:func:`open_call_control`). The ``[[intents]]`` become the calls'
+    ``transfer_call`` use (:func:`open_call_control`); with ``call.fallback_target`` it also
+    transfers a call whose Sonic session failed for good. The ``[[intents]]`` become the calls'
     intent book (:func:`gateway.intents.build_intents`). ``router`` chooses each call's route (the
     app's voice webhook uses the same one); None: the config's routes, without configuration
     webhooks (no HTTP client).
 
     Raises:
-        ConfigError: ``prompts`` is None and a configured prompt file is not usable.
+        ConfigError: ``prompts`` is None and a configured prompt file is not usable, or
+            ``call.fallback_target`` names no ``transfer_call`` target.
     """
     call = config.call
     if prompts is None:
         prompts = load_prompts(config)
+    fallback: TransferCall | None = None
+    if call.fallback_target is not None:
+        fallback = TransferCall(
+            target=call.fallback_target,
+            twiml=fallback_transfer(config.tools, call.fallback_target),
+        )
     deps = CallDeps(
         connector=connector,
         sonic_settings=connector.settings,
@@ -226,12 +234,14 @@ def build_call_factory(
             terminator=call.dtmf_terminator,
             max_digits=call.dtmf_max_digits,
         ),
-        **({} if tools is None else {"tools": tools}),
+        tools=Toolbox() if tools is None else tools,
         call_control=call_control,
         intents=build_intents(
             config.intents, {name: config.prompts.text(name) for name in PROMPT_NAMES}
         ),
         intent_tools=tools,
+        hold_after_ms=float(call.hold_after_ms),
+        fallback=fallback,
     )
 
     if router is None:

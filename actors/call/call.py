@@ -27,6 +27,12 @@ Rules:
 * :meth:`Call.say_goodbye` (the gateway is stopping and waited long enough) stops the tree like
   :meth:`Call.request_stop` -- the Sonic stream is closed in order -- then plays the goodbye prompt
   and closes the socket with 1001 (going away).
+* Sonic failed for good (a fatal error, ``sonic_fatal:<kind>``, or the supervisor gave up after
+  repeated restarts): once the tree has stopped the caller hears the sorry prompt, then, with a
+  fallback target (``deps.fallback``, one of the ``transfer_call`` targets) and Twilio's REST API,
+  the transferring prompt and the transfer; otherwise the call is completed through the REST API
+  (when there is one) as ``end_call`` does. The outcome stays ``sonic_failed`` / ``failed`` (close
+  1011, ERROR): the caller was not left in silence, but the call did fail.
 """
 
 from __future__ import annotations
@@ -127,9 +133,12 @@ class Call:
                     _log.info("call.goodbye_played", heard=heard)
                 elif self._action is not None:
                     await self._carry_out(self._action)
+                elif (self._journal.end_reason or "").startswith("sonic_fatal:"):
+                    await self._apologise()
             except SupervisorGaveUp as exc:
                 self._journal.end("supervisor_gave_up", anyio.current_time())
                 _log.error("call.gave_up", error=str(exc))
+                await self._apologise()
             except Exception as exc:
                 # A child failed during start-up: this call ends, the gateway goes on. A bug of
                 # ours, so a traceback (never with locals: gateway.logs).
@@ -170,21 +179,45 @@ class Call:
         self._journal.end(reason, anyio.current_time())
         self._supervisor.request_stop()
 
-    async def _carry_out(self, action: CallAction) -> None:
+    async def _apologise(self) -> None:
+        """Sonic failed for good: the sorry prompt, then the fallback transfer or the end of the
+        call (the tree has stopped: the socket is ours alone)."""
+        deps = self._deps
+        sorry = deps.prompts.get("sorry")
+        if deps.fallback is not None and deps.call_control is not None:
+            _log.info("call.fallback", target=deps.fallback.target)
+            await self._carry_out(
+                deps.fallback, clip=sorry + deps.prompts.get("transferring"), clear=True
+            )
+        else:
+            await self._carry_out(EndCall(), clip=sorry, clear=True)
+
+    async def _carry_out(
+        self, action: CallAction, *, clip: bytes | None = None, clear: bool = False
+    ) -> None:
         """Play the action's prompt until Twilio echoes its mark (bounded), then ask Twilio's REST
-        API to hang up or transfer. Runs after the tree stopped: the socket is ours alone."""
+        API to hang up or transfer. Runs after the tree stopped: the socket is ours alone. An
+        ``announced`` action (an intent's: its prompt has played) plays nothing more.
+
+        Args:
+            clip: the prompt to play (default: goodbye or transferring, per the action).
+            clear: drop the audio Twilio still buffers first (default: it plays out first: what
+                the model said before the tool use).
+        """
         deps = self._deps
         heard: bool | None = None  # an intent's prompt: SonicSession logged whether it was heard
         if not action.announced:
-            clip = deps.prompts.get("goodbye" if isinstance(action, EndCall) else "transferring")
+            if clip is None:
+                clip = deps.prompts.get(
+                    "goodbye" if isinstance(action, EndCall) else "transferring"
+                )
             heard = await play_goodbye(
                 self._socket,
                 self._identity.stream_sid,
                 clip,
                 chunk_ms=deps.playback_chunk_ms,
                 mark=ACTION_MARK,
-                # What the model said before the tool use plays out first (at most the lead).
-                clear=False,
+                clear=clear,
                 slack_s=_ACTION_SLACK_S + deps.playback_lead_ms / 1000.0,
             )
         control = deps.call_control
@@ -200,7 +233,7 @@ class Call:
                     except GatewayError as exc:
                         _log.warning("call.end_failed", reason=str(exc))
                         return
-                    _log.info("call.ended_by_tool", result=type(result).__name__)
+                    _log.info("call.completed_by_rest", result=type(result).__name__)
                 if scope.cancelled_caught:
                     _log.warning("call.end_failed", reason="no answer from Twilio in time")
             case TransferCall(target=target, twiml=twiml):

@@ -25,7 +25,7 @@ from actors.call.prompts import PromptCache, bundled_prompt, ulaw_from_wav
 from actors.call.report import CallReport
 from actors.call.turn_fsm import MIN_BARGE_IN_SPEECH_MS
 from actors.sonic import SonicConnector, SonicSettings
-from actors.tools import Toolbox
+from actors.tools import Toolbox, TransferCall
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -90,6 +90,10 @@ class CallDeps:
             that play a cached prompt at once and run a tool (none by default).
         intent_tools: the tools intents run (None: ``tools``); every configured tool, even one
             the model of this call is not offered.
+        hold_after_ms: a lost Sonic session silent this long plays the hold prompt (0: never).
+        fallback: where a call goes when Sonic fails for good: after the sorry prompt, this
+            transfer (one of the ``transfer_call`` targets) through ``call_control``; None: the
+            call is ended (completed through ``call_control`` when there is one).
     """
 
     connector: SonicConnector
@@ -107,3 +111,5 @@ class CallDeps:
     call_control: CallControl | None = attrs.field(default=None, repr=False)
     intents: IntentBook = attrs.field(factory=IntentBook, repr=False)
     intent_tools: Toolbox | None = attrs.field(default=None, repr=False)
+    hold_after_ms: float = attrs.field(default=1000.0, validator=attrs.validators.ge(0.0))
+    fallback: TransferCall | None = attrs.field(default=None, repr=False)

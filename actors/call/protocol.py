@@ -21,7 +21,8 @@ Who sends what (the arrows of docs/call.md)::
                    -> TurnTaker.control      AssistantTurnStarted, AssistantTurnEnded,
                                              UserTranscribed, BargeInDetected, IntentMatched
     TurnTaker      -> PlaybackEgress.control ClearPlayback, PlayPrompt
-                   -> SonicSession.control   HeardReport, PromptPlayed
+                   -> SonicSession.control   HeardReport, PromptPlayed, CallerSpeechStopped
+                                             (forwarded), LocalBargeIn
     PlaybackEgress -> TurnTaker.control      PlaybackStarted, PlaybackFinished
 
 Turn ids: assistant turn ``0`` is the greeting; Sonic's assistant turns are numbered from 1 by
@@ -53,6 +54,7 @@ __all__ = [
     "ClearSource",
     "HeardReport",
     "IntentMatched",
+    "LocalBargeIn",
     "MarkEchoed",
     "PlayPrompt",
     "PlaybackControl",
@@ -248,6 +250,13 @@ class PromptPlayed(_Message, frozen=True):
     interrupted: bool
 
 
+class LocalBargeIn(_Message, frozen=True):
+    """TurnTaker cleared playback through ``turn_id`` on the local VAD alone: Sonic gave no sign of
+    the interruption, so the model does not know of it (TurnTaker -> SonicSession.control)."""
+
+    turn_id: int
+
+
 # --------------------------------------------------------------------------- PlaybackEgress ->
 
 
@@ -274,8 +283,8 @@ class PlaybackFinished(_Message, frozen=True):
 
 # --------------------------------------------------------------------------- inbox unions
 
-SonicControl = CallerDtmf | HeardReport | PromptPlayed
-"""SonicSession's control inbox."""
+SonicControl = CallerDtmf | HeardReport | PromptPlayed | CallerSpeechStopped | LocalBargeIn
+"""SonicSession's control inbox (TurnTaker forwards the VAD's ``CallerSpeechStopped``)."""
 
 SonicData = CallerAudio
 """SonicSession's data inbox (caller audio only)."""

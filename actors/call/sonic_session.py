@@ -40,18 +40,38 @@ Rules:
   told what happened in a USER text note. A matched keypad entry is not sent as ``DTMF: ...``.
 * Turn ids: Sonic numbers assistant turns per conversation from 1; the call numbers them after the
   call's last turn when this session started, in the order they are first seen, with an intent's
-  prompt taking the next id when it matches (:class:`~actors.call.turn_ids.CallTurnIds`), so ids
-  stay unique across SonicSession restarts and grow in the order the turns happen.
+  prompt, or a hold prompt, taking the next id when it starts
+  (:class:`~actors.call.turn_ids.CallTurnIds`), so ids stay unique across SonicSession restarts and
+  grow in the order the turns happen.
 * Failures: ``SonicFatalError`` (our request, access, model) ends the call: recorded, and ``run``
-  returns normally (a significant TRANSIENT child: the call auto-shuts down). A
-  ``SonicRetryableError`` the conversation could not recover propagates: the supervisor restarts a
-  FRESH SonicSession, which continues from :class:`SessionMemory` (owned by the supervisor).
-* Stopping: ``request_stop`` cancels the work; leaving the conversation's ``async with`` closes the
-  Sonic stream in order (audio ``contentEnd``, ``promptEnd``, ``sessionEnd``; bounded).
+  returns normally (a significant TRANSIENT child: the call auto-shuts down, and the Call plays the
+  sorry prompt, then transfers or hangs up). A ``SonicRetryableError`` the conversation could not
+  recover propagates: the supervisor restarts a FRESH SonicSession, which continues from
+  :class:`SessionMemory` (owned by the supervisor).
+* Hold prompt: while a Sonic session is lost (``SessionLost`` until ``HandedOver``, or across a
+  restart until the fresh conversation is open) the model can say nothing. Once that has lasted
+  ``hold_after_s`` the cached hold prompt plays as an assistant turn of its own (to PlaybackEgress
+  as 8 kHz PCM; TurnTaker treats it like any turn, so a barge-in clears it), and again
+  :data:`HOLD_REPEAT_GAP_S` after its end while the loss lasts (:class:`LossWatch`). The timer is
+  a task of its own (it must also run while a restarted session opens); a lock keeps its sends and
+  the recovery from interleaving.
+* Stall: the VAD's ``CallerSpeechStopped`` (forwarded by TurnTaker) after at least
+  :data:`CALLER_TURN_MIN_SPEECH_MS` of speech arms the conversation's stall watchdog
+  (``conv.expect_output``).
+* Unheard barge-in: a ``LocalBargeIn`` from TurnTaker (the local VAD cut the assistant off, Sonic
+  gave no sign) is watched by :class:`UnheardBargeIn`: if Sonic shows no sign of it (barge-in
+  signal, USER transcript, a newer turn) within ``barge_in_confirm_s`` of the caller stopping, the
+  model gets a USER text saying it was cut off by a noise, so it carries on instead of waiting.
+  Its timer shares the control task's receive deadline with the DTMF entry timer.
+* Stopping: ``request_stop`` cancels the work, and bounds the conversation's close by the
+  supervisor's shutdown timeout for this child (``stop_timeout_s``, minus a margin for the rest of
+  the exit): every Sonic stream is closed in order (audio ``contentEnd``, ``promptEnd``,
+  ``sessionEnd``), without waiting for an answer nobody will hear, or released at that deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import TYPE_CHECKING, Final, assert_never, final
 
@@ -59,6 +79,7 @@ import anyio
 import attrs
 import structlog
 
+import audiocodec
 from actors.call._snapshot import with_counters
 from actors.call.dtmf import DigitCollector, DtmfEntry, DtmfSettings
 from actors.call.intent_flow import IntentFlow, PendingEnd
@@ -72,13 +93,16 @@ from actors.call.protocol import (
     BargeInDetected,
     CallerAudio,
     CallerDtmf,
+    CallerSpeechStopped,
     HeardReport,
+    LocalBargeIn,
     PlaybackData,
     PromptPlayed,
     SonicControl,
     TurnControl,
     UserTranscribed,
 )
+from actors.call.session_watch import LossWatch, UnheardBargeIn
 from actors.call.turn_ids import CallTurnIds
 from actors.errors import ClosedByUs, MailboxClosed, SonicError, SonicFatalError
 from actors.runtime import Actor, ActorSnapshot, Mailbox
@@ -92,6 +116,7 @@ from actors.sonic import (
     ConversationHistory,
     HandedOver,
     SessionClosed,
+    SessionLost,
     ToolUseRequested,
     Usage,
     UserTranscript,
@@ -113,12 +138,28 @@ if TYPE_CHECKING:
     )
     from actors.tools import CallAction
 
-__all__ = ["DTMF_TEXT_PREFIX", "SessionMemory", "SonicSession", "dtmf_text"]
+__all__ = [
+    "CALLER_TURN_MIN_SPEECH_MS",
+    "DTMF_TEXT_PREFIX",
+    "HOLD_REPEAT_GAP_S",
+    "STOP_MARGIN_S",
+    "SessionMemory",
+    "SonicSession",
+    "dtmf_text",
+]
 
 _log = structlog.get_logger("actors.call.sonic_session")
 DTMF_TEXT_PREFIX: Final = "DTMF: "
 """Every keypad entry reaches the model as this prefix and the keys (a system prompt may say what
 the caller's keys mean)."""
+HOLD_REPEAT_GAP_S: Final = 4.0
+"""While a lost session is still not back, the hold prompt plays again this long after its end."""
+CALLER_TURN_MIN_SPEECH_MS: Final = 400.0
+"""Speech the VAD heard before it stopped for the model to owe an answer (the stall watchdog arms);
+shorter sounds (a cough, a click) may get none."""
+STOP_MARGIN_S: Final = 0.2
+"""Part of the shutdown bound kept for leaving the actor after the conversation closed."""
+_PROMPT_RATE: Final = 8000
 
 
 @final
@@ -135,6 +176,7 @@ class SessionMemory:
         sessions: SonicSession instances started (1 + restarts).
         pending_end: an intent's end or transfer waiting for its prompt to be heard (a restarted
             SonicSession carries it out).
+        loss: a lost Sonic session and the hold prompt (it lasts across a restart).
     """
 
     history: ConversationHistory
@@ -142,6 +184,7 @@ class SessionMemory:
     last_turn_id: int = 0
     sessions: int = 0
     pending_end: PendingEnd | None = None
+    loss: LossWatch = attrs.field(factory=LossWatch)
 
     @classmethod
     def for_settings(cls, settings: SonicSettings) -> SessionMemory:
@@ -176,6 +219,11 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         prompts: the cached prompts intents play (the bundled clips by default).
         settings: the call's Sonic settings (its route's system prompt, voice and tools); None:
             the connector's.
+        hold_ulaw: the hold prompt, raw 8 kHz μ-law (empty: none is played).
+        hold_after_s: silence of a lost session before the hold prompt plays (0: never).
+        barge_in_confirm_s: after a local-VAD barge-in and the caller's stop, how long Sonic has
+            to show it noticed before the model is told.
+        stop_timeout_s: the supervisor's shutdown timeout for this child: a stop fits inside it.
     """
 
     def __init__(
@@ -195,6 +243,10 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         intent_tools: Toolbox | None = None,
         prompts: PromptCache | None = None,
         settings: SonicSettings | None = None,
+        hold_ulaw: bytes = b"",
+        hold_after_s: float = 1.0,
+        barge_in_confirm_s: float = 2.75,
+        stop_timeout_s: float = 1.0,
     ) -> None:
         super().__init__("sonic_session", inbox=audio, control=control)
         self._settings = settings
@@ -205,6 +257,17 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         self._prompts = prompts
         self._flow: IntentFlow | None = None
         self._turn_ids = CallTurnIds()
+        self._hold_pcm = audiocodec.ulaw_decode(hold_ulaw) if hold_ulaw else b""
+        self._hold_after_s = hold_after_s
+        self._hold_repeat_s = len(hold_ulaw) / _PROMPT_RATE + HOLD_REPEAT_GAP_S
+        # A hold prompt being sent goes out whole before a recovery is noted.
+        self._playback_lock = anyio.Lock()
+        self._loss_changed = anyio.Event()  # set when a loss begins: wakes the hold timer
+        self._unheard = UnheardBargeIn(confirm_s=barge_in_confirm_s)
+        self._stop_timeout_s = stop_timeout_s
+        self._stop_by: float | None = None
+        self._opening: SonicConversation | None = None  # the conversation being opened
+        self._prompt_turns: set[int] = set()  # call turn ids of hold prompts
         self._dtmf_settings = dtmf if dtmf is not None else DtmfSettings()
         self._digits = DigitCollector(self._dtmf_settings)
         self._connector = connector
@@ -228,6 +291,8 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         self.dtmf_entries = 0
         self.dtmf_sent = 0
         self.audio_bytes_withheld = 0
+        self.holds_played = 0
+        self.interruptions_told = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -245,6 +310,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         self._turn_ids = CallTurnIds(memory.turn_offset)
         self.state = "connecting"
         task_status.started()
+        failure: SonicError | None = None
         try:
             # A restarted session continues from what the caller heard so far, not from blank.
             history = memory.history.shaped() if memory.sessions > 1 else ()
@@ -263,34 +329,46 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                     on_action=self._on_action,
                 )
                 outer.start_soon(self._pump_control)
+                # Its own task: due before the conversation is open after a lost session, too.
+                outer.start_soon(self._hold_timer)
                 failure = await self._converse(history)
                 outer.cancel_scope.cancel()
-            if failure is not None:
-                raise failure
-        except SonicFatalError as exc:
-            self._journal.sonic_errors.append(exc.kind)
-            self._journal.end(f"sonic_fatal:{exc.kind}", anyio.current_time())
-            _log.warning("sonic_session.fatal", kind=exc.kind, error=str(exc))
-            self.state = "failed"
-            return
-        except SonicError as exc:
-            self._journal.sonic_errors.append(exc.kind)
-            _log.warning("sonic_session.gave_up", kind=exc.kind, error=str(exc))
-            raise
         finally:
             self._conv = None
+            self._opening = None
             self._opened = anyio.Event()
             self._tools = None
             self._flow = None
+        if isinstance(failure, SonicFatalError):
+            self._journal.sonic_errors.append(failure.kind)
+            self._journal.end(f"sonic_fatal:{failure.kind}", anyio.current_time())
+            _log.warning("sonic_session.fatal", kind=failure.kind, error=str(failure))
+            self.state = "failed"
+            return
+        if failure is not None:
+            self._journal.sonic_errors.append(failure.kind)
+            memory.loss.lost(anyio.current_time())  # the restarted session continues the loss
+            _log.warning("sonic_session.gave_up", kind=failure.kind, error=str(failure))
+            raise failure
         self.state = "closed"
 
     async def _converse(self, history: Sequence[HistoryTurn]) -> SonicError | None:
         """Open the conversation, pump until the call ends, close it in order; its failure is
         returned (raised by the caller, outside the task group that would wrap it)."""
+        opening = self._connector.conversation(history=history, settings=self._settings)
+        self._opening = opening
+        if self._stop_by is not None:
+            opening.stop_by(self._stop_by)
         try:
-            async with self._connector.conversation(
-                history=history, settings=self._settings
-            ) as conv:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    conv = await stack.enter_async_context(opening)
+                except ClosedByUs:
+                    if self._stop_by is None:
+                        raise
+                    return None  # stopped while opening: the conversation released its streams
+                async with self._playback_lock:  # a hold prompt being sent goes out whole first
+                    self._memory.loss.recovered()
                 self._conv = conv
                 assert self._flow is not None  # made before the conversation opens
                 self._flow.attach(conv)
@@ -324,7 +402,11 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             self._on_action(action)
 
     def request_stop(self) -> bool:
-        """Stop pumping; leaving the conversation closes the Sonic stream in order."""
+        """Stop pumping; the conversation then closes its streams in order within our bound."""
+        if self._stop_by is None:
+            self._stop_by = anyio.current_time() + max(0.0, self._stop_timeout_s - STOP_MARGIN_S)
+            if self._opening is not None:
+                self._opening.stop_by(self._stop_by)  # also bounds an open in progress
         self._work.cancel()
         return True
 
@@ -345,22 +427,27 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
 
     async def _pump_control(self) -> None:
         digits = self._digits
+        unheard = self._unheard
         while True:
             msg: SonicControl | None = None
-            deadline = digits.deadline
+            # The DTMF inter-digit timer and the unheard-barge-in timer: the receive's deadline.
+            timers = [t for t in (digits.deadline, unheard.due_at) if t is not None]
             try:
-                if deadline is None:
+                if not timers:
                     msg = await self._control_box.receive()
                 else:
-                    # The inter-digit timer: wait for the next message until the entry's deadline.
-                    with anyio.move_on_at(deadline):
+                    with anyio.move_on_at(min(timers)):
                         msg = await self._control_box.receive()
             except MailboxClosed:
                 return
             if msg is None:
-                entry = digits.expire(anyio.current_time())
+                now = anyio.current_time()
+                entry = digits.expire(now)
                 if entry is not None:
                     await self._on_entry(entry)
+                note = unheard.take(now)
+                if note is not None:
+                    await self._tell_interrupted(note)
                 continue
             self.messages_in += 1
             match msg:
@@ -385,6 +472,9 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                         await self._on_entry(entry)
                 case HeardReport(turn_id=turn_id, heard_ms=heard, total_ms=total):
                     fraction = 1.0 if total <= 0 else heard / total
+                    unheard.heard(turn_id, fraction)
+                    if turn_id in self._prompt_turns:
+                        continue  # a hold prompt: not in the model's history
                     self._memory.history.note_heard(turn_id, fraction)
                     sonic_turn = self._turn_ids.sonic_id(turn_id)
                     conv = self._conv
@@ -393,8 +483,27 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 case PromptPlayed(turn_id=turn_id, interrupted=interrupted):
                     if self._flow is not None:
                         self._flow.prompt_played(turn_id, interrupted=interrupted)
+                case CallerSpeechStopped(ended_at=ended_at, speech_ms=speech_ms):
+                    conv = self._conv
+                    if speech_ms >= CALLER_TURN_MIN_SPEECH_MS and conv is not None:
+                        conv.expect_output()  # the stall watchdog: an answer is due now
+                    unheard.caller_stopped(ended_at)
+                case LocalBargeIn(turn_id=turn_id):
+                    unheard.barge_in(turn_id)
                 case _:
                     assert_never(msg)
+
+    async def _tell_interrupted(self, note: str) -> None:
+        """Tell the model a noise, not the caller's words, cut its answer off (it answers)."""
+        conv = self._conv
+        delivered = False
+        if conv is not None:  # no open conversation: the session restarts from history anyway
+            try:
+                delivered = await conv.send_user_text(note)
+            except (SonicError, ClosedByUs):
+                delivered = False  # the conversation failed or is closing: its events say so
+        self.interruptions_told += delivered
+        _log.info("sonic_session.interruption_told", delivered=delivered)
 
     async def _on_entry(self, entry: DtmfEntry) -> None:
         """A complete keypad entry: an intent's trigger, else one USER text for the model."""
@@ -454,6 +563,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                     return True
                 if self._audio_turn != turn_id:
                     self._audio_turn = turn_id
+                    self._unheard.model_spoke(turn_id)
                     await self.send_to(
                         self._turn_control, AssistantTurnStarted(turn_id=turn_id, at=now)
                     )
@@ -475,6 +585,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 flow = self._flow
                 if flow is not None and flow.ignores_barge_in(self._call_turn(sonic_turn)):
                     return True
+                self._unheard.model_noticed()
                 await self.send_to(
                     self._turn_control,
                     BargeInDetected(
@@ -483,6 +594,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                     ),
                 )
             case UserTranscript(text=text, final=True):
+                self._unheard.model_noticed()
                 self._journal.user_lines.append((now, text))
                 self._memory.history.add_user(text)
                 _log.info("sonic_session.user_transcript", pii_transcript=text)
@@ -506,10 +618,15 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 tools = self._tools
                 assert tools is not None  # set for as long as events are pumped
                 await tools.submit(tool_use_id, name, arguments)
+            case SessionLost(kind=kind):
+                self._memory.loss.lost(now)
+                self._loss_changed.set()  # wakes the hold timer
+                _log.info("sonic_session.session_lost", kind=kind)
             case HandedOver(reason=reason, session_index=index):
                 self._journal.handovers.append(now)
                 if reason.startswith("error:"):  # a retryable error the conversation recovered
                     self._journal.sonic_errors.append(reason.removeprefix("error:"))
+                    self._memory.loss.recovered()
                 _log.info("sonic_session.handed_over", reason=reason, session_index=index)
             case SessionClosed():
                 return False
@@ -524,6 +641,50 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             case _:
                 assert_never(event)
         return True
+
+    # ------------------------------------------------------------------ hold prompt
+
+    async def _hold_timer(self) -> None:
+        """Play the hold prompt whenever it is due (:class:`LossWatch`), for the session's life:
+        also before the conversation is open, when this session replaces one that was lost."""
+        loss = self._memory.loss
+        while True:
+            due = loss.due_at(after_s=self._hold_after_s, repeat_s=self._hold_repeat_s)
+            if due is None:
+                self._loss_changed = changed = anyio.Event()
+                await changed.wait()
+                continue
+            await anyio.sleep_until(due)
+            again = loss.due_at(after_s=self._hold_after_s, repeat_s=self._hold_repeat_s)
+            if again is not None and again <= anyio.current_time():
+                await self._play_hold()
+
+    async def _play_hold(self) -> None:
+        """Play the hold prompt as an assistant turn of its own (nothing else is heard now)."""
+        loss = self._memory.loss
+        async with self._playback_lock:
+            now = anyio.current_time()
+            loss.held(now)
+            if not self._hold_pcm or self._audio_turn is not None:
+                return
+            memory = self._memory
+            turn_id = self._turn_ids.allocate()  # after every turn so far, before the next
+            memory.last_turn_id = max(memory.last_turn_id, turn_id)
+            self._prompt_turns.add(turn_id)
+            self.holds_played += 1
+            _log.info("sonic_session.hold_played", turn_id=turn_id)
+            with anyio.CancelScope(shield=True):  # a turn is sent whole or not at all
+                await self.send_to(
+                    self._turn_control, AssistantTurnStarted(turn_id=turn_id, at=now)
+                )
+                await self.send_to(
+                    self._playback_data,
+                    AssistantAudio(turn_id=turn_id, pcm=self._hold_pcm, rate=_PROMPT_RATE, at=now),
+                )
+                await self.send_to(
+                    self._playback_data, AssistantAudioEnded(turn_id=turn_id, at=now)
+                )
+                await self.send_to(self._turn_control, AssistantTurnEnded(turn_id=turn_id, at=now))
 
     def _call_turn(self, sonic_turn: int) -> int:
         turn_id, new = self._turn_ids.call_id(sonic_turn)
@@ -555,6 +716,8 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             intents_matched=None if self._flow is None else self._flow.matched,
             turns_withheld=None if self._flow is None else self._flow.turns_withheld,
             audio_bytes_withheld=self.audio_bytes_withheld,
+            holds_played=self.holds_played,
+            interruptions_told=self.interruptions_told,
             sessions=self._memory.sessions,
             handovers=_int(conv_stats.get("handovers")),
             recoveries=_int(conv_stats.get("recoveries")),

@@ -20,8 +20,8 @@ sonic.audio          CallerAudio (20 ms, or up to            50,   DROP_OLDEST  
                                                                                 stale caller audio
                                                                                 is worthless;
                                                                                 drops counted (ms)
-sonic.control        CallerDtmf, HeardReport, PromptPlayed   16    BLOCK        rare, must not be
-                                                                                lost; own task
+sonic.control        CallerDtmf, HeardReport, PromptPlayed,  16    BLOCK        rare, must not be
+                     CallerSpeechStopped, LocalBargeIn                          lost; own task
 playback.data        AssistantAudio, AssistantAudioEnded     32    BLOCK        drained at once
                                                                                 into the paced
                                                                                 queue; BLOCK only
@@ -73,6 +73,7 @@ from actors.call.protocol import (
     TurnControl,
     caller_audio_ms,
 )
+from actors.call.session_watch import barge_in_confirm_s
 from actors.call.sonic_session import SessionMemory, SonicSession
 from actors.call.turn_fsm import TurnSettings
 from actors.call.turn_taker import TurnTaker
@@ -87,12 +88,20 @@ if TYPE_CHECKING:
     from actors.call.report import CallJournal
     from actors.tools import CallAction
 
-__all__ = ["MAX_RESTARTS", "RESTART_PERIOD_S", "CallMailboxes", "build_call_supervisor"]
+__all__ = [
+    "MAX_RESTARTS",
+    "RESTART_PERIOD_S",
+    "SONIC_SHUTDOWN_S",
+    "CallMailboxes",
+    "build_call_supervisor",
+]
 
 _log = structlog.get_logger("actors.call.supervisor")
 
 MAX_RESTARTS: Final = 3
 RESTART_PERIOD_S: Final = 30.0
+SONIC_SHUTDOWN_S: Final = 1.0
+"""SonicSession's graceful-stop bound; it closes its Sonic streams within it (docs/call.md)."""
 
 
 CALLER_AUDIO_QUEUED_MS: Final = 2000.0
@@ -139,6 +148,7 @@ def build_call_supervisor(
     turn_settings = TurnSettings(
         local_vad_barge_in=deps.local_vad_barge_in,
         min_barge_in_speech_ms=deps.min_barge_in_speech_ms,
+        greeting=bool(deps.greeting_ulaw),
     )
 
     def playback() -> PlaybackEgress:
@@ -180,6 +190,10 @@ def build_call_supervisor(
             intent_tools=deps.intent_tools,
             prompts=deps.prompts,
             settings=settings,
+            hold_ulaw=deps.prompts.get("hold"),
+            hold_after_s=deps.hold_after_ms / 1000.0,
+            barge_in_confirm_s=barge_in_confirm_s(settings.endpointing_sensitivity),
+            stop_timeout_s=SONIC_SHUTDOWN_S,
         )
 
     def ingress() -> TwilioIngress:
@@ -201,9 +215,14 @@ def build_call_supervisor(
             "playback_egress", playback, restart=Restart.TRANSIENT, shutdown=0, significant=True
         ),
         ChildSpec("turn_taker", turn_taker, restart=Restart.PERMANENT, shutdown=0),
-        # Graceful: leaving the conversation sends contentEnd/promptEnd/sessionEnd (bounded).
+        # Graceful: leaving the conversation sends contentEnd/promptEnd/sessionEnd, and the close
+        # is bounded to fit inside this timeout (SonicSession gets it as stop_timeout_s).
         ChildSpec(
-            "sonic_session", sonic, restart=Restart.TRANSIENT, shutdown=1.0, significant=True
+            "sonic_session",
+            sonic,
+            restart=Restart.TRANSIENT,
+            shutdown=SONIC_SHUTDOWN_S,
+            significant=True,
         ),
         ChildSpec(
             "twilio_ingress", ingress, restart=Restart.TEMPORARY, shutdown=0, significant=True

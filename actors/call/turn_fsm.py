@@ -10,7 +10,9 @@ Floor (one of :class:`Floor`)::
     ASSISTANT --all open turns finished playing--> IDLE (or CALLER if the caller is talking)
     ASSISTANT --barge-in--> INTERRUPTED --interrupted turns reported--> CALLER | THINKING | IDLE
 
-The call starts in ASSISTANT: the greeting (turn 0) is playing.
+The call starts in ASSISTANT: the greeting (turn 0) is playing; without a greeting
+(``TurnSettings.greeting`` False) it starts IDLE with no turn open, so the caller's first words
+are not taken for a barge-in on a greeting that never plays.
 
 Barge-in: any of Sonic's two signals (the ``interrupted`` text marker, ``contentEnd``
 INTERRUPTED), or -- if ``local_vad_barge_in`` -- the local VAD reporting continuous caller speech
@@ -19,7 +21,9 @@ speech start, cancelled on speech stop or when the assistant stops speaking; the
 :class:`GuardElapsed` at :attr:`TurnState.deadline`). A barge-in acts only if an assistant turn
 newer than the last interrupted one is open, so the second signal of the same interruption is a
 no-op: once per generation. Acting means: bump the generation, ``ClearPlayback`` through the
-newest open turn, record it.
+newest open turn, record it. A local-VAD barge-in is also reported to SonicSession
+(``LocalBargeIn``): Sonic did not signal it, so the model does not know it was cut off. The VAD's
+``CallerSpeechStopped`` is forwarded to SonicSession too (it owes the caller an answer from then on).
 
 Latency: the pending end of speech is the last VAD ``CallerSpeechStopped.ended_at`` since the caller
 last started talking, else the arrival of Sonic's FINAL USER transcript. It is consumed by the
@@ -54,6 +58,7 @@ from actors.call.protocol import (
     ClearPlayback,
     HeardReport,
     IntentMatched,
+    LocalBargeIn,
     PlaybackFinished,
     PlaybackStarted,
     PlayPrompt,
@@ -73,6 +78,7 @@ __all__ = [
     "TurnSettings",
     "TurnState",
     "decide",
+    "initial_state",
 ]
 
 MIN_BARGE_IN_SPEECH_MS: Final = 250.0
@@ -101,12 +107,15 @@ TurnAction = (
     | PlayPrompt
     | HeardReport
     | PromptPlayed
+    | CallerSpeechStopped
+    | LocalBargeIn
     | TurnLatency
     | IntentLatency
     | BargeInRecord
 )
-"""``ClearPlayback`` / ``PlayPrompt`` -> PlaybackEgress.control, ``HeardReport`` / ``PromptPlayed``
--> SonicSession.control, records -> the journal (and the per-turn log line)."""
+"""``ClearPlayback`` / ``PlayPrompt`` -> PlaybackEgress.control; ``HeardReport``, ``PromptPlayed``,
+``CallerSpeechStopped`` and ``LocalBargeIn`` -> SonicSession.control; records -> the journal (and
+the per-turn log line)."""
 
 
 @attrs.frozen
@@ -115,6 +124,8 @@ class TurnSettings:
 
     local_vad_barge_in: bool = False
     min_barge_in_speech_ms: float = MIN_BARGE_IN_SPEECH_MS
+    greeting: bool = True
+    """The call opens with a greeting (turn 0); False: the floor starts idle."""
 
 
 @attrs.frozen
@@ -162,6 +173,13 @@ class TurnState:
         return tuple(t for t in self.open_turns if t.turn_id > self.interrupted_through)
 
 
+def initial_state(settings: TurnSettings) -> TurnState:
+    """The state a call starts in: the greeting playing, or idle without one."""
+    if settings.greeting:
+        return TurnState()
+    return TurnState(floor=Floor.IDLE, open_turns=())
+
+
 def decide(
     state: TurnState, msg: TurnInput, now: float, settings: TurnSettings
 ) -> tuple[TurnState, list[TurnAction]]:
@@ -188,7 +206,7 @@ def decide(
         case CallerSpeechStopped(ended_at=ended_at):
             avoided = state.false_barge_ins_avoided + (state.deadline is not None)
             after: Floor = Floor.THINKING if state.floor is Floor.CALLER else state.floor
-            actions: list[TurnAction] = []
+            actions: list[TurnAction] = [msg]  # forwarded: SonicSession now owes an answer
             consumed = False
             for pending in state.open_turns:
                 if not pending.eos_pending:
@@ -294,6 +312,9 @@ def _barge_in(
         generation=generation, through_turn_id=through, source=source, signal_at=at, at=at
     )
     record = BargeInRecord(source=source, signal_at=at, turn_id=through, generation=generation)
+    actions: list[TurnAction] = [clear, record]
+    if source == "local_vad":
+        actions.append(LocalBargeIn(turn_id=through, at=at))
     state = attrs.evolve(
         state,
         floor=Floor.INTERRUPTED,
@@ -302,7 +323,7 @@ def _barge_in(
         deadline=None,
         barge_ins=state.barge_ins + 1,
     )
-    return state, [clear, record]
+    return state, actions
 
 
 def _intent(state: TurnState, msg: IntentMatched) -> tuple[TurnState, list[TurnAction]]:

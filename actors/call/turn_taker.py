@@ -7,11 +7,12 @@ Rules:
 * Loop: receive the next control message, or -- when the machine has armed the local-VAD barge-in
   guard -- until its absolute deadline, which then becomes :class:`GuardElapsed`. Every input
   goes through ``decide``; the actions are performed in order: ``ClearPlayback`` and an intent's
-  ``PlayPrompt`` to PlaybackEgress's CONTROL mailbox, ``HeardReport`` and ``PromptPlayed`` to
-  SonicSession's control mailbox, latency and barge-in records to the journal (one
-  ``turn.latency`` / ``intent.latency`` log line per turn, never per frame).
+  ``PlayPrompt`` to PlaybackEgress's CONTROL mailbox, ``HeardReport``, ``PromptPlayed``,
+  ``CallerSpeechStopped`` and ``LocalBargeIn`` to SonicSession's control mailbox, latency and
+  barge-in records to the journal (one ``turn.latency`` / ``intent.latency`` log line per turn,
+  never per frame).
 * A restarted instance starts with the floor idle: the greeting it would otherwise assume has long
-  been played.
+  been played. So does a call without a greeting.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import structlog
 
 from actors.call._snapshot import with_counters
 from actors.call.protocol import (
+    CallerSpeechStopped,
     ClearPlayback,
     HeardReport,
+    LocalBargeIn,
     PlaybackControl,
     PlayPrompt,
     PromptPlayed,
@@ -40,6 +43,7 @@ from actors.call.turn_fsm import (
     TurnSettings,
     TurnState,
     decide,
+    initial_state,
 )
 from actors.errors import MailboxClosed
 from actors.runtime import Actor, ActorSnapshot, Mailbox
@@ -80,7 +84,7 @@ class TurnTaker(Actor[TurnControl]):
         self._sonic_control = sonic_control
         self._settings = settings
         self._journal = journal
-        self._state = TurnState()
+        self._state = initial_state(settings)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Decide on every control message until the call ends. Blocks on the inbox."""
@@ -106,7 +110,7 @@ class TurnTaker(Actor[TurnControl]):
         match action:
             case ClearPlayback() | PlayPrompt():
                 await self.send_to(self._playback_control, action)
-            case HeardReport() | PromptPlayed():
+            case HeardReport() | PromptPlayed() | CallerSpeechStopped() | LocalBargeIn():
                 await self.send_to(self._sonic_control, action)
             case TurnLatency():
                 self._journal.latencies.append(action)

@@ -39,12 +39,13 @@ from actors.sonic.events import (
     CompletionEnded,
     HandedOver,
     SessionClosed,
+    SessionLost,
     SonicEvent,
     ToolUseRequested,
     Usage,
     UserTranscript,
 )
-from actors.sonic.handover import HandoverAction, HandoverPlanner
+from actors.sonic.handover import PREPARE_BACKOFF_MAX_S, HandoverAction, HandoverPlanner
 from actors.sonic.history import CallerAudioRing, ConversationHistory, HistoryTurn
 from actors.sonic.protocol import InputState, SonicProtocol
 from actors.sonic.settings import PoolSettings, SonicSettings, SonicTool
@@ -52,6 +53,7 @@ from actors.sonic.stream import SonicStream
 from actors.sonic.transport import BedrockTransport, ConnectionStatistics, endpoint_of
 
 __all__ = [
+    "PREPARE_BACKOFF_MAX_S",
     "AssistantAudio",
     "AssistantAudioEnded",
     "AssistantAudioStarted",
@@ -79,6 +81,7 @@ __all__ = [
     "PoolSettings",
     "SdkInputWriter",
     "SessionClosed",
+    "SessionLost",
     "SonicConnector",
     "SonicConversation",
     "SonicEvent",

@@ -19,11 +19,27 @@ and the new one from the switch, and the replay overlaps the switch, so every ca
 reaches at least one session. A :class:`HandedOver` event reports it (a planned event, not a
 failure).
 
-Error recovery: a retryable failure of the current stream takes the same path at once (bounded
-attempts with doubling backoff; audio meanwhile only fills the ring). A fatal error, or too many
-consecutive failures, cancels the conversation's task group and the error is raised from the
-``async with`` block, typed (:class:`SonicRetryableError` / :class:`SonicFatalError`), for the
-supervisor.
+A next stream that fails to open, or fails before taking over, is retried with backoff (up to
+:data:`~actors.sonic.handover.PREPARE_BACKOFF_MAX_S` apart) while the current stream lives: the
+call loses nothing meanwhile. Only when the current stream itself ends (Sonic's cap) does the
+failure path below take over.
+
+Error recovery: a retryable failure of the current stream is reported at once
+(:class:`SessionLost`) and takes the same path (bounded attempts with doubling backoff; audio
+meanwhile only fills the ring; :class:`HandedOver` ``error:<kind>`` once a new stream took over). A
+fatal error, or too many consecutive failures, closes every stream of the conversation, then
+cancels its task group, and the error is raised from the ``async with`` block, typed
+(:class:`SonicRetryableError` / :class:`SonicFatalError`), for the supervisor.
+
+Streams are never left to the garbage collector: every stream the conversation opened is closed
+before it is forgotten (in order when it is healthy, at once when it failed), on every path out,
+and before the task group that runs their receive loops is cancelled; a receive is cancelled only
+when the service does not end a response by the close's deadline. :meth:`aclose` takes a deadline,
+so an owner with a shutdown bound (SonicSession) gets the whole close inside it.
+
+Stall detection: :meth:`expect_output` (a caller turn ended) and every USER text arm the current
+stream's watchdog; no output for ``stall_timeout_s`` fails the stream (``stall``, retryable), which
+reopens with history like any other failure.
 
 History: FINAL transcripts and FINAL assistant text (never SPECULATIVE) feed a
 :class:`ConversationHistory`; PlaybackEgress's report of what the caller heard truncates the
@@ -33,6 +49,7 @@ assistant's text (:meth:`note_heard`, :meth:`truncate_last_assistant`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 from typing import TYPE_CHECKING, Any, Final, Self, final
@@ -51,6 +68,7 @@ from actors.sonic.events import (
     CompletionEnded,
     HandedOver,
     SessionClosed,
+    SessionLost,
     SonicEvent,
     ToolUseRequested,
     Usage,
@@ -156,6 +174,12 @@ class SonicConversation:
         self._dropped_events = 0
         self._tool_results_dropped = 0
         self._receiving: set[int] = set()
+        # Every stream opened and not yet closed: whatever path ends the conversation closes these.
+        self._streams: set[SonicStream] = set()
+        self._prepare_failures = 0
+        # Set by stop_by(): every close ends by then and waits for no answer in flight.
+        self._stop_deadline: float | None = None
+        self._opening = anyio.CancelScope()  # the first open; stop_by() bounds it
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -164,13 +188,19 @@ class SonicConversation:
 
         Raises:
             SonicError: the first session could not be opened (after bounded retries if retryable).
+            ClosedByUs: :meth:`stop_by` was called before it opened.
         """
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         try:
-            stream = await self._open_with_retries()
+            with self._opening:  # stop_by() bounds it: the owner is stopping
+                stream = await self._open_with_retries()
+            if self._opening.cancelled_caught:
+                raise ClosedByUs("the conversation was stopped while it opened")
             async with self._lock:
                 await self._activate(stream, reason=None)
         except BaseException:
+            self._closing = True
+            await self._close_all(deadline=None, finish_answer=False)
             self._tg.cancel_scope.cancel()
             await self._stack.aclose()
             for channel in (self._events_tx, self._events_rx, self._control_tx, self._control_rx):
@@ -185,14 +215,18 @@ class SonicConversation:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        """Close in order (bounded), stop every task, and raise the conversation's failure if any."""
+        """Close every stream (bounded), stop every task, and raise the conversation's failure if any."""
         try:
             if self._failure is None:
                 await self.aclose()
+            else:
+                await self._close_all(deadline=None, finish_answer=False)
         finally:
             assert self._tg is not None
             self._tg.cancel_scope.cancel()
             await self._stack.__aexit__(exc_type, exc, tb)
+            # A stream whose open completed while the tasks were being stopped.
+            await self._close_all(deadline=None, finish_answer=False)
             for channel in (self._events_tx, self._events_rx, self._control_tx, self._control_rx):
                 channel.close()
         if self._failure is not None and (
@@ -201,26 +235,68 @@ class SonicConversation:
             raise self._failure
         return False
 
-    async def aclose(self) -> None:
-        """End the conversation in order: the current stream closes (audio contentEnd, promptEnd,
-        sessionEnd, bounded), a prepared one too, and :class:`SessionClosed` is the last event.
+    def stop_by(self, deadline: float) -> None:
+        """The owner is stopping and must be done by ``deadline``: from now on every close of this
+        conversation (and its exit) ends by then, and none waits for an answer in flight (nobody
+        will hear it). An open in progress gets half of the time left to finish (then the stream
+        is closed in order), else it is abandoned (``async with`` raises :class:`ClosedByUs`).
+        Does not block; a later, earlier deadline wins."""
+        if self._stop_deadline is None or deadline < self._stop_deadline:
+            self._stop_deadline = deadline
+        now = anyio.current_time()
+        self._opening.deadline = min(self._opening.deadline, now + max(0.0, deadline - now) / 2)
 
-        Idempotent; shielded from cancellation by the streams' own bounded close.
+    async def aclose(self, *, deadline: float | None = None, finish_answer: bool = True) -> None:
+        """End the conversation in order: every stream closes (audio contentEnd, promptEnd,
+        sessionEnd), all at once, and :class:`SessionClosed` is the last event.
+
+        Blocks until the streams are released, at most until ``deadline`` (default:
+        ``close_timeout_s`` from now). Idempotent (a second call with an earlier deadline hurries
+        the first); shielded from cancellation.
+
+        Args:
+            deadline: ``anyio.current_time()`` by which every stream is released.
+            finish_answer: let an answer in flight finish first (a short wait for
+                ``completionEnd``); False when the caller has gone.
         """
-        if self._closing:
-            return
         self._closing = True
-        async with self._lock:
-            streams = [s for s in (self._current, self._next) if s is not None]
-            self._next = None
-        for stream in streams:
-            await stream.close()
+        await self._close_all(deadline=deadline, finish_answer=finish_answer)
+        if self._closed:
+            return
         with contextlib.suppress(
             anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
         ):
             self._events_tx.send_nowait(SessionClosed(reason="closed"))
         self._events_tx.close()
         self._closed = True
+
+    async def _close_all(self, *, deadline: float | None, finish_answer: bool) -> None:
+        """Close every stream not closed yet, concurrently, each by ``deadline``; shielded."""
+        if deadline is None:
+            deadline = anyio.current_time() + self._settings.close_timeout_s
+        if self._stop_deadline is not None:
+            deadline = min(deadline, self._stop_deadline)
+            finish_answer = False
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as tg:
+                for stream in list(self._streams):
+                    tg.start_soon(
+                        functools.partial(
+                            self._close_stream,
+                            stream,
+                            deadline=deadline,
+                            finish_answer=finish_answer,
+                        )
+                    )
+
+    async def _close_stream(
+        self, stream: SonicStream, *, deadline: float | None = None, finish_answer: bool = True
+    ) -> None:
+        try:
+            await stream.close(deadline=deadline, finish_answer=finish_answer)
+        finally:
+            if stream.closed:
+                self._streams.discard(stream)
 
     # ---------------------------------------------------------------- consumer API
 
@@ -249,8 +325,18 @@ class SonicConversation:
                 await stream.send_unit(stream.protocol.audio(pcm))
 
     async def send_user_text(self, text: str) -> bool:
-        """Send interactive USER text (DTMF digits, "speak first"); False if no session could take it."""
-        return await self._send_text_unit(lambda s: s.protocol.user_text(text))
+        """Send interactive USER text (DTMF digits, "speak first"); False if no session could take it.
+
+        The model answers a USER text, so it arms the stall watchdog like a caller turn.
+        """
+        return await self._send_text_unit(lambda s: s.protocol.user_text(text), expect=True)
+
+    def expect_output(self) -> None:
+        """A caller turn just ended: the current stream must say something within
+        ``stall_timeout_s`` (see :meth:`SonicStream.expect_output`)."""
+        stream = self._current
+        if stream is not None and stream.usable:
+            stream.expect_output()
 
     async def send_tool_result(self, tool_use_id: str, content_json: str) -> bool:
         """Answer a :class:`ToolUseRequested`; False if its session is gone (the id died with it)."""
@@ -276,6 +362,7 @@ class SonicConversation:
             "session_index": self._session_index,
             "handovers": self._handovers,
             "recoveries": self._recoveries,
+            "prepare_failures": self._prepare_failures,
             "dropped_events": self._dropped_events,
             "tool_results_dropped": self._tool_results_dropped,
             "caller_audio_bytes": self._ring.total_bytes,
@@ -298,7 +385,7 @@ class SonicConversation:
         if self._closing:
             raise ClosedByUs("sonic conversation is closing")
 
-    async def _send_text_unit(self, build: Any) -> bool:
+    async def _send_text_unit(self, build: Any, *, expect: bool = False) -> bool:
         self._check_open()
         async with self._lock:
             stream = self._current
@@ -308,16 +395,22 @@ class SonicConversation:
                 await stream.send_unit(build(stream))
             except (SonicError, ClosedByUs):
                 return False
+            if expect:
+                stream.expect_output()
             return True
 
     # ---------------------------------------------------------------- internals: streams
 
+    async def _open(self) -> SonicStream:
+        """Open a stream (the pool's if it has one); it is ours to close from now on."""
+        stream = await self._connector.open_stream(turn_ids=self._turn_ids, settings=self._settings)
+        self._streams.add(stream)
+        return stream
+
     async def _open_with_retries(self) -> SonicStream:
         while True:
             try:
-                return await self._connector.open_stream(
-                    turn_ids=self._turn_ids, settings=self._settings
-                )
+                return await self._open()
             except SonicError as err:
                 backoff = self._planner.stream_failed() if err.retryable else None
                 if backoff is None:
@@ -352,9 +445,11 @@ class SonicConversation:
         self._audio_open = False
         if old is None:
             return
+        if old.expecting_output:
+            stream.expect_output()  # the turn the old stream never answered is in the replay
         self._session_index += 1
         lost = old.protocol.abandon_turn()
-        self._tg.start_soon(old.close)
+        self._tg.start_soon(self._close_stream, old)
         _log.info(
             "sonic.handed_over",
             reason=reason,
@@ -376,15 +471,20 @@ class SonicConversation:
         try:
             await stream.run(self._deliver)
         except SonicError as err:
-            if self._closing:
+            if self._closing or self._failure is not None:
                 return
             if stream is self._current:
                 await self._control_tx.send(_StreamFailed(number=stream.number, error=err))
             elif stream is self._next:
                 self._next = None
+                self._tg_start(self._close_stream, stream)
                 await self._control_tx.send(_PrepareFailed(error=err))
         finally:
             self._receiving.discard(stream.number)
+
+    def _tg_start(self, func: Any, *args: Any) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(func, *args)
 
     async def _deliver(self, stream: SonicStream, events: list[SonicEvent]) -> None:
         if stream is not self._current or self._closed:
@@ -424,6 +524,7 @@ class SonicConversation:
                 | Usage()
                 | CompletionEnded()
                 | HandedOver()
+                | SessionLost()
                 | SessionClosed()
             ):
                 pass
@@ -439,7 +540,8 @@ class SonicConversation:
     async def _manage(self) -> None:
         while True:
             now = anyio.current_time()
-            action = self._planner.decide(now, next_ready=self._next is not None)
+            ready = self._next is not None
+            action = self._planner.decide(now, next_ready=ready)
             if action is HandoverAction.SWITCH and self._next is not None:
                 await self._switch(self._next, reason=self._planner.reason)
                 continue
@@ -447,10 +549,9 @@ class SonicConversation:
             if action is HandoverAction.PREPARE:
                 if not self._preparing:
                     self._preparing = True
-                    assert self._tg is not None
-                    self._tg.start_soon(self._prepare)
+                    self._tg_start(self._prepare)
             else:
-                timeout = max(0.0, self._planner.next_wakeup(now) - now)
+                timeout = max(0.0, self._planner.next_wakeup(now, next_ready=ready) - now)
             message: _Control | None = None
             with anyio.move_on_after(timeout):
                 message = await self._control_rx.receive()
@@ -458,26 +559,53 @@ class SonicConversation:
                 case None | _NextReady():
                     pass
                 case _StreamFailed():
-                    if self._current is not None and message.number == self._current.number:
+                    failed = self._current
+                    if failed is not None and message.number == failed.number:
+                        # The failed stream's turn ends now (SESSION_LOST), not at the switch:
+                        # nothing more of it will come, and the consumer may fill the silence.
+                        for event in [
+                            *failed.protocol.abandon_turn(),
+                            SessionLost(kind=message.error.kind),
+                        ]:
+                            self._note(event, anyio.current_time())
+                            await self._emit(event)
                         await self._recover(message.error)
+                        if self._failure is not None:
+                            return
                 case _PrepareFailed():
                     self._preparing = False
-                    backoff = self._planner.stream_failed()
-                    if backoff is None or not message.error.retryable:
-                        self._fail(message.error)
-                        return
-                    await anyio.sleep(backoff)
+                    self._prepare_failed(message.error)
+
+    def _prepare_failed(self, error: SonicError) -> None:
+        """The next stream failed to open or to take over: the current one goes on; try later."""
+        self._prepare_failures += 1
+        now = anyio.current_time()
+        retry_at = self._planner.prepare_failed(now, retryable=error.retryable)
+        if retry_at is None:
+            _log.warning(
+                "sonic.prepare_gave_up",
+                kind=error.kind,
+                attempts=self._planner.prepare_failures,
+            )
+        else:
+            _log.info(
+                "sonic.prepare_retry",
+                kind=error.kind,
+                attempts=self._planner.prepare_failures,
+                retry_in_s=round(retry_at - now, 3),
+            )
 
     async def _prepare(self) -> None:
+        current = self._current
         try:
-            stream = await self._connector.open_stream(
-                turn_ids=self._turn_ids, settings=self._settings
-            )
+            stream = await self._open()
         except SonicError as err:
             await self._control_tx.send(_PrepareFailed(error=err))
             return
-        if self._closing:
-            await stream.close()
+        if self._closing or self._failure is not None or self._current is not current:
+            # Closing, failed, or a recovery replaced the stream this one was meant to follow.
+            self._preparing = False
+            await self._close_stream(stream)
             return
         self._next = stream
         self._start_receiving(stream)
@@ -488,46 +616,54 @@ class SonicConversation:
             self._next = None
             self._preparing = False
             if self._closing:
-                await stream.close()
+                await self._close_stream(stream)
                 return
             try:
                 await self._activate(stream, reason=reason)
             except SonicError as err:
                 _log.info("sonic.switch_failed", kind=err.kind)
-                await stream.close()
+                self._tg_start(self._close_stream, stream)
+                self._prepare_failed(err)
                 return
             self._handovers += 1
 
     async def _recover(self, error: SonicError) -> None:
         err = error
-        while True:
+        while not self._closing:
             if not err.retryable:
-                self._fail(err)
+                await self._fail(err)
                 return
             backoff = self._planner.stream_failed()
             if backoff is None:
-                self._fail(err)
+                await self._fail(err)
                 return
             await anyio.sleep(backoff)
+            if self._stopping():
+                return
             stream, self._next = self._next, None
             self._preparing = False
             try:
                 if stream is None:
-                    stream = await self._connector.open_stream(
-                        turn_ids=self._turn_ids, settings=self._settings
-                    )
+                    stream = await self._open()
                 async with self._lock:
                     await self._activate(stream, reason=f"error:{err.kind}")
             except SonicError as again:
                 if stream is not None:
-                    await stream.close()
+                    self._tg_start(self._close_stream, stream)
                 err = again
                 continue
             self._recoveries += 1
             return
 
-    def _fail(self, error: SonicError) -> None:
+    def _stopping(self) -> bool:
+        # A method, not the attribute: the closing flag changes while a recovery sleeps.
+        return self._closing
+
+    async def _fail(self, error: SonicError) -> None:
+        """Give up: close every stream (the consumer still runs meanwhile), then cancel the task
+        group, which ends the consumer's ``async with`` body; ``__aexit__`` raises ``error``."""
         _log.warning("sonic.conversation_failed", kind=error.kind, retryable=error.retryable)
         self._failure = error
+        await self._close_all(deadline=None, finish_answer=False)
         assert self._tg is not None
         self._tg.cancel_scope.cancel()

@@ -36,6 +36,7 @@ why, once per reason.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import struct
 import time
@@ -58,7 +59,15 @@ if TYPE_CHECKING:
 
     from smithy_aws_core.identity import AWSCredentialsIdentity
 
-__all__ = ["ChunkSigner", "InputWriter", "LeanInputWriter", "SdkInputWriter", "open_input_writer"]
+__all__ = [
+    "ChunkSigner",
+    "InputWriter",
+    "LeanInputWriter",
+    "SdkInputWriter",
+    "close_input",
+    "discard_input",
+    "open_input_writer",
+]
 
 _log = structlog.get_logger("actors.sonic.event_writer")
 
@@ -345,3 +354,30 @@ async def open_input_writer(
             _fallback_reasons.add(reason)
             _log.info("sonic.lean_input_unavailable", reason=reason)
         return SdkInputWriter(publisher)
+
+
+async def close_input(publisher: Any) -> None:
+    """End a stream's input in order: the SDK's signed empty frame, then END_STREAM once the
+    frames buffered in the SDK's pipe have gone out. Blocks while they drain (the caller bounds it).
+    """
+    await publisher.close()
+
+
+async def discard_input(publisher: Any) -> None:
+    """End a stream's input at once: no end frame, and what the SDK's pipe still buffers is dropped.
+
+    For a stream whose HTTP/2 stream is gone (reset, connection lost) or out of time: nothing reads
+    the pipe any more, so an orderly close would wait for it to drain forever. Closing the pipe
+    ends awscrt's request-body task. Idempotent; where the SDK has no such pipe it falls back to
+    :func:`close_input`.
+    """
+    writer = getattr(publisher, "_writer", None)
+    close = getattr(writer, "close", None)
+    if close is None:
+        await close_input(publisher)
+        return
+    await close(flush=False)
+    with contextlib.suppress(Exception):
+        # Marks the publisher closed (later sends raise OSError); its end frame fails at once on
+        # the closed pipe.
+        await publisher.close()

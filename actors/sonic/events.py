@@ -3,7 +3,9 @@
 Rules: frozen msgspec Structs, one closed union :data:`SonicEvent`; past-tense names. Audio travels
 as ``bytes`` with its sample rate. Assistant turns carry a ``turn_id`` unique within a conversation
 (across handovers), so PlaybackEgress's "heard" report can name the turn it is about. Failures are
-never events: they are raised as :class:`~actors.errors.SonicError` (the error taxonomy).
+never events: they are raised as :class:`~actors.errors.SonicError` (the error taxonomy); a
+recovery in progress is reported (:class:`SessionLost`, then :class:`HandedOver`) because the
+caller hears nothing meanwhile.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ __all__ = [
     "CompletionEnded",
     "HandedOver",
     "SessionClosed",
+    "SessionLost",
     "SonicEvent",
     "ToolUseRequested",
     "Usage",
@@ -108,6 +111,14 @@ class HandedOver(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     session_index: int
 
 
+class SessionLost(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The current Sonic session failed with a retryable error (``kind``); the conversation is
+    opening another. :class:`HandedOver` (``"error:<kind>"``) follows once one took over; if none
+    can, the conversation raises instead. Nothing is heard from Sonic in between."""
+
+    kind: str
+
+
 class SessionClosed(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The conversation ended in order (``reason`` is ``"closed"``); the last event."""
 
@@ -125,5 +136,6 @@ SonicEvent = (
     | Usage
     | CompletionEnded
     | HandedOver
+    | SessionLost
     | SessionClosed
 )

@@ -12,6 +12,11 @@ Theory of operation (the "continuation" pattern: a new session seeded with the h
 * A failed stream is replaced at once (reason ``error:<kind>``), attempts are counted, and after
   ``max_reopen_attempts`` consecutive failures the error goes to the supervisor; backoff doubles
   from ``reopen_backoff_s``.
+* A *next* stream that fails to open (or to take over) costs the call nothing yet: the current
+  stream is healthy. Preparation is retried with a backoff doubling from ``reopen_backoff_s`` up to
+  :data:`PREPARE_BACKOFF_MAX_S`, for as long as the current stream lives; a fatal error stops the
+  retries for this stream. When the current stream then reaches Sonic's cap it fails like any
+  other, and the failure path above reopens with history.
 
 Every method takes ``now`` (``anyio.current_time()``) explicitly; no clock, no I/O.
 """
@@ -20,12 +25,16 @@ from __future__ import annotations
 
 import math
 from enum import Enum, auto
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Final, final
 
 if TYPE_CHECKING:
     from actors.sonic.settings import SonicSettings
 
-__all__ = ["HandoverAction", "HandoverPlanner"]
+__all__ = ["PREPARE_BACKOFF_MAX_S", "HandoverAction", "HandoverPlanner"]
+
+PREPARE_BACKOFF_MAX_S: Final = 5.0
+"""Longest wait between two attempts to open the next stream (the backoff doubles up to it): a
+stream due at 6 minutes has about 2 minutes left before Sonic's 8-minute cap, so ~25 attempts."""
 
 
 class HandoverAction(Enum):
@@ -47,6 +56,8 @@ class HandoverPlanner:
         self._turn_open = False
         self._last_audio_at = -math.inf
         self._failures = 0
+        self._prepare_failures = 0
+        self._prepare_at = -math.inf
 
     def stream_started(self, *, now: float, credentials_expire_at: float | None) -> None:
         """A new stream became current at ``now``; plan its replacement."""
@@ -57,6 +68,8 @@ class HandoverPlanner:
         self._due_at = min(by_age, by_credentials)
         self._reason = "credentials" if by_credentials < by_age else "age"
         self._turn_open = False
+        self._prepare_failures = 0
+        self._prepare_at = -math.inf
 
     @property
     def due_at(self) -> float:
@@ -86,21 +99,47 @@ class HandoverPlanner:
         if now < self._due_at:
             return HandoverAction.WAIT
         if not next_ready:
-            return HandoverAction.PREPARE
+            return HandoverAction.PREPARE if now >= self._prepare_at else HandoverAction.WAIT
         if self.at_boundary(now) or now >= self._due_at + self._s.handover_grace_s:
             return HandoverAction.SWITCH
         return HandoverAction.WAIT
 
-    def next_wakeup(self, now: float) -> float:
-        """The next time :meth:`decide` may answer differently (absent new notes)."""
+    def next_wakeup(self, now: float, *, next_ready: bool = True) -> float:
+        """The next time :meth:`decide` may answer differently (absent new notes).
+
+        With no next stream ready that is the next preparation attempt (inf after a fatal
+        failure: then only a new note, such as the current stream failing, changes anything).
+        """
         if now < self._due_at:
             return self._due_at
+        if not next_ready:
+            return max(now, self._prepare_at)
         candidates = [self._due_at + self._s.handover_grace_s]
         if not self._turn_open:
             candidates.append(self._last_audio_at + self._s.handover_quiet_s)
         return max(now, min(candidates))
 
     # ---------------------------------------------------------------- failures
+
+    def prepare_failed(self, now: float, *, retryable: bool) -> float | None:
+        """The next stream failed to open or to take over at ``now``: when to try again.
+
+        Returns the time of the next attempt (backoff doubling from ``reopen_backoff_s`` up to
+        :data:`PREPARE_BACKOFF_MAX_S`), or None when ``retryable`` is False: no more attempts for
+        the current stream, which goes on until it ends.
+        """
+        self._prepare_failures += 1
+        if not retryable:
+            self._prepare_at = math.inf
+            return None
+        backoff = self._s.reopen_backoff_s * 2 ** (self._prepare_failures - 1)
+        self._prepare_at = now + min(backoff, max(PREPARE_BACKOFF_MAX_S, self._s.reopen_backoff_s))
+        return self._prepare_at
+
+    @property
+    def prepare_failures(self) -> int:
+        """Failed attempts to prepare the current stream's successor."""
+        return self._prepare_failures
 
     def stream_failed(self) -> float | None:
         """Count a failure; return the backoff before the next attempt, or None to give up."""

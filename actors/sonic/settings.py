@@ -155,9 +155,14 @@ class SonicSettings:
         replay_audio_ms: caller audio replayed into a new session (ring buffer length).
         close_timeout_s: bound on an orderly close (including the wait for ``completionEnd``).
         open_timeout_s: bound on opening a stream (invoke + ``await_output()``).
-        stall_timeout_s: no output event for this long while streaming is a stall (retryable);
-            None disables the check (the service may legitimately stay quiet through long silences).
-        max_reopen_attempts: consecutive failed reopens before the error goes to the supervisor.
+        stall_timeout_s: no output event for this long after an answer became due (a caller
+            turn ended, a USER text was sent) is a stall (retryable ``stall``: the stream is
+            replaced, with the history). 10 s is well past Sonic's end-of-turn pause (at most 2 s)
+            plus the start of an answer; the service may stay quiet for as long as the caller
+            does, so only a due answer arms the check. None disables it.
+        max_reopen_attempts: consecutive failed reopens of a failed stream before the error goes
+            to the supervisor (a next stream prepared for a handover is retried apart, for as long
+            as the current stream lives).
         reopen_backoff_s: first backoff between reopen attempts (doubles each attempt).
     """
 
@@ -188,7 +193,7 @@ class SonicSettings:
     replay_audio_ms: int = 3000
     close_timeout_s: float = 2.0
     open_timeout_s: float = 10.0
-    stall_timeout_s: float | None = None
+    stall_timeout_s: float | None = 10.0
     max_reopen_attempts: int = 3
     reopen_backoff_s: float = 0.2
 

@@ -11,8 +11,11 @@ Theory of operation:
   every event through the sans-I/O :class:`SonicProtocol` and hands the internal events to the
   ``deliver`` callback. ``receive()`` raising, or returning None before we closed, fails the
   stream at once: the failure is stored, every blocked send is cancelled, and later sends raise
-  it, because the SDK's ``send()`` never reports a dead connection itself. An optional watchdog
-  fails the stream when nothing arrives for ``stall_timeout_s`` while audio is flowing.
+  it, because the SDK's ``send()`` never reports a dead connection itself. A watchdog fails the
+  stream (``stall``, retryable) when nothing arrives for ``stall_timeout_s`` after
+  :meth:`SonicStream.expect_output` said an answer is due (a caller turn ended, a USER text went
+  out); any output disarms it. Without such a cue the service may stay quiet for as long as the
+  caller does.
 * :meth:`SonicStream.send_unit` sends a list of encoded events as one unit under the stream's
   lock: the single writer. It raises the stream's :class:`SonicError` once the stream failed and
   :class:`ClosedByUs` once it was closed. Right after the request is up, the SDK's publisher is
@@ -21,8 +24,13 @@ Theory of operation:
   as expected the SDK publisher sends every event instead.
 * :meth:`SonicStream.close` is the orderly, bounded end: audio contentEnd, promptEnd, sessionEnd,
   a short wait for ``completionEnd`` if a completion is in flight, then the input stream is closed
-  (a signed empty frame and END_STREAM) and the response drained; all within ``close_timeout_s``
-  and shielded from cancellation.
+  (a signed empty frame and END_STREAM) and the response read to its end by the receive loop; all
+  by a deadline (``close_timeout_s`` from now, or earlier), shielded from cancellation. A second
+  call with an earlier deadline hurries a close in progress. The SDK stream is always released at
+  the end, so awscrt's request-body task always finishes: when the HTTP/2 stream is already gone
+  (reset, connection lost) the input pipe is closed without the end frame and without waiting for
+  it to drain, since nothing reads it any more. A pending receive is never cancelled by a close; only
+  a peer that does not end its response by the deadline leaves one for the owner to cancel.
 
 awscrt and the SDK are wrapped here; callers see only :class:`SonicError` subclasses.
 """
@@ -40,12 +48,20 @@ from aws_sdk_bedrock_runtime.models import (  # type: ignore[import-untyped]  # 
     InvokeModelWithBidirectionalStreamOperationInput,
     InvokeModelWithBidirectionalStreamOutputChunk,
 )
+from smithy_core.exceptions import ModeledError
 
 from actors.errors import ClosedByUs, SonicError, SonicRetryableError
 from actors.sonic.classify import classify_error
 from actors.sonic.credentials import PinnedIdentityResolver, seconds_left
-from actors.sonic.event_writer import InputWriter, SdkInputWriter, open_input_writer
-from actors.sonic.protocol import InputState, SonicProtocol
+from actors.sonic.event_writer import (
+    InputWriter,
+    SdkInputWriter,
+    close_input,
+    discard_input,
+    open_input_writer,
+)
+from actors.sonic.protocol import SonicProtocol
+from actors.sonic.transport import HttpStreamSlot, capture_http_stream, end_pending_reads
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -59,6 +75,8 @@ __all__ = ["Deliver", "SonicStream"]
 
 _log = structlog.get_logger("actors.sonic.stream")
 _stream_numbers: Final = itertools.count(1)
+# The last part of a close's budget kept for releasing the SDK stream (at most a quarter of it).
+_RELEASE_RESERVE_S: Final = 0.1
 
 type Deliver = Callable[[SonicStream, list[SonicEvent]], Awaitable[None]]
 
@@ -75,8 +93,11 @@ class SonicStream:
         protocol: SonicProtocol,
         opened_at: float,
         expires_in_s: float | None,
+        http: HttpStreamSlot | None = None,
     ) -> None:
         self._duplex = duplex  # smithy DuplexEventStream (the SDK is untyped at this boundary)
+        # Gets the CRT stream under it once the SDK's transport task has sent the request.
+        self._http = http
         self._receiver: Any = None
         self._settings = settings
         self.protocol = protocol
@@ -96,7 +117,16 @@ class SonicStream:
         self._receive_done = anyio.Event()
         self._completion_seen = anyio.Event()
         self._running = False
-        self._last_output_at = opened_at
+        # The response ended without an exception frame (reset, connection lost): the HTTP/2 stream
+        # is gone, and with it awscrt's reader of our input pipe.
+        self._peer_gone = False
+        # A close in progress (its deadline can be brought forward) and its end.
+        self._close_scope: anyio.CancelScope | None = None
+        self._close_limit = math.inf
+        self._close_done = anyio.Event()
+        # Stall watchdog: when an answer became due (None: none is), and the event that wakes it.
+        self._expect_since: float | None = None
+        self._expecting = anyio.Event()
         self._events_sent = 0
 
     # ---------------------------------------------------------------- open
@@ -136,16 +166,20 @@ class SonicStream:
         stream: SonicStream | None = None
         try:
             with anyio.fail_after(settings.open_timeout_s):
-                duplex = await client.invoke_model_with_bidirectional_stream(
-                    InvokeModelWithBidirectionalStreamOperationInput(model_id=settings.model_id),
-                    plugins=[pin],
-                )
+                with capture_http_stream() as http:
+                    duplex = await client.invoke_model_with_bidirectional_stream(
+                        InvokeModelWithBidirectionalStreamOperationInput(
+                            model_id=settings.model_id
+                        ),
+                        plugins=[pin],
+                    )
                 stream = cls(
                     duplex=duplex,
                     settings=settings,
                     protocol=protocol,
                     opened_at=opened_at,
                     expires_in_s=seconds_left(identity),
+                    http=http,
                 )
                 stream._input = await open_input_writer(duplex, lean=lean_input)
                 await stream._input.send(protocol.prelude())
@@ -160,6 +194,10 @@ class SonicStream:
             if stream is not None:
                 await stream._abort()
             raise classify_error(exc) from exc
+        except BaseException:
+            if stream is not None:  # cancelled mid-open: still release the SDK stream
+                await stream._abort()
+            raise
         protocol.mark_ready()
         _log.debug(
             "sonic.stream_opened",
@@ -179,6 +217,26 @@ class SonicStream:
     def usable(self) -> bool:
         """True while the stream can still send (not failed, not closing)."""
         return self._failure is None and not self._closing
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has released the stream."""
+        return self._close_done.is_set()
+
+    @property
+    def expecting_output(self) -> bool:
+        """True while an answer is due and no output has arrived since (see :meth:`expect_output`)."""
+        return self._expect_since is not None
+
+    def expect_output(self) -> None:
+        """An answer is due now (a caller turn ended, a USER text went out): arm the stall watchdog.
+
+        The next output event of any kind disarms it; arming again while armed keeps the first
+        time. Does nothing when ``stall_timeout_s`` is None.
+        """
+        if self._expect_since is None and self._settings.stall_timeout_s is not None:
+            self._expect_since = anyio.current_time()
+            self._expecting.set()
 
     def statistics(self) -> dict[str, int | str | None]:
         """Counters of this stream."""
@@ -219,6 +277,9 @@ class SonicStream:
             try:
                 chunk = await receiver.receive()
             except Exception as exc:
+                # An exception frame leaves the HTTP/2 stream open until our side ends it; any
+                # other error means the stream itself is gone.
+                self._peer_gone = not isinstance(exc, ModeledError)
                 if self._closed:
                     return  # our own close tore the stream down
                 self._fail(classify_error(exc), exc)
@@ -231,7 +292,9 @@ class SonicStream:
                         )
                     )
                 return
-            self._last_output_at = anyio.current_time()
+            if self._expect_since is not None:
+                self._expect_since = None  # output arrived: the answer is under way
+                self._expecting = anyio.Event()
             if not isinstance(chunk, InvokeModelWithBidirectionalStreamOutputChunk):
                 continue  # an unknown union variant: newer service, older SDK
             data = chunk.value.bytes_
@@ -253,21 +316,25 @@ class SonicStream:
         limit = self._settings.stall_timeout_s
         assert limit is not None
         while True:
-            deadline = self._last_output_at + limit
-            await anyio.sleep_until(deadline)
-            if self._last_output_at + limit > anyio.current_time():
-                continue  # output arrived meanwhile: sleep to the new deadline
-            if self.protocol.state is InputState.AUDIO and not self._closing:
-                self._fail(SonicRetryableError("stall", f"no output for {limit:g} s"))
-                # Never cancel a pending receive (awscrt then resolves a cancelled future from its
-                # own thread): end our side so the peer ends the response, and cancel only if it
-                # does not within the close timeout.
-                await self._close_input()
+            since = self._expect_since
+            if since is None:
+                await self._expecting.wait()
+                continue
+            await anyio.sleep_until(since + limit)
+            if self._expect_since != since or self._closing:
+                continue  # output arrived meanwhile (or we are closing): nothing is overdue
+            self._fail(SonicRetryableError("stall", f"no output for {limit:g} s after a turn"))
+            # Never cancel a pending receive (awscrt then resolves a cancelled future from its
+            # own thread): end our side so the peer ends the response; if it does not within the
+            # close timeout, end the waiting read as awscrt would; cancel only as a last resort.
+            await self._close_input()
+            with anyio.move_on_after(self._settings.close_timeout_s):
+                await self._receive_done.wait()
+            if not self._receive_done.is_set() and self._end_waiting_read():
                 with anyio.move_on_after(self._settings.close_timeout_s):
                     await self._receive_done.wait()
-                scope.cancel()
-                return
-            self._last_output_at = anyio.current_time()  # not streaming: nothing is expected
+            scope.cancel()
+            return
 
     def _fail(self, error: SonicError, cause: BaseException | None = None) -> None:
         if self._failure is None:
@@ -321,38 +388,70 @@ class SonicStream:
 
     # ---------------------------------------------------------------- close
 
-    async def close(self) -> None:
-        """End the stream in order, bounded by ``close_timeout_s``; idempotent; never raises.
+    async def close(self, *, deadline: float | None = None, finish_answer: bool = True) -> None:
+        """End the stream in order by ``deadline``; idempotent; never raises; shielded.
 
-        Shielded: completes (or times out) even when the caller is being cancelled.
+        Blocks until the stream is released, at most until ``deadline`` (default, and at most:
+        ``close_timeout_s`` from now). A call while a close is in progress brings that close's
+        deadline forward to this one's and waits for it.
+
+        Args:
+            deadline: ``anyio.current_time()`` by which the stream is released.
+            finish_answer: let an answer in flight finish (a short wait for ``completionEnd``
+                while the assistant speaks); False when nobody is listening any more.
         """
-        if self._closing:
-            with anyio.move_on_after(self._settings.close_timeout_s, shield=True):
-                await self._receive_done.wait()
+        limit = anyio.current_time() + self._settings.close_timeout_s
+        if deadline is not None:
+            limit = min(limit, deadline)
+        reserve = min(_RELEASE_RESERVE_S, max(0.0, limit - anyio.current_time()) / 4)
+        running = self._close_scope
+        if running is not None or self._close_done.is_set():
+            if running is not None:  # hurry the close in progress to our deadline
+                running.deadline = min(running.deadline, limit - reserve)
+                self._close_limit = min(self._close_limit, limit)
+            with anyio.move_on_at(limit, shield=True):
+                await self._close_done.wait()
             return
-        with anyio.move_on_after(self._settings.close_timeout_s, shield=True) as scope:
-            async with self._send_lock:
-                if self._failure is None:
-                    # The stream may have died meanwhile: then there is nothing more to say to it.
-                    with contextlib.suppress(SonicError):
-                        await self._send_locked(self.protocol.close())
-                self._closing = True
-            if self._failure is None and self._running and self.protocol.assistant_speaking:
-                # Let an answer in flight finish (reference §6: wait briefly for completionEnd).
-                with anyio.move_on_after(self._settings.close_timeout_s / 2):
-                    await self._completion_seen.wait()
-            await self._close_input()
-            if self._running:
-                await self._receive_done.wait()
-            elif self._receiver is not None and self._failure is None:
-                await self._drain()
+        self._close_limit = limit
+        with anyio.CancelScope(deadline=limit - reserve, shield=True) as scope:
+            self._close_scope = scope
+            await self._close_in_order(finish_answer=finish_answer)
         if scope.cancelled_caught:
             _log.info("sonic.stream_close_timeout", stream=self.number)
-        await self._abort()
+        await self._abort(deadline=self._close_limit)
+        self._close_done.set()
+
+    async def _close_in_order(self, *, finish_answer: bool) -> None:
+        async with self._send_lock:
+            if self._failure is None:
+                # The stream may have died meanwhile: then there is nothing more to say to it.
+                with contextlib.suppress(SonicError):
+                    await self._send_locked(self.protocol.close())
+            self._closing = True
+        if (
+            finish_answer
+            and self._failure is None
+            and self._running
+            and self.protocol.assistant_speaking
+        ):
+            # Let an answer in flight finish: wait briefly for completionEnd.
+            assert self._close_scope is not None
+            left = self._close_scope.deadline - anyio.current_time()
+            with anyio.move_on_after(left / 2):
+                await self._completion_seen.wait()
+        await self._close_input()
+        if self._running:
+            await self._receive_done.wait()
+        elif self._receiver is not None and self._failure is None:
+            await self._drain()
 
     async def _close_input(self) -> None:
+        """End our side: the signed empty frame and END_STREAM, or just the pipe if the peer is gone."""
         try:
-            await self._duplex.input_stream.close()
+            if self._peer_gone:
+                await discard_input(self._duplex.input_stream)
+            else:
+                await close_input(self._duplex.input_stream)
         except Exception as exc:
             _log.debug("sonic.stream_input_close_failed", stream=self.number, error=repr(exc))
 
@@ -366,18 +465,34 @@ class SonicStream:
             if chunk is None:
                 return
 
-    async def _abort(self) -> None:
-        """Release the SDK stream without ceremony (after close, or when open failed)."""
+    async def _abort(self, *, deadline: float | None = None) -> None:
+        """Release the SDK stream without ceremony (at the end of a close, or when open failed).
+
+        Shielded, and bounded by ``deadline`` (default half a second from now). The input pipe is
+        closed without waiting for it to drain (awscrt's request-body task ends with it). A read
+        still waiting for a response the peer has not ended is ended the way awscrt ends it when
+        a stream completes, so the receive loop returns by itself (never cancelled under a
+        pending read); then the receiver is closed.
+        """
         self._closing = True
         self._closed = True
         if self._send_scope is not None:
             self._send_scope.cancel()
-        with anyio.move_on_after(0.5, shield=True):
+        if deadline is None:
+            deadline = anyio.current_time() + 0.5
+        with anyio.CancelScope(deadline=deadline, shield=True):
             with contextlib.suppress(Exception):
-                await self._duplex.input_stream.close()
-            if self._receiver is not None:
+                await discard_input(self._duplex.input_stream)
+            if not self._receive_done.is_set() and self._end_waiting_read():
+                await self._receive_done.wait()
+            if self._receiver is not None and (self._receive_done.is_set() or not self._running):
                 with contextlib.suppress(Exception):
                     await self._receiver.close()
+
+    def _end_waiting_read(self) -> bool:
+        """End a read waiting on a response the peer has not ended (True if there was a way)."""
+        http_stream = None if self._http is None else self._http.stream
+        return self._running and http_stream is not None and end_pending_reads(http_stream)
 
     def age(self, now: float) -> float:
         """Seconds since the stream was opened."""

@@ -48,6 +48,15 @@ keeps up to ``max_connections`` accepting connections and spreads streams over t
   streams have failed on their own. :meth:`retire` closes draining connections once their last
   stream ended and forgets dead ones; draining connections do not count against
   ``max_connections``.
+* awscrt writes each request body from a task of its own, which ends by writing END_STREAM; when
+  the stream has completed first (reset, connection lost, closed by the peer) that write raises
+  ``AWS_ERROR_HTTP_STREAM_HAS_COMPLETED``, and nothing in awscrt or the SDK retrieves it (asyncio
+  logs "Task exception was never retrieved"). The transport retrieves it when the task ends: an
+  expected end of a finished stream, logged at debug level.
+* A Sonic stream may need its CRT stream later (:func:`end_pending_reads`): an open made inside
+  :func:`capture_http_stream` gets it in its :class:`HttpStreamSlot` (a context variable carries
+  the slot to :meth:`send`, so concurrent opens never mix them up). The SDK sends the request
+  from a task of its own, after the operation has returned, so the slot fills a little later.
 * :meth:`preconnect` keeps room for ``room`` more streams on open accepting connections, opening
   connections (no request, nothing billed) up to ``max_connections``.
 
@@ -59,6 +68,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import itertools
 import os
 import re
@@ -80,13 +90,21 @@ from smithy_http.exceptions import SmithyHTTPError
 from actors.errors import SonicRetryableError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from smithy_core.interfaces import URI as URILike
     from smithy_http.aio.interfaces import HTTPRequest
     from smithy_http.interfaces import HTTPRequestConfiguration
 
-__all__ = ["BedrockTransport", "ConnectionStatistics", "endpoint_of"]
+__all__ = [
+    "BedrockTransport",
+    "ConnectionStatistics",
+    "HttpStreamSlot",
+    "capture_http_stream",
+    "end_pending_reads",
+    "endpoint_of",
+]
 
 _log = structlog.get_logger("actors.sonic.transport")
 # awscrt raises a plain RuntimeError("<code> (<NAME>): <message>") when it will not create a stream.
@@ -296,6 +314,10 @@ class BedrockTransport(AWSCRTHTTPClient):
                 await body.aclose()  # never started: request.body stays untouched
                 continue
             connection.add_stream(crt_stream)
+            _observe_body_writer(crt_stream)
+            slot = _http_stream_slot.get()
+            if slot is not None:
+                slot.stream = crt_stream
             try:
                 return await self._await_response(crt_stream)
             except AwsCrtError as exc:
@@ -504,3 +526,59 @@ def _set_nodelay(fds: set[int], port: int) -> int:
         finally:
             dup.close()
     return done
+
+
+def _observe_body_writer(crt_stream: Any) -> None:
+    """Retrieve the outcome of awscrt's request-body task for ``crt_stream`` when it ends."""
+    writer = getattr(crt_stream, "_writer", None)
+    if isinstance(writer, asyncio.Future):
+        writer.add_done_callback(_body_writer_done)
+
+
+def _body_writer_done(task: asyncio.Future[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()  # retrieved: asyncio no longer reports it as lost
+    if exc is not None:
+        _log.debug("sonic.request_body_ended", error=repr(exc))
+
+
+@final
+class HttpStreamSlot:
+    """Receives the CRT stream of the request sent inside :func:`capture_http_stream`."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self) -> None:
+        self.stream: Any = None
+
+
+_http_stream_slot: Final = contextvars.ContextVar[HttpStreamSlot | None](
+    "sonic_http_stream_slot", default=None
+)
+
+
+@contextlib.contextmanager
+def capture_http_stream() -> Iterator[HttpStreamSlot]:
+    """Within the block, the CRT stream the transport opens lands in the slot yielded."""
+    slot = HttpStreamSlot()
+    token = _http_stream_slot.set(slot)
+    try:
+        yield slot
+    finally:
+        _http_stream_slot.reset(token)
+
+
+def end_pending_reads(crt_stream: Any) -> bool:
+    """End the reads waiting on ``crt_stream``'s response as awscrt does when a stream completes
+    (empty bytes: end of stream), so the reader returns by itself instead of being cancelled.
+
+    Cancelling a waiting read instead leaves awscrt to resolve a cancelled future from its own
+    thread later ("InvalidStateError" reported as unraisable). Returns False where awscrt offers no
+    such call (the owner must then cancel).
+    """
+    resolve = getattr(crt_stream, "_resolve_pending_chunk_futures", None)
+    if not callable(resolve):
+        return False
+    resolve()
+    return True

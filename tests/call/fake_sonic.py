@@ -6,8 +6,7 @@ when nothing in particular happens; tests subclass it to script events or record
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 
@@ -23,6 +22,12 @@ class FakeConversation:
     def __init__(self) -> None:
         self.events = self._events()
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
     async def _events(self) -> AsyncIterator[Any]:
         await anyio.sleep_forever()
         yield  # pragma: no cover
@@ -31,6 +36,12 @@ class FakeConversation:
         pass
 
     def note_heard(self, turn_id: int | None, fraction: float) -> None:
+        pass
+
+    def expect_output(self) -> None:
+        pass
+
+    def stop_by(self, deadline: float) -> None:
         pass
 
     def statistics(self) -> dict[str, object]:
@@ -43,8 +54,5 @@ class FakeConnector[C: FakeConversation]:
     def __init__(self, conv: C) -> None:
         self.conv = conv
 
-    @contextlib.asynccontextmanager
-    async def conversation(
-        self, *, history: object = (), settings: object = None
-    ) -> AsyncIterator[C]:
-        yield self.conv
+    def conversation(self, *, history: object = (), settings: object = None) -> C:
+        return self.conv

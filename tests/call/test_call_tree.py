@@ -213,17 +213,26 @@ def caller_speech(ms: int, seed: int) -> bytes:
 
 @contextlib.asynccontextmanager
 async def call_env(
-    emulator: dict[str, Any] | None = None, **deps: Any
+    emulator: dict[str, Any] | None = None,
+    *,
+    call_sid: str = "CA1",
+    sonic: dict[str, Any] | None = None,
+    **deps: Any,
 ) -> AsyncIterator[tuple[Emulator, Call, TwilioPeer, list[CallReport]]]:
     async with run_emulator(EmulatorSettings(**(FAST | (emulator or {})))) as emu:
-        settings = SonicSettings(endpoint_uri=emu.endpoint_uri, ca_bundle=Path(emu.ca_path))
+        settings = SonicSettings(
+            endpoint_uri=emu.endpoint_uri, ca_bundle=Path(emu.ca_path), **(sonic or {})
+        )
         async with SonicConnector(
             settings, credentials=StaticCredentials(), pool=PoolSettings(size=0)
         ) as connector:
             socket = MemoryTwilioSocket()
             reports: list[CallReport] = []
             identity = CallIdentity(
-                call_sid="CA1", stream_sid=SID, account_sid="AC1", started_at=anyio.current_time()
+                call_sid=call_sid,
+                stream_sid=SID,
+                account_sid="AC1",
+                started_at=anyio.current_time(),
             )
             call_deps = CallDeps(
                 connector=connector,
@@ -419,6 +428,32 @@ async def test_local_vad_barge_in_interrupts_the_greeting() -> None:
     assert barge.source == "local_vad"
     assert barge.turn_id == 0
     assert "TwilioOutboundClear" in peer.kinds()
+
+
+async def test_without_a_greeting_the_first_words_clear_nothing() -> None:
+    # No greeting: no turn 0 is open, so the local VAD's first speech is not a barge-in.
+    async with (
+        call_env(greeting_ulaw=b"", local_vad_barge_in=True, min_barge_in_speech_ms=200) as (
+            _emu,
+            call,
+            peer,
+            reports,
+        ),
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(peer.playout)
+        tg.start_soon(call.run)
+        await peer.speak(caller_speech(900, 7))
+        answered = anyio.Event()
+        async with anyio.create_task_group() as inner:
+            inner.start_soon(peer.silence_until, answered, 15)
+            await wait_for(lambda: any(t.turn_id >= 1 for t in call.report().turns), 15)
+            answered.set()
+        peer.stop()
+        await wait_for(lambda: reports, 2)
+        tg.cancel_scope.cancel()
+    assert reports[0].barge_ins == []
+    assert "TwilioOutboundClear" not in peer.kinds()
 
 
 async def test_hangup_mid_answer_stops_everything_within_a_second_and_closes_sonic_in_order() -> (

@@ -426,6 +426,23 @@ async def test_a_pending_transfer_survives_a_sonic_session_restart(
     assert pending.acted
 
 
+class Opening:
+    """A conversation being opened, as ``SonicConnector.conversation`` returns it: an async
+    context manager that takes a stop deadline."""
+
+    def __init__(self, opening: contextlib.AbstractAsyncContextManager[Scripted]) -> None:
+        self._opening = opening
+
+    def stop_by(self, deadline: float) -> None:
+        pass
+
+    async def __aenter__(self) -> Scripted:
+        return await self._opening.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._opening.__aexit__(*exc_info)
+
+
 class SlowOpening(FakeConnector[Scripted]):
     """The conversation opens only when ``release`` is set (Sonic is slow to answer)."""
 
@@ -433,10 +450,11 @@ class SlowOpening(FakeConnector[Scripted]):
         super().__init__(conv)
         self.release = anyio.Event()
 
+    def conversation(self, *, history: object = (), settings: object = None) -> Opening:
+        return Opening(self._open())
+
     @contextlib.asynccontextmanager
-    async def conversation(
-        self, *, history: object = (), settings: object = None
-    ) -> AsyncIterator[Scripted]:
+    async def _open(self) -> AsyncIterator[Scripted]:
         await self.release.wait()
         yield self.conv
 
@@ -466,10 +484,11 @@ class Failing(FakeConnector[Scripted]):
     error: SonicError = SonicFatalError("accessDeniedException", "no access")
     after_open = False
 
+    def conversation(self, *, history: object = (), settings: object = None) -> Opening:
+        return Opening(self._open())
+
     @contextlib.asynccontextmanager
-    async def conversation(
-        self, *, history: object = (), settings: object = None
-    ) -> AsyncIterator[Scripted]:
+    async def _open(self) -> AsyncIterator[Scripted]:
         if not self.after_open:
             raise self.error
         yield self.conv

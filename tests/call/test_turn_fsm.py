@@ -15,6 +15,7 @@ from actors.call.protocol import (
     ClearPlayback,
     HeardReport,
     IntentMatched,
+    LocalBargeIn,
     PlaybackFinished,
     PlaybackStarted,
     PlayPrompt,
@@ -30,6 +31,7 @@ from actors.call.turn_fsm import (
     TurnSettings,
     TurnState,
     decide,
+    initial_state,
 )
 
 DEFAULT = TurnSettings()
@@ -108,10 +110,10 @@ def test_late_vad_stop_settles_a_turn_that_started_while_the_vad_still_heard_spe
         ]
     )
     assert not [a for a in actions if isinstance(a, TurnLatency)]
-    state, actions = decide(
-        state, CallerSpeechStopped(ended_at=4.0, speech_ms=1000, at=4.4), 4.45, DEFAULT
-    )
-    (lat,) = actions
+    stopped = CallerSpeechStopped(ended_at=4.0, speech_ms=1000, at=4.4)
+    state, actions = decide(state, stopped, 4.45, DEFAULT)
+    forwarded, lat = actions
+    assert forwarded == stopped  # SonicSession learns of it too (it now owes an answer)
     assert isinstance(lat, TurnLatency)
     assert lat.end_of_speech == "vad"
     assert lat.model_ms == pytest.approx(400.0)
@@ -203,16 +205,11 @@ def test_local_vad_barge_in_off_by_default() -> None:
 
 def test_local_vad_guard_ignores_a_cough_and_fires_on_real_speech() -> None:
     # Greeting (turn 0) is playing; a 150 ms cough does not interrupt.
-    state, actions = run(
-        [
-            CallerSpeechStarted(started_at=0.50, at=0.55),
-            CallerSpeechStopped(ended_at=0.65, speech_ms=150, at=0.85),
-        ],
-        LOCAL,
-    )
+    cough = CallerSpeechStopped(ended_at=0.65, speech_ms=150, at=0.85)
+    state, actions = run([CallerSpeechStarted(started_at=0.50, at=0.55), cough], LOCAL)
     assert state.deadline is None
     assert state.false_barge_ins_avoided == 1
-    assert actions == []
+    assert actions == [cough]  # only forwarded to SonicSession: no clear
     # Real speech: the guard arms at onset + 300 ms and fires.
     state, _ = decide(state, CallerSpeechStarted(started_at=1.0, at=1.05), 1.05, LOCAL)
     assert state.deadline == pytest.approx(1.3)
@@ -372,3 +369,31 @@ def test_an_intent_while_the_model_speaks_cuts_it_and_its_heard_share_is_reporte
     assert actions[-1] == HeardReport(turn_id=1, heard_ms=480, total_ms=2000, at=3.51)
     assert [t.turn_id for t in state.speaking_turns()] == [2]
     assert state.floor is Floor.ASSISTANT
+
+
+def test_without_a_greeting_the_first_words_are_not_a_barge_in() -> None:
+    # A call with no greeting has no turn 0 playing: the floor starts idle, nothing to clear.
+    settings_ = TurnSettings(local_vad_barge_in=True, min_barge_in_speech_ms=300, greeting=False)
+    state = initial_state(settings_)
+    assert state.floor is Floor.IDLE
+    assert state.open_turns == ()
+    state, actions = run(
+        [CallerSpeechStarted(started_at=0.5, at=0.55), GuardElapsed(at=0.8)], settings_, state
+    )
+    assert state.floor is Floor.CALLER
+    assert not [a for a in actions if isinstance(a, ClearPlayback)]
+    assert initial_state(LOCAL) == TurnState()  # with a greeting: turn 0 is playing
+
+
+def test_a_local_vad_barge_in_is_reported_to_the_session_and_a_sonic_one_is_not() -> None:
+    _, local = run([CallerSpeechStarted(started_at=1.0, at=1.05), GuardElapsed(at=1.3)], LOCAL)
+    assert [a for a in local if isinstance(a, LocalBargeIn)] == [LocalBargeIn(turn_id=0, at=1.3)]
+    _, sonic = run(
+        [
+            *GREETING_DONE,
+            AssistantTurnStarted(turn_id=1, at=5.0),
+            BargeInDetected(source="sonic_marker", at=6.0),
+        ]
+    )
+    assert any(isinstance(a, ClearPlayback) for a in sonic)
+    assert not any(isinstance(a, LocalBargeIn) for a in sonic)

@@ -202,15 +202,33 @@ async def test_slow_first_byte_within_and_beyond_open_timeout() -> None:
         assert info.value.kind == "openTimeout"
 
 
-async def test_stall_is_detected() -> None:
+async def test_stall_is_detected_once_an_answer_is_due() -> None:
     async with sonic_env(stall_timeout_s=0.5) as (emu, connector):
         stream = await connector.open_stream()
         await stream.send_unit(stream.protocol.open_audio())
         emu.inject_fault(Fault(kind="stall"), target="current")
+        stream.expect_output()  # a caller turn ended: the model owes an answer
         error = await _run_until_failure(stream)
         await stream.close()
         assert isinstance(error, SonicRetryableError)
         assert error.kind == "stall"
+
+
+async def test_a_quiet_stream_is_not_a_stall() -> None:
+    # Without a turn to answer the service may stay quiet as long as the caller does.
+    async with sonic_env(stall_timeout_s=0.2) as (_, connector):
+        stream = await connector.open_stream()
+        await stream.send_unit(stream.protocol.open_audio())
+
+        async def deliver(_: SonicStream, __: list[SonicEvent]) -> None:
+            return None
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stream.run, deliver)
+            await anyio.sleep(0.8)
+            assert stream.failure is None
+            await stream.close()  # ends the response: the receive loop returns by itself
+        assert stream.failure is None
 
 
 async def test_retryable_error_mid_call_reopens_with_history() -> None:

@@ -61,3 +61,34 @@ def test_failures_back_off_then_give_up() -> None:
     assert p.stream_failed() is None
     p.stream_healthy()
     assert p.stream_failed() == 0.0
+
+
+def test_a_failed_next_stream_is_retried_with_capped_backoff_while_the_current_lives() -> None:
+    s = SonicSettings(handover_after_s=360, reopen_backoff_s=0.2, max_reopen_attempts=3)
+    p = HandoverPlanner(s)
+    p.stream_started(now=0.0, credentials_expire_at=None)
+    assert p.decide(360.0, next_ready=False) is HandoverAction.PREPARE
+    now = 360.0
+    waits = []
+    for _ in range(8):  # far more than max_reopen_attempts: the current stream is healthy
+        retry_at = p.prepare_failed(now, retryable=True)
+        assert retry_at is not None
+        waits.append(round(retry_at - now, 3))
+        assert p.decide(now, next_ready=False) is HandoverAction.WAIT
+        assert p.next_wakeup(now, next_ready=False) == retry_at
+        now = retry_at
+        assert p.decide(now, next_ready=False) is HandoverAction.PREPARE
+    assert waits == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]  # capped at PREPARE_BACKOFF_MAX_S
+    assert p.consecutive_failures == 0  # the current stream's own failures are counted apart
+    p.stream_started(now=now, credentials_expire_at=None)  # handed over: a fresh count
+    assert p.prepare_failures == 0
+
+
+def test_a_fatal_error_preparing_stops_the_retries_for_this_stream() -> None:
+    p = HandoverPlanner(S)
+    p.stream_started(now=0.0, credentials_expire_at=None)
+    assert p.prepare_failed(360.0, retryable=False) is None
+    assert p.decide(1000.0, next_ready=False) is HandoverAction.WAIT
+    assert p.next_wakeup(1000.0, next_ready=False) == float("inf")
+    p.stream_started(now=1000.0, credentials_expire_at=None)
+    assert p.decide(1360.0, next_ready=False) is HandoverAction.PREPARE
