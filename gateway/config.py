@@ -843,7 +843,7 @@ def _check_cross_fields(config: GatewayConfig, origin: Mapping[tuple[str, ...], 
     _check_twilio_rest(config.twilio, origin)
     check_tools(config.tools)
     check_call_webhook(config.call_webhook, functools.partial(_webhook_key, origin))
-    check_routes(config.routes, [t.name for t in config.tools])
+    check_routes(config.routes, [t.name for t in config.tools], [i.name for i in config.intents])
     twilio = config.twilio
     check_builtin_tools(
         config.tools,

@@ -106,6 +106,7 @@ class RouteConfig:
         tools: names of ``[[tools]]`` entries offered to the model (``[]``: none); unset: all.
         greeting: a prompt name of ``[prompts]`` played as the greeting, or ``"none"``; unset:
             ``greeting``.
+        intents: names of ``[[intents]]`` entries its calls match (``[]``: none); unset: all.
         webhook: this route's own configuration webhook; unset (no ``url``): ``[call_webhook]``.
     """
 
@@ -115,6 +116,7 @@ class RouteConfig:
     voice_id: Annotated[str, msgspec.Meta(pattern=_VOICE)] | None = None
     tools: tuple[str, ...] | None = None
     greeting: str | None = None
+    intents: tuple[str, ...] | None = None
     webhook: CallWebhookConfig = attrs.field(factory=CallWebhookConfig)
 
 
@@ -127,6 +129,7 @@ class CallOverrides(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         voice_id: replaces the route's voice.
         greeting: a prompt name of ``[prompts]``, or ``"none"``.
         tools: the names of the ``[[tools]]`` offered (``[]``: none).
+        intents: the names of the ``[[intents]]`` the call matches (``[]``: none).
     """
 
     route: str | None = None
@@ -136,6 +139,7 @@ class CallOverrides(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     voice_id: Annotated[str, msgspec.Meta(pattern=_VOICE, max_length=64)] | None = None
     greeting: str | None = None
     tools: tuple[str, ...] | None = None
+    intents: tuple[str, ...] | None = None
 
 
 @attrs.frozen
@@ -151,6 +155,7 @@ class CallPlan:
     voice_id: str | None = None
     tools: tuple[str, ...] | None = None
     greeting: str | None = None
+    intents: tuple[str, ...] | None = None
     source: PlanSource = "route"
 
 
@@ -165,12 +170,14 @@ class RouteTable:
         routes: route name -> its config; :data:`DEFAULT_ROUTE` is always present.
         by_number: called number -> route name.
         tool_names: every configured tool's name (what a webhook's ``tools`` may name).
+        intent_names: every configured intent's name (what a webhook's ``intents`` may name).
         default_webhook: ``[call_webhook]``.
     """
 
     routes: Mapping[str, RouteConfig]
     by_number: Mapping[str, str] = attrs.field(repr=False)
     tool_names: frozenset[str] = frozenset()
+    intent_names: frozenset[str] = frozenset()
     default_webhook: CallWebhookConfig = attrs.field(factory=CallWebhookConfig)
 
     @classmethod
@@ -179,6 +186,7 @@ class RouteTable:
         routes: Sequence[RouteConfig],
         *,
         tool_names: Sequence[str] = (),
+        intent_names: Sequence[str] = (),
         webhook: CallWebhookConfig | None = None,
     ) -> RouteTable:
         """The table of already checked routes (:func:`check_routes`) plus the default route."""
@@ -192,6 +200,7 @@ class RouteTable:
             routes=by_name,
             by_number=by_number,
             tool_names=frozenset(tool_names),
+            intent_names=frozenset(intent_names),
             default_webhook=webhook if webhook is not None else CallWebhookConfig(),
         )
 
@@ -224,6 +233,7 @@ class RouteTable:
             voice_id=config.voice_id,
             tools=config.tools,
             greeting=config.greeting,
+            intents=config.intents,
         )
         if overrides is None:
             return plan
@@ -233,6 +243,7 @@ class RouteTable:
             voice_id=_first(overrides.voice_id, plan.voice_id),
             tools=overrides.tools if overrides.tools is not None else plan.tools,
             greeting=_first(overrides.greeting, plan.greeting),
+            intents=overrides.intents if overrides.intents is not None else plan.intents,
             source="webhook",
         )
 
@@ -247,7 +258,7 @@ def parse_overrides(body: bytes, table: RouteTable) -> CallOverrides:
     Raises:
         RemoteProtocolError: the answer is the webhook's fault; ``kind`` says how: ``too_large``,
             ``bad_json`` (not JSON, not an object, an unknown key or a value of the wrong form),
-            ``unknown_route``, ``unknown_tool``, ``unknown_greeting``.
+            ``unknown_route``, ``unknown_tool``, ``unknown_intent``, ``unknown_greeting``.
     """
     if len(body) > MAX_OVERRIDES_BYTES:
         raise RemoteProtocolError(f"answer of {len(body)} bytes", kind="too_large")
@@ -262,6 +273,9 @@ def parse_overrides(body: bytes, table: RouteTable) -> CallOverrides:
     for name in overrides.tools or ():
         if name not in table.tool_names:
             raise RemoteProtocolError(_shown(name), field="tools", kind="unknown_tool")
+    for name in overrides.intents or ():
+        if name not in table.intent_names:
+            raise RemoteProtocolError(_shown(name), field="intents", kind="unknown_intent")
     if overrides.greeting is not None and overrides.greeting not in (*PROMPT_NAMES, GREETING_NONE):
         raise RemoteProtocolError(
             _shown(overrides.greeting), field="greeting", kind="unknown_greeting"
@@ -295,7 +309,9 @@ def check_call_webhook(webhook: CallWebhookConfig, key: Callable[[str], str]) ->
         raise ConfigError(key("secret"), "a secret of at least 8 characters, no spaces")
 
 
-def check_routes(routes: Sequence[RouteConfig], tool_names: Sequence[str]) -> None:
+def check_routes(
+    routes: Sequence[RouteConfig], tool_names: Sequence[str], intent_names: Sequence[str] = ()
+) -> None:
     """Cross-check converted ``[[routes]]`` entries against each other and the ``[[tools]]``.
 
     Raises:
@@ -330,6 +346,16 @@ def check_routes(routes: Sequence[RouteConfig], tool_names: Sequence[str]) -> No
             if tool in seen_tools:
                 raise ConfigError(f"{key}.tools[{j}]", "a tool named once", tool)
             seen_tools.add(tool)
+        seen_intents: set[str] = set()
+        for j, intent in enumerate(route.intents or ()):
+            if intent not in intent_names or intent in seen_intents:
+                known = ", ".join(intent_names) or "none configured"
+                raise ConfigError(
+                    f"{key}.intents[{j}]",
+                    f"the name of an [[intents]] entry, once ({known})",
+                    intent,
+                )
+            seen_intents.add(intent)
         if route.greeting is not None and route.greeting not in (*PROMPT_NAMES, GREETING_NONE):
             raise ConfigError(
                 f"{key}.greeting",

@@ -108,6 +108,7 @@ class CallRouter:
         table = RouteTable.build(
             config.routes,
             tool_names=[t.name for t in config.tools],
+            intent_names=[i.name for i in config.intents],
             webhook=config.call_webhook,
         )
         return cls(table, http=http, keep_s=config.twilio.stream_token_ttl_s)

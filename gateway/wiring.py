@@ -34,6 +34,7 @@ from actors.call import (
     CallIdentity,
     CallReport,
     DtmfSettings,
+    IntentBook,
     PromptCache,
     PromptFile,
     PromptName,
@@ -315,8 +316,14 @@ class RoutedDeps:
 
     def _build(self, plan: CallPlan) -> CallDeps:
         base = self.base
-        if (plan.system_prompt, plan.voice_id, plan.tools, plan.greeting) == (None,) * 4:
+        if (plan.system_prompt, plan.voice_id, plan.tools, plan.greeting, plan.intents) == (
+            None,
+        ) * 5:
             return base  # the top-level settings: the connector's own (its warm pool serves them)
+        intents = base.intents
+        if plan.intents is not None:
+            chosen = set(plan.intents)
+            intents = IntentBook([rule for rule in base.intents.rules if rule.name in chosen])
         settings = base.sonic_settings
         offered = settings.tools
         toolbox = base.tools
@@ -347,7 +354,9 @@ class RoutedDeps:
             voice_id=settings.voice_id if plan.voice_id is None else plan.voice_id,
             tools=offered,
         )
-        return attrs.evolve(base, sonic_settings=sonic, tools=toolbox, greeting_ulaw=greeting)
+        return attrs.evolve(
+            base, sonic_settings=sonic, tools=toolbox, greeting_ulaw=greeting, intents=intents
+        )
 
 
 @contextlib.asynccontextmanager

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.call import CallDeps, CallIdentity, PromptCache
+from actors.call import CallDeps, CallIdentity, IntentBook, IntentRule, PromptCache
 from actors.errors import RemoteProtocolError
 from actors.sonic import SonicSettings, SonicTool
 from actors.tools import Toolbox, ToolResult
@@ -276,3 +276,35 @@ def test_webhook_plans_are_built_per_call(routed: RoutedDeps) -> None:
     # The configuration's order, whatever order the webhook named them in.
     assert [t.name for t in deps.sonic_settings.tools] == ["lookup", "refund"]
     assert routed.for_plan(plan) is not deps
+
+
+def test_a_route_may_keep_only_some_intents() -> None:
+    def rule(name: str, digits: str) -> IntentRule:
+        return IntentRule(
+            name=name,
+            prompt="transferring",
+            prompt_text="Transferring your call now.",
+            tool="transfer_call",
+            input_json="{}",
+            digits=digits,
+        )
+
+    base = CallDeps(
+        connector=cast("Any", None),
+        sonic_settings=SonicSettings(),
+        intents=IntentBook([rule("operator", "0"), rule("sales", "1")]),
+    )
+    routed = RoutedDeps(base, PromptCache.bundled())
+    only_sales = RouteConfig(name="shop", numbers=("+15550004444",), intents=("sales",))
+    none = RouteConfig(name="quiet", numbers=("+15550005555",), intents=())
+    table = RouteTable.build([only_sales, none], intent_names=["operator", "sales"])
+    assert [r.name for r in routed.for_plan(table.plan("shop")).intents.rules] == ["sales"]
+    assert routed.for_plan(table.plan("quiet")).intents.rules == ()
+    assert routed.for_plan(table.plan(DEFAULT_ROUTE)) is base  # every intent
+    # A webhook may narrow them too, naming configured intents only.
+    answer = parse_overrides(b'{"intents": ["operator"]}', table)
+    plan = table.plan("shop", answer)
+    assert [r.name for r in routed.for_plan(plan).intents.rules] == ["operator"]
+    with pytest.raises(RemoteProtocolError) as refused:
+        parse_overrides(b'{"intents": ["nobody"]}', table)
+    assert refused.value.kind == "unknown_intent"

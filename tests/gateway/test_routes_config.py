@@ -142,6 +142,7 @@ WEBHOOK = '[call_webhook]\nurl = "https://c.example/x"\nsecret = "long-enough"\n
         ('[call_webhook]\nurl = "c.example/x"\nsecret = "long-enough"\n', "call_webhook.url"),
         ('[call_webhook]\nsecret = "long-enough"\n', "call_webhook.url"),
         ("routes = [1]\n", "routes[0]"),
+        (ROUTE + 'intents = ["nobody"]\n', "routes[0].intents[0]"),
     ],
 )
 def test_bad_routes_name_their_key(tmp_path: Path, text: str, key: str) -> None:
