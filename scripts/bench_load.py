@@ -162,7 +162,7 @@ async def stop_process(process: Process, name: str) -> None:
             await process.wait()
 
 
-class Emulator(msgspec.Struct, kw_only=True):
+class EmulatorProcess(msgspec.Struct, kw_only=True):
     """The running emulator."""
 
     process: Any
@@ -192,7 +192,7 @@ def _json_line(line: bytes) -> dict[str, Any] | None:
 @contextlib.asynccontextmanager
 async def run_emulator(
     tg: TaskGroup, root: Path, cpus: set[int] | None, workdir: Path
-) -> AsyncIterator[Emulator]:
+) -> AsyncIterator[EmulatorProcess]:
     """Start ``sonic-gateway emulator --port 0`` from ``root``'s venv; yield once it serves.
 
     When that emulator has ``--stats-file``, its statistics are written to ``workdir``.
@@ -208,7 +208,7 @@ async def run_emulator(
     if b"--end-of-turn-silence-ms" in helped.stdout:
         command += EMULATOR_TIMING
     process = await anyio.open_process(pinned(command, cpus), cwd=root)
-    emulator = Emulator(process=process, stats_file=stats_file)
+    emulator = EmulatorProcess(process=process, stats_file=stats_file)
     ready = anyio.Event()
 
     def on_stdout(line: bytes) -> None:
@@ -245,7 +245,7 @@ class Gateway(msgspec.Struct, kw_only=True):
     problems: list[str] = msgspec.field(default_factory=list)
 
 
-def gateway_toml(emulator: Emulator, max_calls: int, overrides: list[str]) -> str:
+def gateway_toml(emulator: EmulatorProcess, max_calls: int, overrides: list[str]) -> str:
     """The gateway's configuration for a step (keys from ``docs/gateway.example.toml``).
 
     ``overrides`` are ``section.key=value`` strings with a TOML value (``--set``); they replace or
@@ -292,7 +292,7 @@ def _gateway_env() -> dict[str, str]:
 async def run_gateway(
     tg: TaskGroup,
     root: Path,
-    emulator: Emulator,
+    emulator: EmulatorProcess,
     max_calls: int,
     workdir: Path,
     overrides: list[str],
@@ -422,7 +422,7 @@ async def run_generator(
 
 
 async def _sample(
-    client: httpx.AsyncClient, base: str, pids: tuple[int, int, int], emulator: Emulator
+    client: httpx.AsyncClient, base: str, pids: tuple[int, int, int], emulator: EmulatorProcess
 ) -> Samples:
     load = await read_load(client, base)
     return Samples(

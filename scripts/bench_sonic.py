@@ -49,11 +49,11 @@ import anyio
 
 import audiocodec
 from actors.sonic import (
-    AssistantAudio,
-    AssistantAudioEnded,
     ChunkSigner,
     PoolSettings,
     SdkInputWriter,
+    SonicAudio,
+    SonicAudioEnded,
     SonicConnector,
     SonicSettings,
     StaticCredentials,
@@ -306,11 +306,11 @@ async def cpu_per_output_event(info: dict[str, str]) -> tuple[float, int]:
             await conv.send_audio(speech[offset : offset + 640])
         count, start = 0, 0.0
         async for event in conv.events:
-            if isinstance(event, AssistantAudio):
+            if isinstance(event, SonicAudio):
                 if count == 0:
                     start = time.process_time()
                 count += 1
-            elif isinstance(event, AssistantAudioEnded):
+            elif isinstance(event, SonicAudioEnded):
                 break
         cpu = time.process_time() - start
     return cpu / max(count - 1, 1) * 1000, count

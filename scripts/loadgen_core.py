@@ -356,13 +356,13 @@ class _Mark(msgspec.Struct):
     name: msgspec.Raw  # kept JSON-escaped: it goes back out verbatim
 
 
-class _Outbound(msgspec.Struct):
+class _PeerOutbound(msgspec.Struct):
     event: str
     media: _Media | None = None
     mark: _Mark | None = None
 
 
-_OUTBOUND: Final = msgspec.json.Decoder(_Outbound)
+_OUTBOUND: Final = msgspec.json.Decoder(_PeerOutbound)
 
 
 def parse_gateway_message(data: bytes) -> tuple[GatewayMessage, int, bytes]:

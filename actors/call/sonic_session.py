@@ -30,7 +30,7 @@ Rules:
 * Event translation: first audio chunk of a turn -> ``AssistantTurnStarted`` to TurnTaker, THEN the
   audio to PlaybackEgress (so TurnTaker learns of the turn before PlaybackEgress can report it
   started); ``AssistantAudioEnded`` -> in-band end marker to PlaybackEgress and
-  ``AssistantTurnEnded`` to TurnTaker; ``BargeIn`` -> ``BargeInDetected``; FINAL USER transcript
+  ``AssistantTurnEnded`` to TurnTaker; ``SonicBargeIn`` -> ``BargeInDetected``; FINAL USER transcript
   -> ``UserTranscribed`` and the journal; FINAL assistant text -> the journal; ``HandedOver`` (a
   planned message, not a crash) -> the journal and one log line.
 * Fast intents (:mod:`actors.call.intent_flow`): keypad entries and FINAL USER transcripts are
@@ -106,17 +106,17 @@ from actors.call.session_watch import LossWatch, UnheardBargeIn
 from actors.call.turn_ids import CallTurnIds
 from actors.errors import ClosedByUs, MailboxClosed, SonicError, SonicFatalError
 from actors.runtime import Actor, ActorSnapshot, Mailbox
-from actors.sonic import AssistantAudio as SonicAudio
-from actors.sonic import AssistantAudioEnded as SonicAudioEnded
 from actors.sonic import (
-    AssistantAudioStarted,
     AssistantText,
-    BargeIn,
     CompletionEnded,
     ConversationHistory,
     HandedOver,
     SessionClosed,
     SessionLost,
+    SonicAudio,
+    SonicAudioEnded,
+    SonicAudioStarted,
+    SonicBargeIn,
     ToolUseRequested,
     Usage,
     UserTranscript,
@@ -581,7 +581,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                     self._playback_data, AssistantAudioEnded(turn_id=turn_id, at=now)
                 )
                 await self.send_to(self._turn_control, AssistantTurnEnded(turn_id=turn_id, at=now))
-            case BargeIn(source=source, turn_id=sonic_turn):
+            case SonicBargeIn(source=source, turn_id=sonic_turn):
                 flow = self._flow
                 if flow is not None and flow.ignores_barge_in(self._call_turn(sonic_turn)):
                     return True
@@ -633,7 +633,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             case (
                 UserTranscript()
                 | AssistantText()
-                | AssistantAudioStarted()
+                | SonicAudioStarted()
                 | Usage()
                 | CompletionEnded()
             ):

@@ -60,15 +60,15 @@ import structlog
 
 from actors.errors import ClosedByUs, SonicError
 from actors.sonic.events import (
-    AssistantAudio,
-    AssistantAudioEnded,
-    AssistantAudioStarted,
     AssistantText,
-    BargeIn,
     CompletionEnded,
     HandedOver,
     SessionClosed,
     SessionLost,
+    SonicAudio,
+    SonicAudioEnded,
+    SonicAudioStarted,
+    SonicBargeIn,
     SonicEvent,
     ToolUseRequested,
     Usage,
@@ -505,16 +505,16 @@ class SonicConversation:
                 self._history.add_assistant(event.text, turn_id=event.turn_id)
                 if event.turn_id != self._barged_turn:
                     self._answered_pos = self._ring.total_bytes
-            case AssistantAudioStarted():
+            case SonicAudioStarted():
                 self._audio_open = True
                 self._planner.assistant_turn(now=now, open_=True)
-            case AssistantAudio():
+            case SonicAudio():
                 self._planner.assistant_audio(now)
-            case BargeIn():
+            case SonicBargeIn():
                 self._barged_turn = event.turn_id
                 self._audio_open = False
                 self._planner.assistant_turn(now=now, open_=False)
-            case AssistantAudioEnded():
+            case SonicAudioEnded():
                 self._audio_open = False
                 self._planner.assistant_turn(now=now, open_=False)
             case (

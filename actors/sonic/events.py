@@ -15,16 +15,16 @@ from typing import Literal
 import msgspec
 
 __all__ = [
-    "AssistantAudio",
-    "AssistantAudioEnded",
-    "AssistantAudioStarted",
     "AssistantText",
-    "BargeIn",
     "BargeInSource",
     "CompletionEnded",
     "HandedOver",
     "SessionClosed",
     "SessionLost",
+    "SonicAudio",
+    "SonicAudioEnded",
+    "SonicAudioStarted",
+    "SonicBargeIn",
     "SonicEvent",
     "ToolUseRequested",
     "Usage",
@@ -49,14 +49,14 @@ class AssistantText(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     turn_id: int
 
 
-class AssistantAudioStarted(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class SonicAudioStarted(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The first assistant audio of turn ``turn_id`` is about to arrive."""
 
     turn_id: int
     rate: int
 
 
-class AssistantAudio(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class SonicAudio(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A chunk of assistant speech: LPCM16 mono at ``rate`` Hz (arrives faster than real time)."""
 
     pcm: bytes
@@ -64,14 +64,14 @@ class AssistantAudio(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     turn_id: int
 
 
-class AssistantAudioEnded(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class SonicAudioEnded(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """No more audio for turn ``turn_id`` (END_TURN, INTERRUPTED, or SESSION_LOST on a reopen)."""
 
     turn_id: int
     stop_reason: str
 
 
-class BargeIn(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class SonicBargeIn(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Sonic reports the caller interrupted turn ``turn_id``; once per turn whatever the signal."""
 
     turn_id: int
@@ -128,10 +128,10 @@ class SessionClosed(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 SonicEvent = (
     UserTranscript
     | AssistantText
-    | AssistantAudioStarted
-    | AssistantAudio
-    | AssistantAudioEnded
-    | BargeIn
+    | SonicAudioStarted
+    | SonicAudio
+    | SonicAudioEnded
+    | SonicBargeIn
     | ToolUseRequested
     | Usage
     | CompletionEnded

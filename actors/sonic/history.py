@@ -108,7 +108,7 @@ class ConversationHistory:
         """Record that the caller heard only ``heard_fraction`` (0..1) of an assistant turn.
 
         Args:
-            turn_id: the assistant turn (``AssistantAudioStarted.turn_id``); None means the latest
+            turn_id: the assistant turn (``SonicAudioStarted.turn_id``); None means the latest
                 turn that has text, or the next one to arrive if none has yet.
             heard_fraction: played share of the turn's audio; clamped to [0, 1].
         """

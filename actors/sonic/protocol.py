@@ -38,13 +38,13 @@ import attrs
 
 from actors.errors import LocalProtocolError
 from actors.sonic.events import (
-    AssistantAudio,
-    AssistantAudioEnded,
-    AssistantAudioStarted,
     AssistantText,
-    BargeIn,
     BargeInSource,
     CompletionEnded,
+    SonicAudio,
+    SonicAudioEnded,
+    SonicAudioStarted,
+    SonicBargeIn,
     SonicEvent,
     ToolUseRequested,
     Usage,
@@ -64,15 +64,15 @@ from actors.wire import (
     OutputContentStart,
     PromptEnd,
     PromptStart,
+    PromptTool,
     SessionEnd,
     SessionStart,
     TextConfiguration,
     TextInput,
     TextOutput,
-    Tool,
     ToolConfiguration,
     ToolInputSchema,
-    ToolResult,
+    ToolResultInput,
     ToolResultInputConfiguration,
     ToolSpec,
     ToolUse,
@@ -181,7 +181,7 @@ class SonicProtocol:
         if s.tools:
             tool_config = ToolConfiguration(
                 tools=[
-                    Tool(
+                    PromptTool(
                         tool_spec=ToolSpec(
                             name=t.name,
                             description=t.description,
@@ -304,7 +304,7 @@ class SonicProtocol:
                 )
             ),
             encode_input_event(
-                ToolResult(prompt_name=self._prompt, content_name=name, content=content_json)
+                ToolResultInput(prompt_name=self._prompt, content_name=name, content=content_json)
             ),
             encode_input_event(InputContentEnd(prompt_name=self._prompt, content_name=name)),
         ]
@@ -450,7 +450,7 @@ class SonicProtocol:
             self._open_turn()
             if not self._turn_audio_started:
                 self._turn_audio_started = True
-                return [AssistantAudioStarted(turn_id=self._turn_id, rate=rate)]
+                return [SonicAudioStarted(turn_id=self._turn_id, rate=rate)]
         elif body.type == "TEXT" and stage == "SPECULATIVE":
             if self._turn_open and self._turn_audio_ended:
                 self._turn_open = False
@@ -463,7 +463,7 @@ class SonicProtocol:
             self._audio_dropped += 1
             return []
         rate = block.rate if block is not None else self._settings.output_rate
-        return [AssistantAudio(pcm=body.content, rate=rate, turn_id=self._turn_id)]
+        return [SonicAudio(pcm=body.content, rate=rate, turn_id=self._turn_id)]
 
     def _on_text(self, body: TextOutput) -> list[SonicEvent]:
         block = self._blocks.get(body.content_id)
@@ -501,14 +501,14 @@ class SonicProtocol:
     def _end_turn_audio(self, stop_reason: str) -> list[SonicEvent]:
         if self._turn_audio_started and not self._turn_audio_ended:
             self._turn_audio_ended = True
-            return [AssistantAudioEnded(turn_id=self._turn_id, stop_reason=stop_reason)]
+            return [SonicAudioEnded(turn_id=self._turn_id, stop_reason=stop_reason)]
         return []
 
     def _barge_in(self, source: BargeInSource) -> list[SonicEvent]:
         if self._turn_id == 0 or self._turn_barged:
             return []
         self._turn_barged = True
-        events: list[SonicEvent] = [BargeIn(turn_id=self._turn_id, source=source)]
+        events: list[SonicEvent] = [SonicBargeIn(turn_id=self._turn_id, source=source)]
         events += self._end_turn_audio("INTERRUPTED")
         return events
 

@@ -53,7 +53,7 @@ from actors.wire import (
     SessionEnd,
     SessionStart,
     TextInput,
-    ToolResult,
+    ToolResultInput,
     decode_chunk_payload,
     decode_input_event,
     encode_chunk_payload,
@@ -485,7 +485,7 @@ class SessionRunner:
                     )
             case AudioInput():
                 self._on_audio(event.content)
-            case ToolResult():
+            case ToolResultInput():
                 self._on_tool_result(event)
             case SessionEnd():
                 self._on_session_end()
@@ -530,7 +530,7 @@ class SessionRunner:
         if scope is not None and end is not None and now < end:
             scope.cancel()
 
-    def _on_tool_result(self, event: ToolResult) -> None:
+    def _on_tool_result(self, event: ToolResultInput) -> None:
         block = self._validator.last_block
         tool_use_id = "" if block is None or block.tool_use_id is None else block.tool_use_id
         self._record.tool_results.append((tool_use_id, event.content))

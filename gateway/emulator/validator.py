@@ -34,7 +34,7 @@ from actors.wire import (
     SessionEnd,
     SessionStart,
     TextInput,
-    ToolResult,
+    ToolResultInput,
 )
 
 __all__ = ["CHAT_HISTORY_MESSAGE", "OpenBlock", "SessionValidator", "SessionViolation"]
@@ -119,7 +119,7 @@ class SessionValidator:
                 self.last_block = self._payload(event.prompt_name, event.content_name, "TEXT")
             case AudioInput():
                 self._audio_input(event)
-            case ToolResult():
+            case ToolResultInput():
                 self.last_block = self._payload(event.prompt_name, event.content_name, "TOOL")
             case InputContentEnd():
                 self._check_prompt(event.prompt_name)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from gateway.replay.audio import load_caller_audio, speech_like_ulaw
 from gateway.replay.fake_tools import ReceiverTool, ToolReceiver, ToolReply, ToolRequest
-from gateway.replay.fake_twilio import FakeTwilioRest, RestAnswer, RestRequest
+from gateway.replay.fake_twilio import FakeTwilioRest, RecordedRestRequest, RestAnswer
 from gateway.replay.loopback import serve_asgi
-from gateway.replay.peer import BargeInRecord, PeerResult, TimelineEvent, TurnRecord, TwilioPeer
+from gateway.replay.peer import PeerBargeIn, PeerResult, TimelineEvent, TurnRecord, TwilioPeer
 from gateway.replay.playback import (
     AnswerEnded,
     AnswerPlayback,
@@ -24,9 +24,9 @@ from gateway.replay.report import (
     AnswerHeard,
     BargeInStop,
     CallRecord,
-    CallReport,
     Check,
-    TurnLatency,
+    ReplayReport,
+    ReplayTurnLatency,
     TurnSplit,
     build_report,
     format_report,
@@ -62,7 +62,7 @@ from gateway.replay.scenario import (
     parse_scenario,
 )
 from gateway.replay.services import ReplayServices, start_services
-from gateway.replay.tool_report import CallControl, ServiceRecord, ToolCallSeen, ToolUse
+from gateway.replay.tool_report import ReplayCallControl, ReplayToolUse, ServiceRecord, ToolCallSeen
 
 __all__ = [
     "BUNDLED_SCENARIOS",
@@ -71,12 +71,9 @@ __all__ = [
     "AnswerPlayback",
     "AnswerStarted",
     "BargeIn",
-    "BargeInRecord",
     "BargeInStop",
-    "CallControl",
     "CallObserver",
     "CallRecord",
-    "CallReport",
     "CallerStep",
     "Check",
     "Dtmf",
@@ -85,16 +82,21 @@ __all__ = [
     "Hangup",
     "MarkDone",
     "Pause",
+    "PeerBargeIn",
     "PeerResult",
     "PeerSettings",
     "PlaybackBuffer",
     "PlaybackEvent",
     "ReceiverTool",
+    "RecordedRestRequest",
+    "ReplayCallControl",
+    "ReplayReport",
     "ReplayServices",
     "ReplayStack",
+    "ReplayToolUse",
+    "ReplayTurnLatency",
     "RestAnswer",
     "RestExpectation",
-    "RestRequest",
     "Say",
     "Scenario",
     "ScenarioError",
@@ -105,8 +107,6 @@ __all__ = [
     "ToolReceiver",
     "ToolReply",
     "ToolRequest",
-    "ToolUse",
-    "TurnLatency",
     "TurnRecord",
     "TurnSplit",
     "TwilioPeer",

@@ -11,7 +11,7 @@ It checks a request the way Twilio does, as far as the gateway uses the API:
   whose root is ``<Response>``, at most 4000 characters) or ``Status=completed`` (else 400; the
   fake does not model Twilio's code for each malformed case and sends none).
 
-Every request is recorded (:class:`RestRequest`, with ``anyio.current_time()`` of its arrival and
+Every request is recorded (:class:`RecordedRestRequest`, with ``anyio.current_time()`` of its arrival and
 what was wrong with it, if anything), whatever the answer. A well-formed request for a live call
 succeeds (200 with the call's JSON) and ends the call's media stream, as Twilio does when a call
 runs new TwiML or hangs up: ``on_stream_end`` is told. A call that was hung up (through the API, or
@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_TWIML_CHARS",
     "FakeTwilioRest",
+    "RecordedRestRequest",
     "RestAnswer",
-    "RestRequest",
     "dial_target",
 ]
 
@@ -59,7 +59,7 @@ _PATH: Final = re.compile(
 _FORM: Final = "application/x-www-form-urlencoded"
 
 
-class RestRequest(msgspec.Struct, frozen=True, kw_only=True):
+class RecordedRestRequest(msgspec.Struct, frozen=True, kw_only=True):
     """One request the fake received, as it saw it.
 
     Attributes:
@@ -153,7 +153,7 @@ class FakeTwilioRest:
     password: str = attrs.field(repr=False)
     live_calls: set[str] = attrs.Factory(set)
     script: list[RestAnswer] = attrs.Factory(list)
-    requests: list[RestRequest] = attrs.Factory(list)
+    requests: list[RecordedRestRequest] = attrs.Factory(list)
     on_stream_end: Callable[[str], None] | None = None
 
     def call_started(self, call_sid: str) -> None:
@@ -166,7 +166,7 @@ class FakeTwilioRest:
 
     def decide(
         self, method: str, path: str, headers: dict[str, str], body: bytes, now: float
-    ) -> tuple[RestRequest, _Answer]:
+    ) -> tuple[RecordedRestRequest, _Answer]:
         """Check and record one request; return the record and the answer (no I/O)."""
         credentials = _basic_auth(headers.get("authorization"))
         username = credentials[0] if credentials is not None else ""
@@ -180,7 +180,7 @@ class FakeTwilioRest:
         found = _PATH.match(path)
         call_sid = found.group(2) if found is not None else None
         action, dial, problem = self._classify(method, headers, body, form)
-        record = RestRequest(
+        record = RecordedRestRequest(
             method=method,
             path=path,
             username=username,
@@ -229,7 +229,7 @@ class FakeTwilioRest:
         target = dial_target(twiml)
         return ("dial" if target is not None else "twiml"), target, None
 
-    def _answer(self, record: RestRequest, found: re.Match[str] | None) -> _Answer:
+    def _answer(self, record: RecordedRestRequest, found: re.Match[str] | None) -> _Answer:
         if not record.authorized:
             return _error(401, 20003, "Authenticate")
         if found is None or found.group(1) != self.account_sid:

@@ -89,7 +89,7 @@ if TYPE_CHECKING:
 
     from gateway.replay.scenario import CallerStep
 
-__all__ = ["BargeInRecord", "PeerResult", "TimelineEvent", "TurnRecord", "TwilioPeer"]
+__all__ = ["PeerBargeIn", "PeerResult", "TimelineEvent", "TurnRecord", "TwilioPeer"]
 
 FRAME_S: Final = 0.020
 ULAW_SILENCE_FRAME: Final = b"\xff" * FRAME_BYTES
@@ -115,7 +115,7 @@ class TurnRecord(msgspec.Struct, kw_only=True, gc=False):
     first_heard: float | None = None
 
 
-class BargeInRecord(msgspec.Struct, kw_only=True, gc=False):
+class PeerBargeIn(msgspec.Struct, kw_only=True, gc=False):
     """The caller started talking over an answer: when, and how the gateway stopped playback."""
 
     step: int
@@ -147,7 +147,7 @@ class PeerResult(msgspec.Struct, kw_only=True):
     marks_cleared: int = 0
     clears: list[float] = msgspec.field(default_factory=list)
     turns: list[TurnRecord] = msgspec.field(default_factory=list)
-    barge_ins: list[BargeInRecord] = msgspec.field(default_factory=list)
+    barge_ins: list[PeerBargeIn] = msgspec.field(default_factory=list)
     answers: list[AnswerPlayback] = msgspec.field(default_factory=list)
     heard_bytes: int = 0
     received_bytes: int = 0
@@ -471,7 +471,7 @@ class TwilioPeer:
                 now = anyio.current_time()
                 current = self._buffer.current_answer()
                 self.result.barge_ins.append(
-                    BargeInRecord(
+                    PeerBargeIn(
                         step=index,
                         answer=answer,
                         signal=now,

@@ -2,12 +2,12 @@
 
 Theory of operation. :func:`build_report` turns what the peer observed (:class:`PeerResult`) and
 what the system recorded (:class:`CallRecord`, from the gateway and/or the emulator) into a
-:class:`CallReport`: the timeline, per-turn latency (caller end of speech -> first assistant media
+:class:`ReplayReport`: the timeline, per-turn latency (caller end of speech -> first assistant media
 received, and -> first assistant audio heard), barge-in stop time (caller starts talking over the
 answer -> ``clear`` received, and how much audio was still heard after that), what was heard per
 answer, and one :class:`Check` per expectation with the measured value. Formatting is separate
 (:func:`format_report`, :func:`format_summary`); ``msgspec.json.encode(report)`` or
-:meth:`CallReport.to_dict` give JSON. Pure and synchronous.
+:meth:`ReplayReport.to_dict` give JSON. Pure and synchronous.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import msgspec
 
 from gateway.replay.peer import TimelineEvent
 from gateway.replay.tool_report import (
-    CallControl,
+    ReplayCallControl,
+    ReplayToolUse,
     ServiceRecord,
     ToolCallSeen,
-    ToolUse,
     call_controls,
     format_tool_sections,
     median_prompt_to_request_ms,
@@ -44,10 +44,10 @@ __all__ = [
     "AnswerHeard",
     "BargeInStop",
     "CallRecord",
-    "CallReport",
     "Check",
     "IntentTiming",
-    "TurnLatency",
+    "ReplayReport",
+    "ReplayTurnLatency",
     "TurnSplit",
     "build_report",
     "format_report",
@@ -133,7 +133,7 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     intents: list[IntentTiming] | None = None
 
 
-class TurnLatency(msgspec.Struct, frozen=True, kw_only=True):
+class ReplayTurnLatency(msgspec.Struct, frozen=True, kw_only=True):
     """One caller utterance: ms offsets on the timeline and the latency to the reply."""
 
     step: int
@@ -174,7 +174,7 @@ class Check(msgspec.Struct, frozen=True, kw_only=True):
     passed: bool
 
 
-class CallReport(msgspec.Struct, kw_only=True):
+class ReplayReport(msgspec.Struct, kw_only=True):
     """Everything about one replayed call."""
 
     scenario: str
@@ -193,14 +193,14 @@ class CallReport(msgspec.Struct, kw_only=True):
     marks_cleared: int
     heard_ms: float
     timeline: list[TimelineEvent]
-    turns: list[TurnLatency]
+    turns: list[ReplayTurnLatency]
     barge_ins: list[BargeInStop]
     answers: list[AnswerHeard]
     checks: list[Check]
     record: CallRecord | None = None
-    tools: list[ToolUse] = msgspec.field(default_factory=list)
+    tools: list[ReplayToolUse] = msgspec.field(default_factory=list)
     """Each tool call: the gateway's latency, the receiver's view, what the model got."""
-    call_control: list[CallControl] = msgspec.field(default_factory=list)
+    call_control: list[ReplayCallControl] = msgspec.field(default_factory=list)
     """Each request to the fake Twilio REST API, timed from the prompt the caller heard."""
     origin: float = 0.0
     """``anyio.current_time()`` the timeline's ms count from (to line up other observers)."""
@@ -224,7 +224,7 @@ def build_report(
     calls_started: int | None,
     sessions_opened: int | None = None,
     services: ServiceRecord | None = None,
-) -> CallReport:
+) -> ReplayReport:
     """Measure the call and check the scenario's expectations.
 
     Args:
@@ -239,7 +239,7 @@ def build_report(
     origin = result.origin
     services = services if services is not None else ServiceRecord()
     turns = [
-        TurnLatency(
+        ReplayTurnLatency(
             step=t.step,
             speech_end_ms=_ms(t.speech_end, origin),
             latency_ms=None
@@ -280,7 +280,7 @@ def build_report(
     if result.first_media is not None and result.start_sent is not None:
         greeting = round((result.first_media - result.start_sent) * 1000, 1)
     end = max((e.at_ms for e in result.timeline), default=0.0)
-    report = CallReport(
+    report = ReplayReport(
         scenario=scenario.name,
         description=scenario.description,
         passed=False,
@@ -346,7 +346,7 @@ def _transcript_matches(expected: list[str], lines: list[str]) -> tuple[bool, st
 
 def _checks(
     scenario: Scenario,
-    report: CallReport,
+    report: ReplayReport,
     record: CallRecord | None,
     live_calls_after: int | None,
     calls_started: int | None,
@@ -628,7 +628,7 @@ def _collapsed_timeline(events: list[TimelineEvent]) -> list[tuple[str, str, str
     return rows
 
 
-def format_report(report: CallReport) -> str:
+def format_report(report: ReplayReport) -> str:
     """The per-call report as aligned plain text."""
     verdict = "PASS" if report.passed else "FAIL"
     rows: list[tuple[str, ...]]
@@ -754,7 +754,7 @@ def _median(values: Sequence[float | None]) -> float | None:
     return round(statistics.median(known), 1) if known else None
 
 
-def format_summary(reports: Sequence[CallReport]) -> str:
+def format_summary(reports: Sequence[ReplayReport]) -> str:
     """One row per scenario: verdict, greeting, worst turn latency and its median split (model
     pause, model to first audio, gateway), slowest intent prompt (match -> first media), worst
     barge-in stop, the slowest tool call, the time from an action's prompt heard to its Twilio

@@ -4,7 +4,7 @@ Theory of operation.
 
 * :func:`run_scenario` places ONE call against a running gateway with a :class:`TwilioPeer`, then
   asks a :class:`CallObserver` (when given) for the system's record of the call and the live-call
-  count, and builds the :class:`CallReport`.
+  count, and builds the :class:`ReplayReport`.
 * :func:`replay_stack` starts, in-process and on free loopback ports, the Nova Sonic emulator (with
   the scenario's model script and ``[emulator]`` overrides), the local servers the scenario asks
   for (a fake Twilio REST API, a tool receiver: :mod:`gateway.replay.services`) and the gateway
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
     from actors.call import CallReport as GatewayCallReport
     from gateway.emulator import EmulatedSession
-    from gateway.replay.report import CallReport
+    from gateway.replay.report import ReplayReport
 
 __all__ = [
     "BUNDLED_SCENARIOS",
@@ -110,7 +110,7 @@ async def run_scenario(
     webhook_url: str | None = None,
     public_webhook_url: str | None = None,
     services: ReplayServices | None = None,
-) -> CallReport:
+) -> ReplayReport:
     """Drive one call through the gateway at ``gateway_url`` and check the scenario's expectations.
 
     Blocks for the length of the call plus the record wait (bounded).
@@ -201,7 +201,7 @@ class ReplayStack:
         url = self.config.server.public_media_url()
         return url if url is not None else self.media_url
 
-    async def run(self) -> CallReport:
+    async def run(self) -> ReplayReport:
         """Replay the scenario's call against this stack."""
         return await run_scenario(
             self.scenario,
@@ -396,7 +396,7 @@ def bundled_scenarios() -> list[Path]:
 
 
 async def _replay_all(paths: Sequence[Path]) -> int:
-    reports: list[CallReport] = []
+    reports: list[ReplayReport] = []
     for path in paths:
         try:
             scenario = load_scenario(path)

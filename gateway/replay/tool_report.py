@@ -4,7 +4,7 @@ Theory of operation. The gateway reports each tool call it made (name, outcome, 
 the result reached the model: :class:`ToolCallSeen`), the emulator records the tool results the
 model got, and the local servers record the requests they received
 (:class:`~gateway.replay.fake_tools.ToolRequest`,
-:class:`~gateway.replay.fake_twilio.RestRequest`). :func:`tool_uses` joins them per tool call;
+:class:`~gateway.replay.fake_twilio.RecordedRestRequest`). :func:`tool_uses` joins them per tool call;
 :func:`call_controls` puts each REST request on the call's timeline next to the moment the caller
 heard the action's prompt to its end (the ``call_action`` mark echoed). :func:`tool_checks` and
 :func:`rest_checks` evaluate ``[[expect.tools]]`` and ``[[expect.rest]]``;
@@ -21,7 +21,7 @@ import msgspec
 
 from actors.call import ACTION_MARK
 from gateway.replay.fake_tools import ToolRequest
-from gateway.replay.fake_twilio import RestRequest
+from gateway.replay.fake_twilio import RecordedRestRequest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     from gateway.replay.scenario import Expectations
 
 __all__ = [
-    "CallControl",
+    "ReplayCallControl",
+    "ReplayToolUse",
     "ServiceRecord",
     "ToolCallSeen",
-    "ToolUse",
     "call_controls",
     "format_tool_sections",
     "median_prompt_to_request_ms",
@@ -61,11 +61,11 @@ class ToolCallSeen(msgspec.Struct, frozen=True, kw_only=True):
 class ServiceRecord(msgspec.Struct, frozen=True, kw_only=True):
     """What the call's local servers recorded (None: that server did not run)."""
 
-    rest_requests: list[RestRequest] | None = None
+    rest_requests: list[RecordedRestRequest] | None = None
     tool_requests: list[ToolRequest] | None = None
 
 
-class ToolUse(msgspec.Struct, frozen=True, kw_only=True):
+class ReplayToolUse(msgspec.Struct, frozen=True, kw_only=True):
     """One tool call in the replay report.
 
     Attributes:
@@ -93,7 +93,7 @@ class ToolUse(msgspec.Struct, frozen=True, kw_only=True):
     heard_while_running_ms: float | None = None
 
 
-class CallControl(msgspec.Struct, frozen=True, kw_only=True):
+class ReplayCallControl(msgspec.Struct, frozen=True, kw_only=True):
     """One request to the fake Twilio REST API, on the call's timeline.
 
     Attributes:
@@ -136,7 +136,7 @@ def tool_uses(
     results: Sequence[str] | None,
     requests: Sequence[ToolRequest] | None,
     peer: PeerResult,
-) -> list[ToolUse]:
+) -> list[ReplayToolUse]:
     """Join the gateway's tool calls with the results the model got and the receiver's requests.
 
     Results pair with the delivered calls in order (the gateway sends each result as its call
@@ -171,7 +171,7 @@ def tool_uses(
                 "heard_while_running_ms": _overlap_ms(request.at, done, peer.answers, last),
             }
         uses.append(
-            ToolUse(
+            ReplayToolUse(
                 name=call.name,
                 outcome=call.outcome,
                 latency_ms=call.latency_ms,
@@ -183,7 +183,9 @@ def tool_uses(
     return uses
 
 
-def call_controls(requests: Sequence[RestRequest], peer: PeerResult) -> list[CallControl]:
+def call_controls(
+    requests: Sequence[RecordedRestRequest], peer: PeerResult
+) -> list[ReplayCallControl]:
     """Each REST request with when the caller heard its prompt to the end: the last ``call_action``
     mark echo before it (the call played the prompt); in a call where no ``call_action`` mark was
     echoed at all, the end of the last answer before it when that played out uninterrupted (an
@@ -205,7 +207,7 @@ def call_controls(requests: Sequence[RestRequest], peer: PeerResult) -> list[Cal
             ):
                 heard = _ms(last.ended_at, origin)
         controls.append(
-            CallControl(
+            ReplayCallControl(
                 at_ms=at_ms,
                 action=request.action,
                 target=request.dial,
@@ -271,7 +273,7 @@ def _compact(value: object) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def tool_checks(expect: Expectations, uses: Sequence[ToolUse] | None) -> list[CheckRow]:
+def tool_checks(expect: Expectations, uses: Sequence[ReplayToolUse] | None) -> list[CheckRow]:
     """``[[expect.tools]]``: the count, then per expected call what it names (None: no record)."""
     wanted = expect.tools
     if wanted is None:
@@ -339,7 +341,9 @@ def tool_checks(expect: Expectations, uses: Sequence[ToolUse] | None) -> list[Ch
     return rows
 
 
-def rest_checks(expect: Expectations, controls: Sequence[CallControl] | None) -> list[CheckRow]:
+def rest_checks(
+    expect: Expectations, controls: Sequence[ReplayCallControl] | None
+) -> list[CheckRow]:
     """``[[expect.rest]]``: the requests, in order, each well-formed and authorized, its action
     and target, and when it came relative to the prompt."""
     wanted = expect.rest
@@ -349,7 +353,7 @@ def rest_checks(expect: Expectations, controls: Sequence[CallControl] | None) ->
     if controls is None:
         return [("twilio rest", names, "no fake Twilio REST API", False)]
 
-    def shown(c: CallControl) -> str:
+    def shown(c: ReplayCallControl) -> str:
         return (c.action or "malformed") + (f" {c.target}" if c.target else "")
 
     rows: list[CheckRow] = [
@@ -398,8 +402,8 @@ def _opt(value: float | None) -> str:
 
 
 def format_tool_sections(
-    uses: Sequence[ToolUse],
-    controls: Sequence[CallControl],
+    uses: Sequence[ReplayToolUse],
+    controls: Sequence[ReplayCallControl],
     table: Callable[[Sequence[tuple[str, ...]], tuple[str, ...]], list[str]],
 ) -> list[str]:
     """The report's "tool calls" and "call control" sections (empty when there is neither)."""
@@ -460,12 +464,12 @@ def _short(text: str | None, limit: int = 48) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def slowest_tool_ms(uses: Sequence[ToolUse]) -> float | None:
+def slowest_tool_ms(uses: Sequence[ReplayToolUse]) -> float | None:
     """The slowest tool call's gateway latency (None: no tool calls)."""
     return max((u.latency_ms for u in uses), default=None)
 
 
-def median_prompt_to_request_ms(controls: Sequence[CallControl]) -> float | None:
+def median_prompt_to_request_ms(controls: Sequence[ReplayCallControl]) -> float | None:
     """The median time from the prompt heard to the REST request (None: no such request)."""
     gaps = [c.prompt_to_request_ms for c in controls if c.prompt_to_request_ms is not None]
     return round(statistics.median(gaps), 1) if gaps else None

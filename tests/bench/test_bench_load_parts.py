@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from bench_load import Emulator, gateway_toml
+from bench_load import EmulatorProcess, gateway_toml
 from bench_load_rows import emulator_lateness, lag_percentiles
 
 from gateway.config import load_config
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def test_the_gateway_accepts_the_config_the_bench_writes(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("not checked here")
-    emulator = Emulator(process=None, endpoint="https://127.0.0.1:4433", ca_bundle=str(ca))
+    emulator = EmulatorProcess(process=None, endpoint="https://127.0.0.1:4433", ca_bundle=str(ca))
     path = tmp_path / "gateway.toml"
     path.write_text(gateway_toml(emulator, 70, ["call.playback_lead_ms=200", "sonic.pool_size=0"]))
     config = load_config(path, {})

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from actors.call.ports import CallControl
-    from tests.call.test_call_tree import TwilioPeer
+    from tests.call.test_call_tree import ScriptedTwilio
 
 pytestmark = pytest.mark.anyio
 
@@ -52,7 +52,7 @@ def prompts(**clips: bytes) -> PromptCache:
     return PromptCache({**bundled.clips, **clips})  # type: ignore[dict-item]
 
 
-def media_of(peer: TwilioPeer, clip: bytes) -> list[tuple[float, int]]:
+def media_of(peer: ScriptedTwilio, clip: bytes) -> list[tuple[float, int]]:
     """(when, bytes) of every media frame made only of ``clip``'s byte."""
     byte = clip[:1]
     return [
@@ -62,11 +62,11 @@ def media_of(peer: TwilioPeer, clip: bytes) -> list[tuple[float, int]]:
     ]
 
 
-def media_times(peer: TwilioPeer, clip: bytes) -> list[float]:
+def media_times(peer: ScriptedTwilio, clip: bytes) -> list[float]:
     return [t for t, _ in media_of(peer, clip)]
 
 
-def heard_bytes(peer: TwilioPeer, clip: bytes) -> int:
+def heard_bytes(peer: ScriptedTwilio, clip: bytes) -> int:
     return sum(n for _, n in media_of(peer, clip))
 
 

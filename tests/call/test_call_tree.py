@@ -90,7 +90,7 @@ class MemoryTwilioSocket:
             end.close()
 
 
-class TwilioPeer:
+class ScriptedTwilio:
     """Twilio's behaviour on the other end of a :class:`MemoryTwilioSocket`."""
 
     def __init__(self, socket: MemoryTwilioSocket) -> None:
@@ -218,7 +218,7 @@ async def call_env(
     call_sid: str = "CA1",
     sonic: dict[str, Any] | None = None,
     **deps: Any,
-) -> AsyncIterator[tuple[Emulator, Call, TwilioPeer, list[CallReport]]]:
+) -> AsyncIterator[tuple[Emulator, Call, ScriptedTwilio, list[CallReport]]]:
     async with run_emulator(EmulatorSettings(**(FAST | (emulator or {})))) as emu:
         settings = SonicSettings(
             endpoint_uri=emu.endpoint_uri, ca_bundle=Path(emu.ca_path), **(sonic or {})
@@ -241,7 +241,7 @@ async def call_env(
                 **({"greeting_ulaw": SHORT_GREETING} | deps),
             )
             call = Call(socket, identity, call_deps)
-            peer = TwilioPeer(socket)
+            peer = ScriptedTwilio(socket)
             try:
                 yield emu, call, peer, reports
             finally:

@@ -26,7 +26,7 @@ from actors.call.report import CallJournal
 from actors.call.session_watch import INTERRUPTION_PREFIX, LossWatch, UnheardBargeIn
 from actors.call.sonic_session import SessionMemory, SonicSession
 from actors.runtime import Mailbox, Overflow
-from actors.sonic import BargeIn, SonicSettings
+from actors.sonic import SonicBargeIn, SonicSettings
 from tests.call.fake_sonic import FakeConnector, FakeConversation
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ async def run_unheard(*, model_noticed: bool) -> Scripted:
             await control.send(LocalBargeIn(turn_id=1, at=now))
             await control.send(HeardReport(turn_id=1, heard_ms=500, total_ms=2000, at=now))
             if model_noticed:
-                await conv.feed.send(BargeIn(turn_id=1, source="marker"))
+                await conv.feed.send(SonicBargeIn(turn_id=1, source="marker"))
             await control.send(
                 CallerSpeechStopped(ended_at=now + 0.05, speech_ms=300, at=now + 0.05)
             )

@@ -31,9 +31,15 @@ from actors.call.report import CallJournal
 from actors.call.sonic_session import SessionMemory, SonicSession
 from actors.errors import SonicError, SonicFatalError, SonicRetryableError
 from actors.runtime import Mailbox, Overflow
-from actors.sonic import AssistantAudio as SonicAudio
-from actors.sonic import AssistantAudioEnded as SonicAudioEnded
-from actors.sonic import AssistantText, BargeIn, SonicSettings, ToolUseRequested, UserTranscript
+from actors.sonic import (
+    AssistantText,
+    SonicAudio,
+    SonicAudioEnded,
+    SonicBargeIn,
+    SonicSettings,
+    ToolUseRequested,
+    UserTranscript,
+)
 from actors.tools import (
     CallAction,
     EndCall,
@@ -352,7 +358,7 @@ async def test_a_spoken_intent_withholds_the_models_answer_then_plays_its_answer
                 audio(1),
                 AssistantText(text="We open at nine.", stage="FINAL", turn_id=1),
                 SonicAudioEnded(turn_id=1, stop_reason="END_TURN"),
-                BargeIn(turn_id=1, source="marker"),
+                SonicBargeIn(turn_id=1, source="marker"),
             )
             note = await h.text(1)
             assert "was not played" in note

@@ -20,8 +20,7 @@ from actors.call.protocol import (
 from actors.call.report import CallJournal
 from actors.call.sonic_session import SessionMemory, SonicSession
 from actors.runtime import Mailbox, Overflow
-from actors.sonic import AssistantAudio as SonicAudio
-from actors.sonic import SonicSettings, ToolUseRequested
+from actors.sonic import SonicAudio, SonicSettings, ToolUseRequested
 from actors.tools import Toolbox, ToolResult
 from tests.call.fake_sonic import FakeConnector, FakeConversation
 

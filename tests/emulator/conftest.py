@@ -39,7 +39,7 @@ from actors.wire import (
     SessionStart,
     TextConfiguration,
     TextInput,
-    ToolResult,
+    ToolResultInput,
     ToolResultInputConfiguration,
     TurnDetectionConfiguration,
     decode_output_event,
@@ -206,7 +206,9 @@ class SonicTestClient:
                 ),
             )
         )
-        await self.send(ToolResult(prompt_name=self.prompt, content_name=name, content=content))
+        await self.send(
+            ToolResultInput(prompt_name=self.prompt, content_name=name, content=content)
+        )
         await self.send(InputContentEnd(prompt_name=self.prompt, content_name=name))
 
     async def audio(self, pcm: bytes, *, chunk_ms: int = 20, realtime: float = 0.0) -> None:

@@ -18,7 +18,7 @@ from actors.wire import (
     SessionStart,
     TextConfiguration,
     TextInput,
-    ToolResult,
+    ToolResultInput,
     ToolResultInputConfiguration,
 )
 from gateway.emulator import CHAT_HISTORY_MESSAGE
@@ -101,7 +101,7 @@ def test_a_full_session_passes_and_records_rates() -> None:
             audio_start(rate=8000),
             audio(),
             tool_start,
-            ToolResult(prompt_name=P, content_name="R", content="{}"),
+            ToolResultInput(prompt_name=P, content_name="R", content="{}"),
             InputContentEnd(prompt_name=P, content_name="R"),
             audio(),
             *text("X", "USER"),  # cross-modal text while the audio block stays open
@@ -128,7 +128,7 @@ def test_tool_blocks_remember_their_tool_use_id() -> None:
             tool_result_input_configuration=ToolResultInputConfiguration(tool_use_id="U"),
         )
     )
-    validator.feed(ToolResult(prompt_name=P, content_name="R", content="{}"))
+    validator.feed(ToolResultInput(prompt_name=P, content_name="R", content="{}"))
     assert validator.last_block is not None
     assert validator.last_block.tool_use_id == "U"
 

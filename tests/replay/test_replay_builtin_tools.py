@@ -20,7 +20,7 @@ from actors.call import ACTION_MARK
 from gateway.replay import ScenarioError, format_report, parse_scenario, replay_stack
 
 if TYPE_CHECKING:
-    from gateway.replay.fake_twilio import RestAnswer, RestRequest
+    from gateway.replay.fake_twilio import RecordedRestRequest, RestAnswer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -101,7 +101,7 @@ def scenario_for(tool: str, arguments: str, answers: list[RestAnswer] | None = N
 
 async def run(
     tool: str, arguments: str, *, answers: list[RestAnswer] | None = None
-) -> tuple[list[RestRequest], float, list[str]]:
+) -> tuple[list[RecordedRestRequest], float, list[str]]:
     """Replay one call; the REST requests, when the prompt's mark was echoed (s), the results."""
     scenario = parse_scenario(scenario_for(tool, arguments, answers))
     async with replay_stack(scenario) as stack:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from gateway.replay.peer import BargeInRecord, PeerResult, TimelineEvent, TurnRecord
+from gateway.replay.peer import PeerBargeIn, PeerResult, TimelineEvent, TurnRecord
 from gateway.replay.playback import AnswerPlayback
 from gateway.replay.report import (
     CallRecord,
@@ -62,7 +62,7 @@ def peer_result() -> PeerResult:
             )
         ],
         barge_ins=[
-            BargeInRecord(
+            PeerBargeIn(
                 step=2,
                 answer=1,
                 signal=origin + 1.5,

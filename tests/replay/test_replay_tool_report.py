@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from gateway.replay.fake_tools import ToolRequest
-from gateway.replay.fake_twilio import RestRequest
+from gateway.replay.fake_twilio import RecordedRestRequest
 from gateway.replay.peer import PeerResult, TimelineEvent
 from gateway.replay.playback import AnswerPlayback
 from gateway.replay.report import CallRecord, build_report, format_report, format_summary
@@ -82,7 +82,7 @@ def record(*, results: list[str] | None = None) -> CallRecord:
 def services(*, rest_at: float = ORIGIN + 5.02, dial: str = "+15550100003") -> ServiceRecord:
     return ServiceRecord(
         rest_requests=[
-            RestRequest(
+            RecordedRestRequest(
                 method="POST",
                 path="/2010-04-01/Accounts/AC/Calls/CA1.json",
                 username="SK1",

@@ -180,7 +180,7 @@ def quiet(ms: int, seed: int) -> bytes:
     return rng.integers(-20, 20, size=16 * ms, dtype=np.int16).tobytes()
 
 
-class Call:
+class PooledCall:
     """One conversation, its caller audio in real time, and every event it received."""
 
     def __init__(self, connector: SonicConnector, name: str) -> None:
@@ -218,10 +218,10 @@ class Call:
 
 async def start_calls(
     tg: Any, connector: SonicConnector, audio: bytes, names: str
-) -> dict[str, Call]:
-    calls: dict[str, Call] = {}
+) -> dict[str, PooledCall]:
+    calls: dict[str, PooledCall] = {}
     for name in names:  # one after the other: emulator session numbers follow the names
-        calls[name] = Call(connector, name)
+        calls[name] = PooledCall(connector, name)
         await tg.start(calls[name].run, audio)
     return calls
 

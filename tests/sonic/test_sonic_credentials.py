@@ -11,11 +11,11 @@ import pytest
 
 from actors.errors import SonicFatalError
 from actors.sonic import (
-    AssistantAudio,
     BotocoreCredentials,
     CredentialCache,
     PinnedIdentityResolver,
     PoolSettings,
+    SonicAudio,
     SonicConnector,
     SonicSettings,
     StaticCredentials,
@@ -126,7 +126,7 @@ async def test_real_bedrock_session_opens_and_closes() -> None:
         answered = False
         with anyio.move_on_after(30):
             async for event in conv.events:
-                if isinstance(event, AssistantAudio):
+                if isinstance(event, SonicAudio):
                     answered = True
                     break
         assert answered, "no assistant audio within 30 s"

@@ -17,13 +17,13 @@ import pytest
 import audiocodec
 from actors.errors import SonicFatalError, SonicRetryableError
 from actors.sonic import (
-    AssistantAudio,
-    AssistantAudioEnded,
     AssistantText,
     HandedOver,
     HistoryTurn,
     PoolSettings,
     SessionClosed,
+    SonicAudio,
+    SonicAudioEnded,
     SonicConnector,
     SonicEvent,
     SonicSettings,
@@ -91,14 +91,14 @@ async def test_full_session_and_orderly_close() -> None:
         async with connector.conversation() as conv:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(feed_realtime, conv, caller_audio(1200, 1))
-                events = await collect_until(conv, AssistantAudioEnded, 10)
+                events = await collect_until(conv, SonicAudioEnded, 10)
                 tg.cancel_scope.cancel()
             final = await collect_until(conv, AssistantText, 5)
             await conv.aclose()
             rest = [e async for e in conv.events]
         events += final
         assert any(isinstance(e, UserTranscript) and e.final for e in events)
-        assert any(isinstance(e, AssistantAudio) for e in events)
+        assert any(isinstance(e, SonicAudio) for e in events)
         assert AssistantText in {type(e) for e in final}
         assert isinstance(rest[-1], SessionClosed)
         assert [t.role for t in conv.history_snapshot()] == ["USER", "ASSISTANT"]

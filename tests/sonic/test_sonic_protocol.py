@@ -6,12 +6,12 @@ import pytest
 
 from actors.errors import LocalProtocolError
 from actors.sonic import (
-    AssistantAudio,
-    AssistantAudioEnded,
-    AssistantAudioStarted,
     AssistantText,
-    BargeIn,
     HistoryTurn,
+    SonicAudio,
+    SonicAudioEnded,
+    SonicAudioStarted,
+    SonicBargeIn,
     SonicProtocol,
     SonicSettings,
     SonicTool,
@@ -192,19 +192,19 @@ def test_a_turn_decodes_into_internal_events() -> None:
     assert kinds == [
         "UserTranscript",
         "AssistantText",
-        "AssistantAudioStarted",
-        "AssistantAudio",
-        "AssistantAudio",
-        "AssistantAudioEnded",
+        "SonicAudioStarted",
+        "SonicAudio",
+        "SonicAudio",
+        "SonicAudioEnded",
         "AssistantText",
         "ToolUseRequested",
         "CompletionEnded",
     ]
     assert events[0] == UserTranscript(text="where is my order", final=True)
     assert events[1] == AssistantText(text="It shipped.", stage="SPECULATIVE", turn_id=1)
-    assert events[2] == AssistantAudioStarted(turn_id=1, rate=24000)
-    assert isinstance(events[3], AssistantAudio)
-    assert events[5] == AssistantAudioEnded(turn_id=1, stop_reason="END_TURN")
+    assert events[2] == SonicAudioStarted(turn_id=1, rate=24000)
+    assert isinstance(events[3], SonicAudio)
+    assert events[5] == SonicAudioEnded(turn_id=1, stop_reason="END_TURN")
     assert events[6] == AssistantText(text="It shipped.", stage="FINAL", turn_id=1)
     assert events[7] == ToolUseRequested(tool_use_id="U", name="get_order", arguments_json="{}")
 
@@ -225,11 +225,11 @@ def test_both_barge_in_signals_make_one_barge_in_and_late_audio_is_dropped() -> 
         _text("f", "ASSISTANT", "A long"),
         _end("f", "TEXT", "INTERRUPTED"),
     )
-    barge = [e for e in events if isinstance(e, BargeIn)]
-    assert barge == [BargeIn(turn_id=1, source="marker")]
-    ended = [e for e in events if isinstance(e, AssistantAudioEnded)]
-    assert ended == [AssistantAudioEnded(turn_id=1, stop_reason="INTERRUPTED")]
-    assert sum(isinstance(e, AssistantAudio) for e in events) == 1
+    barge = [e for e in events if isinstance(e, SonicBargeIn)]
+    assert barge == [SonicBargeIn(turn_id=1, source="marker")]
+    ended = [e for e in events if isinstance(e, SonicAudioEnded)]
+    assert ended == [SonicAudioEnded(turn_id=1, stop_reason="INTERRUPTED")]
+    assert sum(isinstance(e, SonicAudio) for e in events) == 1
     assert p.statistics()["audio_dropped"] == 1
     # The next answer is a new turn and can be interrupted again.
     more = _feed(
@@ -238,7 +238,7 @@ def test_both_barge_in_signals_make_one_barge_in_and_late_audio_is_dropped() -> 
         _start("a2", "AUDIO", "ASSISTANT"),
         _end("a2", "AUDIO", "INTERRUPTED"),
     )
-    assert BargeIn(turn_id=2, source="interrupted") in more
+    assert SonicBargeIn(turn_id=2, source="interrupted") in more
 
 
 def test_barge_in_after_audio_end_turn_is_still_reported() -> None:
@@ -253,6 +253,6 @@ def test_barge_in_after_audio_end_turn_is_still_reported() -> None:
         _text("f", "ASSISTANT", "partial"),
         _end("f", "TEXT", "INTERRUPTED"),
     )
-    assert [e for e in events if isinstance(e, BargeIn)] == [
-        BargeIn(turn_id=1, source="interrupted")
+    assert [e for e in events if isinstance(e, SonicBargeIn)] == [
+        SonicBargeIn(turn_id=1, source="interrupted")
     ]

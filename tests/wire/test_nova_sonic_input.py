@@ -24,17 +24,17 @@ from actors.wire import (
     InputEventBody,
     PromptEnd,
     PromptStart,
+    PromptTool,
     SessionEnd,
     SessionStart,
     SonicEventError,
     TextConfiguration,
     TextInput,
-    Tool,
     ToolChoice,
     ToolChoiceTool,
     ToolConfiguration,
     ToolInputSchema,
-    ToolResult,
+    ToolResultInput,
     ToolResultInputConfiguration,
     ToolSpec,
     ToolUseOutputConfiguration,
@@ -85,7 +85,7 @@ EXAMPLES = {
     "sessionEnd": SESSION_END,
 }
 
-TOOL = Tool(
+TOOL = PromptTool(
     tool_spec=ToolSpec(
         name="get_order",
         description="Look up an order",
@@ -142,7 +142,7 @@ BODIES: list[InputEventBody] = [
     ),
     TextInput(prompt_name="P", content_name="C1", content='You are a helpful agent. ✓ "quoted"'),
     AudioInput(prompt_name="P", content_name="A1", content=bytes(range(256))),
-    ToolResult(prompt_name="P", content_name="T1", content='{"status":"shipped"}'),
+    ToolResultInput(prompt_name="P", content_name="T1", content='{"status":"shipped"}'),
     InputContentEnd(prompt_name="P", content_name="C1"),
     PromptEnd(prompt_name="P"),
     SessionEnd(),

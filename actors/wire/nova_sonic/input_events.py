@@ -40,18 +40,18 @@ __all__ = [
     "InputEventBody",
     "PromptEnd",
     "PromptStart",
+    "PromptTool",
     "SessionEnd",
     "SessionStart",
     "TextConfiguration",
     "TextInput",
-    "Tool",
     "ToolChoice",
     "ToolChoiceAny",
     "ToolChoiceAuto",
     "ToolChoiceTool",
     "ToolConfiguration",
     "ToolInputSchema",
-    "ToolResult",
+    "ToolResultInput",
     "ToolResultInputConfiguration",
     "ToolSpec",
     "ToolUseOutputConfiguration",
@@ -129,7 +129,7 @@ class ToolSpec(_Strict, frozen=True, kw_only=True):
     input_schema: ToolInputSchema
 
 
-class Tool(_Strict, frozen=True, kw_only=True):
+class PromptTool(_Strict, frozen=True, kw_only=True):
     """``toolConfiguration.tools[]`` item."""
 
     tool_spec: ToolSpec
@@ -169,7 +169,7 @@ TOOL_CHOICE_ANY: Final = ToolChoice(any=ToolChoiceAny())
 class ToolConfiguration(_StrictOptional, frozen=True, kw_only=True):
     """``promptStart.toolConfiguration``."""
 
-    tools: list[Tool]
+    tools: list[PromptTool]
     tool_choice: ToolChoice | None = None
 
 
@@ -254,7 +254,7 @@ class AudioInput(_Strict, frozen=True, kw_only=True):
     content: bytes
 
 
-class ToolResult(_Strict, frozen=True, kw_only=True):
+class ToolResultInput(_Strict, frozen=True, kw_only=True):
     """``toolResult``: ``content`` is stringified JSON."""
 
     prompt_name: str
@@ -285,7 +285,7 @@ InputEventBody = (
     | InputContentStart
     | TextInput
     | AudioInput
-    | ToolResult
+    | ToolResultInput
     | InputContentEnd
     | PromptEnd
     | SessionEnd
@@ -300,7 +300,7 @@ class InputEvent(_StrictOptional, frozen=True, kw_only=True):
     content_start: InputContentStart | None = None
     text_input: TextInput | None = None
     audio_input: AudioInput | None = None
-    tool_result: ToolResult | None = None
+    tool_result: ToolResultInput | None = None
     content_end: InputContentEnd | None = None
     prompt_end: PromptEnd | None = None
     session_end: SessionEnd | None = None
@@ -319,7 +319,7 @@ _INPUT_ATTR: Final[dict[type[InputEventBody], str]] = {
     InputContentStart: "content_start",
     TextInput: "text_input",
     AudioInput: "audio_input",
-    ToolResult: "tool_result",
+    ToolResultInput: "tool_result",
     InputContentEnd: "content_end",
     PromptEnd: "prompt_end",
     SessionEnd: "session_end",
