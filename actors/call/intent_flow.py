@@ -224,10 +224,11 @@ class IntentFlow:
         if len(self._withheld) > _WITHHELD_KEPT:
             del self._withheld[next(iter(self._withheld))]
         self.turns_withheld += 1
-        # The caller never hears it: neither history may say it was said.
-        self._memory.history.note_heard(turn_id, 0.0)
+        # The caller never hears it: the call's history (the conversation's) may not say it was.
         if self._conv is not None:
             self._conv.note_heard(sonic_turn, 0.0)
+        else:
+            self._memory.history.note_heard(sonic_turn, 0.0)
         _log.info("intent.turn_withheld", turn_id=turn_id)
         if self._answer_started is not None:
             self._answer_started.set()

@@ -124,13 +124,12 @@ from actors.sonic import (
 from actors.tools import Toolbox, ToolRunner
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     from anyio.abc import TaskStatus
 
     from actors.call.report import CallJournal
     from actors.sonic import (
-        HistoryTurn,
         SonicConnector,
         SonicConversation,
         SonicEvent,
@@ -169,7 +168,8 @@ class SessionMemory:
 
     Attributes:
         history: FINAL user/assistant text of the whole call, truncated to what was heard: the
-            context a fresh session should start from.
+            context a fresh session should start from. The call's one history: each
+            conversation continues and keeps it (``shared_history``).
         turn_offset: the call's last turn id when the current SonicSession started (its Sonic
             turns are numbered after it).
         last_turn_id: the highest call turn id given out so far.
@@ -312,8 +312,6 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
         task_status.started()
         failure: SonicError | None = None
         try:
-            # A restarted session continues from what the caller heard so far, not from blank.
-            history = memory.history.shaped() if memory.sessions > 1 else ()
             async with anyio.create_task_group() as outer:
                 # Keys (and so the intents they trigger) are served while Sonic opens: an intent
                 # needs no model. Intent actions run here too; cancelled once the stream closed.
@@ -331,7 +329,7 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 outer.start_soon(self._pump_control)
                 # Its own task: due before the conversation is open after a lost session, too.
                 outer.start_soon(self._hold_timer)
-                failure = await self._converse(history)
+                failure = await self._converse()
                 outer.cancel_scope.cancel()
         finally:
             self._conv = None
@@ -352,10 +350,14 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             raise failure
         self.state = "closed"
 
-    async def _converse(self, history: Sequence[HistoryTurn]) -> SonicError | None:
+    async def _converse(self) -> SonicError | None:
         """Open the conversation, pump until the call ends, close it in order; its failure is
-        returned (raised by the caller, outside the task group that would wrap it)."""
-        opening = self._connector.conversation(history=history, settings=self._settings)
+        returned (raised by the caller, outside the task group that would wrap it). The
+        conversation keeps the call's one history (``SessionMemory.history``): a restarted
+        session continues from what the caller heard so far, not from blank."""
+        opening = self._connector.conversation(
+            shared_history=self._memory.history, settings=self._settings
+        )
         self._opening = opening
         if self._stop_by is not None:
             opening.stop_by(self._stop_by)
@@ -473,13 +475,13 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
                 case HeardReport(turn_id=turn_id, heard_ms=heard, total_ms=total):
                     fraction = 1.0 if total <= 0 else heard / total
                     unheard.heard(turn_id, fraction)
-                    if turn_id in self._prompt_turns:
-                        continue  # a hold prompt: not in the model's history
-                    self._memory.history.note_heard(turn_id, fraction)
                     sonic_turn = self._turn_ids.sonic_id(turn_id)
-                    conv = self._conv
-                    if sonic_turn is not None and conv is not None:
-                        conv.note_heard(sonic_turn, fraction)
+                    if sonic_turn is not None:  # not a prompt: a turn of this conversation
+                        conv = self._conv
+                        if conv is not None:
+                            conv.note_heard(sonic_turn, fraction)  # in the call's history
+                        else:
+                            self._memory.history.note_heard(sonic_turn, fraction)
                 case PromptPlayed(turn_id=turn_id, interrupted=interrupted):
                     if self._flow is not None:
                         self._flow.prompt_played(turn_id, interrupted=interrupted)
@@ -596,15 +598,14 @@ class SonicSession(Actor[SonicControl | CallerAudio]):
             case UserTranscript(text=text, final=True):
                 self._unheard.model_noticed()
                 self._journal.user_lines.append((now, text))
-                self._memory.history.add_user(text)
                 _log.info("sonic_session.user_transcript", pii_transcript=text)
                 await self.send_to(self._turn_control, UserTranscribed(text=text, at=now))
                 if self._flow is not None:
                     await self._flow.on_transcript(text)
             case AssistantText(text=text, stage="FINAL", turn_id=sonic_turn):
                 turn_id = self._call_turn(sonic_turn)
-                # A withheld turn's text is cut to nothing (never heard); the report omits it.
-                self._memory.history.add_assistant(text, turn_id=turn_id)
+                # The conversation recorded the text in the call's history; a withheld turn's is
+                # cut to nothing there (never heard), and the report omits it.
                 withheld = self._withheld(turn_id)
                 if not withheld:
                     self._journal.assistant_lines.append((now, turn_id, text))

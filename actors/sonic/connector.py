@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from actors.sonic.credentials import CredentialsProvider
-    from actors.sonic.history import HistoryTurn
+    from actors.sonic.history import ConversationHistory, HistoryTurn
     from actors.sonic.settings import SonicSettings
 
 __all__ = ["ConnectorStatistics", "SonicConnector"]
@@ -226,6 +226,7 @@ class SonicConnector:
         events_capacity: int = 256,
         history: Sequence[HistoryTurn] = (),
         settings: SonicSettings | None = None,
+        shared_history: ConversationHistory | None = None,
     ) -> SonicConversation:
         """A new conversation on this connector (enter it with ``async with``).
 
@@ -235,6 +236,8 @@ class SonicConnector:
                 first session sends them after the system prompt, shaped like any history.
             settings: the conversation's own settings (same region, endpoint and CA as the
                 connector's); None: the connector's.
+            shared_history: the call's history to continue and keep up to date (it outlives the
+                conversation); None: the conversation keeps its own, seeded with ``history``.
 
         Raises:
             ValueError: ``settings`` name another region, endpoint or CA bundle.
@@ -242,7 +245,11 @@ class SonicConnector:
         if settings is not None:
             self._check_same_endpoint(settings)
         return SonicConversation(
-            self, events_capacity=events_capacity, history=history, settings=settings
+            self,
+            events_capacity=events_capacity,
+            history=history,
+            settings=settings,
+            shared_history=shared_history,
         )
 
     async def open_stream(

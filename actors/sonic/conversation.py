@@ -124,6 +124,8 @@ class SonicConversation:
             real time; the receive loop waits when the consumer lags).
         settings: this conversation's settings (a call's route: system prompt, voice, tools);
             None: the connector's.
+        shared_history: the call's history to continue and keep (a SonicSession's memory, which
+            outlives this conversation); None: a history of its own, seeded with ``history``.
     """
 
     def __init__(
@@ -133,15 +135,21 @@ class SonicConversation:
         events_capacity: int = 256,
         history: Sequence[HistoryTurn] = (),
         settings: SonicSettings | None = None,
+        shared_history: ConversationHistory | None = None,
     ) -> None:
         self._connector = connector
         s = connector.settings if settings is None else settings
         self._settings = s
-        self._history = ConversationHistory(
-            max_turns=s.history_max_turns,
-            max_bytes_per_turn=s.history_max_bytes_per_turn,
-            max_total_bytes=s.history_max_total_bytes,
-        )
+        if shared_history is not None:
+            # The call's one history: this conversation continues it (and writes to it).
+            shared_history.seal()
+            self._history = shared_history
+        else:
+            self._history = ConversationHistory(
+                max_turns=s.history_max_turns,
+                max_bytes_per_turn=s.history_max_bytes_per_turn,
+                max_total_bytes=s.history_max_total_bytes,
+            )
         self._history.seed(history)
         self._ring = CallerAudioRing(s.replay_bytes)
         self._planner = HandoverPlanner(s)

@@ -89,6 +89,14 @@ class ConversationHistory:
             if text:
                 self._append(_Entry(turn.role, text, None))
 
+    def seal(self) -> None:
+        """A new conversation continues this history: its assistant turns are numbered from 1
+        again, so the turns recorded so far can no longer be named by a turn id."""
+        for entry in self._entries:
+            entry.turn_id = None
+        self._pending_heard.clear()
+        self._last_assistant_turn = None
+
     def add_user(self, text: str) -> None:
         """Record a FINAL caller transcript (empty or blank text is ignored)."""
         text = text.strip()

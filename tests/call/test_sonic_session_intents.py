@@ -98,6 +98,7 @@ class Scripted(FakeConversation):
 
     def note_heard(self, turn_id: int | None, fraction: float) -> None:
         self.heard.append((turn_id, fraction))
+        super().note_heard(turn_id, fraction)
 
     async def send_tool_result(self, tool_use_id: str, content_json: str) -> bool:
         self.results.append((tool_use_id, content_json))
@@ -456,7 +457,9 @@ class SlowOpening(FakeConnector[Scripted]):
         super().__init__(conv)
         self.release = anyio.Event()
 
-    def conversation(self, *, history: object = (), settings: object = None) -> Opening:
+    def conversation(
+        self, *, history: object = (), settings: object = None, shared_history: object = None
+    ) -> Opening:
         return Opening(self._open())
 
     @contextlib.asynccontextmanager
@@ -490,7 +493,9 @@ class Failing(FakeConnector[Scripted]):
     error: SonicError = SonicFatalError("accessDeniedException", "no access")
     after_open = False
 
-    def conversation(self, *, history: object = (), settings: object = None) -> Opening:
+    def conversation(
+        self, *, history: object = (), settings: object = None, shared_history: object = None
+    ) -> Opening:
         return Opening(self._open())
 
     @contextlib.asynccontextmanager

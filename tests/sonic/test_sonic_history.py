@@ -111,3 +111,22 @@ def test_ring_keeps_the_last_bytes() -> None:
     empty.append(b"xy")
     assert empty.snapshot() == b""
     assert empty.total_bytes == 2
+
+
+def test_a_sealed_history_is_continued_without_its_turn_ids_colliding() -> None:
+    # One call's history across two conversations: both number their assistant turns from 1.
+    h = _history()
+    h.add_user("What are your hours?")
+    h.add_assistant("Nine to five on weekdays.", turn_id=1)
+    h.note_heard(2, 0.5)  # pending for a turn 2 that never came
+    h.seal()  # the next conversation continues it
+    h.add_user("And on Saturday?")
+    h.add_assistant("Closed on Saturdays.", turn_id=2)  # not cut by the old pending report
+    h.add_assistant("Sorry, I mean open till noon.", turn_id=1)
+    h.note_heard(1, 0.0)  # the new turn 1 was not heard; the old turn 1 stays whole
+    assert [(t.role, t.text) for t in h.shaped()] == [
+        ("USER", "What are your hours?"),
+        ("ASSISTANT", "Nine to five on weekdays."),
+        ("USER", "And on Saturday?"),
+        ("ASSISTANT", "Closed on Saturdays."),
+    ]
