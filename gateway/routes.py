@@ -24,7 +24,6 @@ keys; errors about a number name its position (``routes[1].numbers[0]``), never 
 from __future__ import annotations
 
 import re
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Final, Literal
 
@@ -32,6 +31,7 @@ import attrs
 import msgspec
 
 from actors.errors import ConfigError, RemoteProtocolError
+from gateway.tools import check_http_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -301,7 +301,7 @@ def check_call_webhook(webhook: CallWebhookConfig, key: Callable[[str], str]) ->
         if webhook.secret is not None:
             raise ConfigError(key("url"), "set when a secret is (the URL the webhook is POSTed to)")
         return
-    _check_url(webhook.url, key("url"))
+    check_http_url(webhook.url, key("url"))
     secret = webhook.secret
     if secret is None:
         raise ConfigError(key("secret"), "set with url: the HMAC-SHA256 key that signs requests")
@@ -363,19 +363,3 @@ def check_routes(
                 route.greeting,
             )
         check_call_webhook(route.webhook, f"{key}.webhook.".__add__)
-
-
-def _check_url(url: str, key: str) -> None:
-    expected = "an absolute http:// or https:// URL without credentials or fragment"
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a malformed port
-    except ValueError:
-        raise ConfigError(key, expected, url) from None
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.fragment
-        or parts.username is not None
-    ):
-        raise ConfigError(key, expected, url)

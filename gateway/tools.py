@@ -35,6 +35,7 @@ __all__ = [
     "TransferTarget",
     "build_toolbox",
     "check_builtin_tools",
+    "check_http_url",
     "check_tools",
     "fallback_transfer",
     "open_tool_client",
@@ -183,7 +184,7 @@ def check_tools(tools: Sequence[ToolConfig]) -> None:
             raise ConfigError(f"{key}.input_schema", '"properties" as an object', tool.input_schema)
         if tool.url is None:
             raise ConfigError(f"{key}.url", f'set for kind = "{tool.kind}"')
-        _check_url(tool.url, f"{key}.url")
+        check_http_url(tool.url, f"{key}.url")
         for secret, field in ((tool.bearer_token, "bearer_token"), (tool.hmac_key, "hmac_key")):
             if secret is not None and (len(secret) < _SECRET_MIN or secret.strip() != secret):
                 raise ConfigError(f"{key}.{field}", "a secret of at least 8 characters, no spaces")
@@ -228,7 +229,9 @@ def check_builtin_tools(tools: Sequence[ToolConfig], *, rest_configured: bool) -
             )
 
 
-def _check_url(url: str, key: str) -> None:
+def check_http_url(url: str, key: str) -> None:
+    """Refuse anything but an absolute http(s) URL without credentials or fragment (``key``
+    names the setting in the error)."""
     expected = "an absolute http:// or https:// URL without credentials or fragment"
     try:
         parts = urllib.parse.urlsplit(url)
