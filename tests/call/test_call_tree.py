@@ -39,6 +39,7 @@ from actors.wire import (
 )
 from gateway.emulator import EmulatorSettings, run_emulator
 from gateway.replay.playback import MarkDone, PlaybackBuffer
+from tests.waiting import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -246,13 +247,6 @@ async def call_env(
                 yield emu, call, peer, reports
             finally:
                 socket.dispose()
-
-
-async def wait_for(predicate: Any, limit_s: float) -> None:
-    """Wait (bounded) until ``predicate()`` holds: a test probe of state the actors own."""
-    with anyio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110  # no event exists for arbitrary test predicates
-            await anyio.sleep(0.01)
 
 
 def live_tasks() -> set[asyncio.Task[Any]]:

@@ -25,6 +25,7 @@ from gateway.emulator import Emulator, EmulatorSettings, run_emulator
 from gateway.logs import configure_logging
 from gateway.server import RunningGateway, serve_gateway
 from gateway.wiring import build_call_factory
+from tests.waiting import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -139,12 +140,6 @@ def stop(seq: int) -> str:
             "stop": {"accountSid": "AC" + "0" * 32, "callSid": CALL_SID},
         }
     )
-
-
-async def wait_for(predicate: Callable[[], bool], limit_s: float) -> None:
-    with anyio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110  # no event exists for these test probes
-            await anyio.sleep(0.01)
 
 
 @attrs.define

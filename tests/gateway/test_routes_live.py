@@ -10,7 +10,6 @@ import io
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import attrs
 import httpx
 import msgspec
@@ -27,9 +26,10 @@ from gateway.tools import open_tool_client
 from gateway.wiring import build_call_factory, open_sonic_connector
 from tests.gateway.fake_call_webhook import SECRET, FakeCallWebhook, Hang, Raw, serving
 from tests.gateway.test_app_live import wait_close_code
+from tests.waiting import wait_for
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
     from gateway.emulator.session import EmulatedSession
 
@@ -123,13 +123,6 @@ async def answer_webhook(stack: Stack, call_sid: str, to: str) -> dict[str, str]
     stream = ET.fromstring(response.content).find("./Connect/Stream")
     assert stream is not None
     return {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
-
-
-async def wait_for(predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
-    """Wait (bounded) until ``predicate()`` holds: a probe of what the emulator recorded."""
-    with anyio.fail_after(limit_s):
-        while not predicate():  # noqa: ASYNC110  # no event exists for arbitrary test predicates
-            await anyio.sleep(0.01)
 
 
 async def call_until_prompted(
