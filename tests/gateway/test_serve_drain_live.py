@@ -131,7 +131,10 @@ class TwilioCall:
         with anyio.CancelScope() as self.streaming:
             while True:
                 chunk += 1
-                await self.send(lambda seq: media_frame(self.stream_sid, seq, SILENCE))
+                try:
+                    await self.send(lambda seq: media_frame(self.stream_sid, seq, SILENCE))
+                except ConnectionClosed:
+                    return  # the gateway closed the socket: Twilio stops streaming too
                 await anyio.sleep(0.02)  # Twilio's frame clock
 
     async def receive(self) -> int | None:
