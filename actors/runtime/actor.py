@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
+from anyio.lowlevel import checkpoint
 
 from actors.errors import MailboxClosed
 from actors.runtime.mailbox import MailboxStats, receive_either
@@ -153,6 +154,10 @@ class Actor[M]:
         """
         if deadline is None:
             return await self.receive()
+        if anyio.current_time() >= deadline:
+            # A due deadline comes before queued messages (receive takes those without a yield).
+            await checkpoint()
+            return None
         with anyio.move_on_at(deadline):
             return await self.receive()
         return None

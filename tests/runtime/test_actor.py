@@ -133,5 +133,7 @@ async def test_receive_until_returns_a_message_or_none_at_the_deadline() -> None
         # Nothing waits: the deadline (already passed) gives None, and nothing is consumed.
         assert await egress.receive_until(anyio.current_time() - 1) is None
         audio.send_nowait(Audio(pcm=b"b"))
+        # A deadline already due comes first even with a message queued, which stays queued.
+        assert await egress.receive_until(anyio.current_time() - 1) is None
         assert await egress.receive_until(anyio.current_time() + 60) == Audio(pcm=b"b")
     assert egress.messages_in == 3

@@ -185,6 +185,47 @@ async def test_cancelled_receive_loses_no_message() -> None:
     assert box.statistics().received == 1
 
 
+async def test_a_cancelled_receiver_takes_nothing_even_with_messages_queued() -> None:
+    box = Mailbox[int]("m", 2)
+    await box.send(7)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await box.receive()
+    assert scope.cancelled_caught
+    assert box.receive_nowait() == 7
+
+
+async def test_a_queued_message_is_taken_without_yielding_to_other_tasks() -> None:
+    box = Mailbox[int]("m", 4)
+    ran: list[str] = []
+
+    async def other() -> None:
+        ran.append("other")
+
+    async with anyio.create_task_group() as tg:
+        await box.send(1)
+        await box.send(2)
+        tg.start_soon(other)
+        assert [await box.receive(), await box.receive()] == [1, 2]
+        assert ran == []  # both were taken before the other task had a turn
+    assert ran == ["other"]
+
+
+async def test_a_waiting_receiver_is_woken_by_a_send_and_leaves_no_wakeup() -> None:
+    box = Mailbox[int]("m", 2)
+    got: list[int] = []
+
+    async def consumer() -> None:
+        got.append(await box.receive())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer)
+        await anyio.wait_all_tasks_blocked()
+        assert box.send_nowait(5)
+    assert got == [5]
+    assert not box._wakeups
+
+
 async def test_statistics_is_immutable_and_json_encodable() -> None:
     box = Mailbox[int]("audio", 3, Overflow.DROP_OLDEST)
     await box.send(1)
