@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from enum import Enum, auto
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Final, final
 
 import attrs
 
@@ -95,6 +95,12 @@ if TYPE_CHECKING:
 
 __all__ = ["InputState", "SonicProtocol"]
 
+MERGED_EVENT_SAMPLES: Final = 1024
+"""Most samples in one ``audioInput`` event made from several frames at once (the AWS samples
+send 512 or 1024 per event). Audio released several frames at a time (quiet held back, speech in
+the caller's own turn) goes in events of whole frames up to this, so fewer events are encoded,
+signed and decoded; a single frame (sound over an answer) is still one event."""
+
 
 class InputState(Enum):
     """Where the input side of one stream is."""
@@ -137,6 +143,7 @@ class SonicProtocol:
         self._audio_name = ""
         self._pending = bytearray()
         self._batch = settings.batch_bytes
+        self._merged = max(1, MERGED_EVENT_SAMPLES * 2 // self._batch) * self._batch
         self._history_sent = False
         self._audio_bytes_sent = 0
         # Output side.
@@ -259,10 +266,18 @@ class SonicProtocol:
         """Batch caller PCM; return the ``audioInput`` events now complete (possibly none)."""
         self._expect(InputState.AUDIO, "audio")
         pending = self._pending
-        if not pending and len(pcm) == self._batch:
-            # Hot path: one frame per event, no copy into the batch buffer.
+        batch = self._batch
+        if not pending and len(pcm) % batch == 0:
+            # Hot path: whole frames, no copy into the batch buffer; one frame is one event, and
+            # several go in events of up to MERGED_EVENT_SAMPLES.
             self._audio_bytes_sent += len(pcm)
-            return [encode_audio_input(self._prompt, self._audio_name, pcm)]
+            if len(pcm) <= batch:
+                return [encode_audio_input(self._prompt, self._audio_name, pcm)] if pcm else []
+            step = self._merged
+            return [
+                encode_audio_input(self._prompt, self._audio_name, pcm[at : at + step])
+                for at in range(0, len(pcm), step)
+            ]
         pending += pcm
         events: list[bytes] = []
         while len(pending) >= self._batch:

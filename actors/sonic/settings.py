@@ -137,7 +137,9 @@ class SonicSettings:
             proxy); the process trust store is left alone.
         tcp_nodelay: set TCP_NODELAY on the client's sockets (awscrt cannot; see transport.py):
             removes 20-25 ms p90 spikes of small events at 20 ms batching.
-        audio_batch_ms: milliseconds of caller audio per ``audioInput`` event (multiple of 20).
+        audio_batch_ms: milliseconds of caller audio per ``audioInput`` event (multiple of 20);
+            audio released several of these at once goes in events of up to 1024 samples
+            (:data:`actors.sonic.protocol.MERGED_EVENT_SAMPLES`).
         quiet_batch_ms: while the caller is quiet (the local VAD hears no sound), caller audio
             is written to the stream this much at a time, as several ``audioInput`` events in one
             write; sound is written as it arrives. A multiple of 20; at most ``audio_batch_ms``

@@ -18,6 +18,7 @@ from actors.sonic import (
     ToolUseRequested,
     UserTranscript,
 )
+from actors.sonic.protocol import MERGED_EVENT_SAMPLES
 from actors.wire import (
     AudioInput,
     AudioOutput,
@@ -115,6 +116,31 @@ def test_audio_is_batched_exactly(batch_ms: int) -> None:
     tail = p.flush_audio()
     assert len(tail) == (0 if 9 * 20 % batch_ms == 0 else 1)
     assert p.audio_bytes_sent == 9 * 640
+
+
+@pytest.mark.parametrize(
+    ("rate", "frames", "sizes_ms"),
+    [
+        (16000, 1, [20]),  # one frame: one event, as it arrived
+        (16000, 5, [60, 40]),  # 1024 samples hold three 20 ms frames at 16 kHz
+        (16000, 20, [60] * 6 + [40]),
+        (8000, 5, [100]),
+        (24000, 5, [40, 40, 20]),
+    ],
+)
+def test_several_frames_at_once_go_in_events_of_up_to_1024_samples(
+    rate: int, frames: int, sizes_ms: list[int]
+) -> None:
+    p = _ready(SonicSettings(input_rate=rate))
+    p.open_audio()
+    per_ms = rate * 2 // 1000
+    pcm = bytes(i % 251 for i in range(frames * 20 * per_ms))
+    audio = [e for e in map(decode_input_event, p.audio(pcm)) if isinstance(e, AudioInput)]
+    assert [len(e.content) // per_ms for e in audio] == sizes_ms
+    assert all(len(e.content) // 2 <= MERGED_EVENT_SAMPLES for e in audio)
+    assert b"".join(e.content for e in audio) == pcm  # in order, nothing lost or repeated
+    assert p.audio_bytes_sent == len(pcm)
+    assert p.flush_audio() == []
 
 
 def test_text_units_and_orderly_close() -> None:
