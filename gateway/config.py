@@ -297,7 +297,7 @@ class SonicConfig:
     ca_bundle: Path | None = None
     audio_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=200, multiple_of=20)] = 20
     quiet_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=400, multiple_of=20)] = 200
-    speech_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=100, multiple_of=20)] = 40
+    speech_batch_ms: Annotated[int, msgspec.Meta(ge=20, le=100, multiple_of=20)] = 100
     handover_after_s: Annotated[float, msgspec.Meta(ge=1.0, le=470.0)] = 360.0
     stall_timeout_s: Annotated[float, msgspec.Meta(ge=0.0, le=600.0)] = 10.0
     pool_size: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2

@@ -184,7 +184,7 @@ class SonicSettings:
     tcp_nodelay: bool = True
     audio_batch_ms: int = 20
     quiet_batch_ms: int = 200
-    speech_batch_ms: int = 40
+    speech_batch_ms: int = 100
     handover_after_s: float = 360.0
     handover_grace_s: float = 60.0
     handover_quiet_s: float = 1.0
