@@ -96,10 +96,11 @@ if TYPE_CHECKING:
 __all__ = ["InputState", "SonicProtocol"]
 
 MERGED_EVENT_SAMPLES: Final = 1024
-"""Most samples in one ``audioInput`` event made from several frames at once (the AWS samples
-send 512 or 1024 per event). Audio released several frames at a time (quiet held back, speech in
-the caller's own turn) goes in events of whole frames up to this, so fewer events are encoded,
-signed and decoded; a single frame (sound over an answer) is still one event."""
+"""Most samples in one ``audioInput`` event made from several frames at once (64 ms at 16 kHz, so
+an event stays as short as a real-time client's). Audio released several frames at a time (quiet
+held back, speech in the caller's own turn) goes in events of whole frames up to this, so fewer
+events are encoded, signed and decoded; a single frame (sound over an answer) is still one
+event."""
 
 
 class InputState(Enum):
