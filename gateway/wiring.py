@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 from typing import TYPE_CHECKING, Final, final
 
 import anyio
@@ -430,4 +431,19 @@ async def open_call_stack(
 async def serve_command(config: GatewayConfig) -> None:
     """Run the whole service until a signal and the drain stop it; returns normally; blocks."""
     async with open_call_stack(config) as calls:
+        freeze_startup_heap()
         await run_gateway(config, calls.factory, debug_sources=calls.sources)
+
+
+def freeze_startup_heap() -> None:
+    """Keep what start-up built out of every later garbage collection (``gc.freeze``).
+
+    Why: the modules, the SDK, the prompt cache and the warm connections live as long as the
+    process, yet a full collection walks all of them, holding the event loop: under load with
+    100 calls one took 120 ms, and every call's audio stopped for that long. Frozen, they are
+    never scanned; the calls' own objects are collected as before. The price: a start-up object
+    that later becomes an unreachable cycle (a first warm connection, once replaced) is not
+    freed, a one-time amount bounded by what start-up built.
+    """
+    gc.collect()
+    gc.freeze()
